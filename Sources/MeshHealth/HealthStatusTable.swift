@@ -54,6 +54,8 @@ package struct HealthStatusTable {
   private var statuses: [String: MeshServingStatus]
   private var watchers: [String: [UInt64: Watcher]]
   private var nextWatcherID: UInt64
+  /// Tasks waiting for ``watcherCount`` to reach a value (see `waitForWatcherCount`).
+  private var watcherCountWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)]
   /// Set by ``enterTerminalState()``; every later update is ignored.
   package private(set) var isTerminal: Bool
   package private(set) var watcherCount: Int
@@ -63,6 +65,7 @@ package struct HealthStatusTable {
     self.statuses = ["": .serving]
     self.watchers = [:]
     self.nextWatcherID = 0
+    self.watcherCountWaiters = []
     self.isTerminal = false
     self.watcherCount = 0
   }
@@ -118,6 +121,7 @@ package struct HealthStatusTable {
     self.nextWatcherID &+= 1
     self.watchers[service, default: [:]][id] = watcher
     self.watcherCount += 1
+    self.resumeWatcherCountWaiters()
     watcher.yield(self.statuses[service].map { .known($0) } ?? .serviceUnknown)
     return WatcherID(service: service, id: id)
   }
@@ -129,9 +133,31 @@ package struct HealthStatusTable {
     }
     if serviceWatchers.removeValue(forKey: watcherID.id) != nil {
       self.watcherCount -= 1
+      self.resumeWatcherCountWaiters()
     }
     if !serviceWatchers.isEmpty {
       self.watchers[watcherID.service] = serviceWatchers
+    }
+  }
+
+  /// Resumes `continuation` once ``watcherCount`` equals `count` (at once if it does now).
+  package mutating func addWatcherCountWaiter(
+    count: Int,
+    continuation: CheckedContinuation<Void, Never>
+  ) {
+    if self.watcherCount == count {
+      continuation.resume()
+    } else {
+      self.watcherCountWaiters.append((count, continuation))
+    }
+  }
+
+  private mutating func resumeWatcherCountWaiters() {
+    let count = self.watcherCount
+    self.watcherCountWaiters.removeAll { waiter in
+      guard waiter.count == count else { return false }
+      waiter.continuation.resume()
+      return true
     }
   }
 

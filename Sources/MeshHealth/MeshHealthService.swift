@@ -100,6 +100,14 @@ public final class MeshHealthService: Sendable {
   public var watcherCount: Int {
     self.table.withLock { $0.watcherCount }
   }
+
+  /// Suspends until exactly `count` `Watch` streams are open. For tests and drain logic that must
+  /// wait for watchers to come or go without polling.
+  package func waitForWatcherCount(_ count: Int) async {
+    await withCheckedContinuation { continuation in
+      self.table.withLock { $0.addWatcherCountWaiter(count: count, continuation: continuation) }
+    }
+  }
 }
 
 extension MeshHealthService: RegistrableRPCService {
