@@ -33,12 +33,18 @@ let dependencies: [Package.Dependency] = [
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
 // access level and every existential explicit.
-let defaultSwiftSettings: [SwiftSetting] = [
+var defaultSwiftSettings: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
   .enableUpcomingFeature("InternalImportsByDefault"),
   .enableUpcomingFeature("MemberImportVisibility"),
 ]
+
+// scripts/test.sh (and so CI) treats this package's own warnings as errors. It is opt-in so that a
+// newer compiler's new warnings never break a user's build of this package as a dependency.
+if Context.environment["MESH_WARNINGS_AS_ERRORS"] == "1" {
+  defaultSwiftSettings.append(.unsafeFlags(["-warnings-as-errors"]))
+}
 
 let targets: [Target] = [
   // Generated code only; regenerate with scripts/generate-protos.sh.
@@ -85,9 +91,17 @@ let targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
+  // Drives real gRPC peers (Python grpcio, installed by scripts/test.sh) from the tests.
+  .target(
+    name: "InteropSupport",
+    path: "Tests/InteropSupport",
+    swiftSettings: defaultSwiftSettings
+  ),
+
   .testTarget(
     name: "MeshHealthTests",
     dependencies: [
+      .target(name: "InteropSupport"),
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -219,7 +219,8 @@ private final class TableBox: Sendable {
   private let table = Mutex(HealthStatusTable())
 
   func add() -> HealthStatusTable.WatcherID {
-    self.table.withLock { $0.addWatcher(AsyncStream.makeStream(of: WatchedStatus.self).1, for: "s") }
+    let (_, watcher) = AsyncStream.makeStream(of: WatchedStatus.self)
+    return self.table.withLock { $0.addWatcher(watcher, for: "s") }
   }
 
   func remove(_ id: HealthStatusTable.WatcherID) {

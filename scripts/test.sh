@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Copyright 2026, swift-grpc-mesh contributors. Licensed under the Apache License, Version 2.0.
+#
+# Runs every test: unit tests, loopback HTTP/2 tests and the interop tests against real gRPC peers
+# (Python grpcio from PyPI), with this package's own warnings as errors; then builds the examples.
+#
+# Sets up what it needs on first run: a virtual environment in .venv with
+# Tests/Interop/requirements.txt (remade when that file changes).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+venv="$root/.venv"
+requirements="$root/Tests/Interop/requirements.txt"
+stamp="$venv/.requirements.sha256"
+if [ ! -x "$venv/bin/python" ] || [ "$(sha256sum < "$requirements")" != "$(cat "$stamp" 2>/dev/null)" ]; then
+  step "Setting up the interop peers in .venv ($requirements)"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
+  sha256sum < "$requirements" > "$stamp"
+fi
+export MESH_INTEROP_PYTHON="$venv/bin/python"
+export MESH_WARNINGS_AS_ERRORS=1
+
+step "Checking the format (.swift-format)"
+swift format lint --strict --recursive Package.swift Sources Tests Examples/Package.swift Examples/Sources \
+  --configuration .swift-format
+
+step "Building (warnings are errors)"
+swift build --build-tests
+
+step "Running the tests"
+swift test --skip-build
+
+step "Building and running the examples"
+swift build --package-path Examples
+swift run --package-path Examples --skip-build health-demo
+
+step "All tests passed"
