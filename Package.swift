@@ -22,6 +22,8 @@ let products: [Product] = [
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
+  .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
+  .executable(name: "mesh", targets: ["mesh"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -29,6 +31,14 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
   .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
   .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+  .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+  .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+  .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+  .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+  .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+  .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+  .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+  .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
 ]
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
@@ -65,6 +75,12 @@ let targets: [Target] = [
     dependencies: [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+      .product(name: "X509", package: "swift-certificates"),
+      .product(name: "SwiftASN1", package: "swift-asn1"),
+      .product(name: "Logging", package: "swift-log"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -91,6 +107,40 @@ let targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
+  // The mesh's certificate authority: makes a CA and issues service certificates (`mesh certs`).
+  .target(
+    name: "MeshCertificates",
+    dependencies: [
+      .target(name: "MeshTransport"),
+      .product(name: "X509", package: "swift-certificates"),
+      .product(name: "Crypto", package: "swift-crypto"),
+      .product(name: "SwiftASN1", package: "swift-asn1"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // The `mesh` command line tool's commands, as a library so tests can run them in process.
+  .target(
+    name: "MeshCommands",
+    dependencies: [
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshTransport"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "X509", package: "swift-certificates"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // The `mesh` executable.
+  .executableTarget(
+    name: "mesh",
+    dependencies: [
+      .target(name: "MeshCommands"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
   // Drives real gRPC peers (Python grpcio, installed by scripts/test.sh) from the tests.
   .target(
     name: "InteropSupport",
@@ -108,6 +158,28 @@ let targets: [Target] = [
       .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  .testTarget(
+    name: "MeshTransportTests",
+    dependencies: [
+      .target(name: "InteropSupport"),
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshCommands"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshProto"),
+      .target(name: "MeshTransport"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "X509", package: "swift-certificates"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "SwiftASN1", package: "swift-asn1"),
     ],
     swiftSettings: defaultSwiftSettings
   ),

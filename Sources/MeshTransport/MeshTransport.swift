@@ -14,6 +14,6 @@
  * limitations under the License.
  */
 
-// MeshTransport is the NIO side of the mesh: TLS and service identities, one HTTP/2 connection
-// pool per endpoint, and the balancing `ClientTransport` that picks an endpoint for each attempt.
-// It is the only module that imports NIO; MeshClient depends on GRPCCore alone.
+// MeshTransport is the NIO side of the mesh: TLS and service identities (Security/), and, to come,
+// per-endpoint HTTP/2 connections and the balancing `ClientTransport` that picks an endpoint for
+// each attempt. It is the only module that imports NIO.
