@@ -1,0 +1,167 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import ArgumentParser
+import Foundation
+import MeshCertificates
+import MeshCommands
+import MeshTransport
+import Testing
+
+/// `mesh certs` run in process, as a user would run it.
+@Suite("mesh certs")
+struct MeshCertsCommandTests {
+  let directory = FileManager.default.temporaryDirectory
+    .appendingPathComponent("mesh-certs-\(UUID().uuidString)").path
+
+  func mesh(_ arguments: String...) throws {
+    var command = try MeshCommand.parseAsRoot(arguments)
+    try command.run()
+  }
+
+  func contents(_ path: String) throws -> Data {
+    try Data(contentsOf: URL(fileURLWithPath: path))
+  }
+
+  func mode(_ path: String) throws -> Int {
+    let attributes = try FileManager.default.attributesOfItem(atPath: path)
+    return (attributes[.posixPermissions] as? NSNumber)?.intValue ?? -1
+  }
+
+  /// Runs `openssl` with `arguments`; returns its exit status and output.
+  func openssl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["openssl"] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+  }
+
+  @Test("init and issue write the seed's layout, keys 0600, accepted by openssl verify")
+  func initAndIssue() async throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    try self.mesh("certs", "init", "--dir", self.directory, "--trust-domain", "prod.example")
+    try self.mesh(
+      "certs",
+      "issue",
+      "orders",
+      "--dir",
+      self.directory,
+      "--dns",
+      "orders.internal",
+      "--ip",
+      "127.0.0.1",
+      "--ip",
+      "::1",
+      "--days",
+      "30"
+    )
+
+    let layout = MeshCertificateDirectory(path: self.directory)
+    #expect(try self.mode(layout.caKeyPath) == 0o600)
+    #expect(try self.mode(layout.keyPath(service: "orders")) == 0o600)
+    #expect(try self.mode(layout.caCertificatePath) == 0o644)
+    #expect(try self.mode(layout.certificatePath(service: "orders")) == 0o644)
+
+    let verify = try self.openssl([
+      "verify", "-CAfile", layout.caCertificatePath, layout.certificatePath(service: "orders"),
+    ])
+    #expect(verify.status == 0, "\(verify.output)")
+    #expect(verify.output.contains(": OK"))
+
+    let text = try self.openssl([
+      "x509", "-noout", "-text", "-in", layout.certificatePath(service: "orders"),
+    ])
+    #expect(text.output.contains("URI:spiffe://prod.example/ns/default/svc/orders"))
+    #expect(text.output.contains("DNS:orders, DNS:localhost, DNS:orders.internal"))
+    #expect(text.output.contains("IP Address:127.0.0.1"))
+
+    // And the mesh loads what the tool wrote.
+    let credentials = try await MeshCredentials(.directory(self.directory, service: "orders"))
+    #expect(credentials.identities.first?.spiffeID == "spiffe://prod.example/ns/default/svc/orders")
+    let days = credentials.timeUntilExpiry().components.seconds / 86_400
+    #expect((29...30).contains(days))
+  }
+
+  @Test("Nothing is overwritten without --force, and nothing is lost when refused")
+  func refusesToOverwrite() throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    let layout = MeshCertificateDirectory(path: self.directory)
+    try self.mesh("certs", "init", "--dir", self.directory)
+    try self.mesh("certs", "issue", "orders", "--dir", self.directory)
+    let ca = try self.contents(layout.caCertificatePath)
+    let caKey = try self.contents(layout.caKeyPath)
+    let certificate = try self.contents(layout.certificatePath(service: "orders"))
+
+    #expect {
+      try self.mesh("certs", "init", "--dir", self.directory)
+    } throws: { ($0 as? MeshTLSError)?.code == .alreadyExists }
+    #expect {
+      try self.mesh("certs", "issue", "orders", "--dir", self.directory)
+    } throws: { ($0 as? MeshTLSError)?.code == .alreadyExists }
+    #expect(try self.contents(layout.caCertificatePath) == ca)
+    #expect(try self.contents(layout.caKeyPath) == caKey)
+    #expect(try self.contents(layout.certificatePath(service: "orders")) == certificate)
+
+    try self.mesh("certs", "issue", "orders", "--dir", self.directory, "--force")
+    #expect(try self.contents(layout.certificatePath(service: "orders")) != certificate)
+    #expect(try self.mode(layout.keyPath(service: "orders")) == 0o600)
+  }
+
+  @Test("Bad flags and inputs are clear errors")
+  func badInput() throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    // Rejected while parsing, before anything runs.
+    #expect(throws: (any Error).self) { try self.mesh("certs", "init", "--days", "0") }
+    #expect(throws: (any Error).self) { try self.mesh("certs", "issue", "bad_name!") }
+    #expect(throws: (any Error).self) { try self.mesh("certs", "issue", "a.b") }
+    #expect(throws: (any Error).self) { try self.mesh("certs", "frobnicate") }
+    #expect(throws: (any Error).self) { try self.mesh("certs", "issue") }
+
+    // Typed errors from running.
+    #expect {
+      try self.mesh("certs", "issue", "orders", "--dir", self.directory)
+    } throws: { ($0 as? MeshTLSError)?.code == .fileNotFound }
+    #expect {
+      try self.mesh("certs", "init", "--dir", self.directory, "--trust-domain", "Bad Domain")
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidIdentity }
+    try self.mesh("certs", "init", "--dir", self.directory)
+    #expect {
+      try self.mesh("certs", "issue", "orders", "--dir", self.directory, "--ip", "300.1.1.1")
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidConfiguration }
+    #expect {
+      try self.mesh("certs", "issue", "orders", "--dir", self.directory, "--dns", "bad_name")
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidIdentity }
+    #expect(
+      !FileManager.default.fileExists(
+        atPath: MeshCertificateDirectory(path: self.directory).certificatePath(service: "orders")
+      )
+    )
+
+    // A corrupted CA key is a typed error, not a crash.
+    try Data("not a key".utf8).write(
+      to: URL(fileURLWithPath: MeshCertificateDirectory(path: self.directory).caKeyPath)
+    )
+    #expect {
+      try self.mesh("certs", "issue", "orders", "--dir", self.directory)
+    } throws: { ($0 as? MeshTLSError)?.code == .malformedPEM }
+  }
+}
