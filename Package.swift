@@ -180,6 +180,7 @@ let targets: [Target] = [
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "SwiftASN1", package: "swift-asn1"),
+      .product(name: "InMemoryLogging", package: "swift-log"),
     ],
     swiftSettings: defaultSwiftSettings
   ),

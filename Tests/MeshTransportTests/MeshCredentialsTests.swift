@@ -15,6 +15,8 @@
  */
 
 import Foundation
+import InMemoryLogging
+import Logging
 import MeshCertificates
 import MeshTransport
 import Testing
@@ -262,6 +264,64 @@ struct MeshCredentialsLoadingTests {
     configuration = pki.configuration(for: "orders")
     configuration.keepalive.pingTimeout = .zero
     #expect(await self.failure(configuration) == .invalidConfiguration)
+  }
+
+  @Test("A certificate near its expiry is logged as a warning, at load and at each reload")
+  func expiryWarning() async throws {
+    let pki = try TestPKI()
+    defer { pki.remove() }
+    // Whole seconds, as X.509 times are.
+    let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+    try pki.issue("orders", notValidAfter: now.addingTimeInterval(3 * 86_400))
+    let logs = InMemoryLogHandler()
+    let logger = Logger(label: "test", factory: { _ in logs })
+
+    var configuration = pki.configuration(for: "orders")
+    configuration.expiryWarningWindow = .seconds(7 * 86_400)
+    let credentials = try await MeshCredentials(configuration, logger: logger, now: now)
+    #expect(credentials.timeUntilExpiry(now: now) == .seconds(3 * 86_400))
+
+    func warnings() -> [InMemoryLogHandler.Entry] {
+      logs.entries.filter { $0.level == .warning && $0.metadata["mesh.tls.seconds_left"] != nil }
+    }
+    #expect(warnings().count == 1)
+    #expect(warnings().first?.metadata["mesh.tls.seconds_left"] == "\(3 * 86_400)")
+    try await credentials.reload(now: now)
+    #expect(warnings().count == 2)
+
+    // Far from expiry: no warning.
+    try pki.issue("orders")
+    try await credentials.reload(now: now)
+    #expect(warnings().count == 2)
+  }
+
+  @Test("run() reloads every reloadInterval of its clock and stops when cancelled")
+  func runReloadsOnTheClock() async throws {
+    let pki = try TestPKI()
+    defer { pki.remove() }
+    try pki.issue("orders")
+    var configuration = pki.configuration(for: "orders")
+    configuration.reloadInterval = .seconds(30)
+    let credentials = try await MeshCredentials(configuration)
+    let clock = ManualClock()
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await credentials.run(clock: clock) }
+      await clock.waitForSleepers(1)
+
+      let rotated = try pki.issue("orders")
+      clock.advance(by: .seconds(29))
+      #expect(credentials.certificate.serialNumber != rotated.certificate.serialNumber)
+
+      clock.advance(by: .seconds(1))
+      // The loop sleeps again only after its reload finished.
+      await clock.waitForSleepers(1)
+      #expect(credentials.certificate.serialNumber == rotated.certificate.serialNumber)
+
+      group.cancelAll()
+      clock.cancelSleepers()
+      try await group.waitForAll()
+    }
   }
 
   @Test("A reload with bad files keeps the current certificate")
