@@ -23,6 +23,9 @@ let products: [Product] = [
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
+  .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
+  .library(name: "MeshConsul", targets: ["MeshConsul"]),
+  .library(name: "MeshConsulAgent", targets: ["MeshConsulAgent"]),
   .executable(name: "mesh", targets: ["mesh"]),
 ]
 
@@ -39,6 +42,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+  .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
 ]
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
@@ -56,7 +60,7 @@ if Context.environment["MESH_WARNINGS_AS_ERRORS"] == "1" {
   defaultSwiftSettings.append(.unsafeFlags(["-warnings-as-errors"]))
 }
 
-let targets: [Target] = [
+var targets: [Target] = [
   // Generated code only; regenerate with scripts/generate-protos.sh.
   .target(
     name: "MeshProto",
@@ -103,6 +107,49 @@ let targets: [Target] = [
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // Where a service's instances are: the discovery protocol, endpoint sets, static and DNS.
+  .target(
+    name: "MeshDiscovery",
+    dependencies: [
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // Consul: the wire format, the HTTP client, the health watch and self-registration.
+  .target(
+    name: "MeshConsul",
+    dependencies: [
+      .target(name: "MeshDiscovery"),
+      .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // An embedded Consul-compatible agent: the HTTP API subset the mesh uses, real blocking
+  // queries, and real gRPC health checks of the registered instances.
+  .target(
+    name: "MeshConsulAgent",
+    dependencies: [
+      .target(name: "MeshConsul"),
+      .target(name: "MeshTransport"),
+      .target(name: "MeshProto"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -185,6 +232,27 @@ let targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 ]
+
+targets.append(
+  .testTarget(
+    name: "MeshConsulTests",
+    dependencies: [
+      .target(name: "MeshConsul"),
+      .target(name: "MeshConsulAgent"),
+      .target(name: "MeshDiscovery"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshProto"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
+    ],
+    exclude: ["Fixtures"],
+    swiftSettings: defaultSwiftSettings
+  )
+)
 
 let package = Package(
   name: "swift-grpc-mesh",

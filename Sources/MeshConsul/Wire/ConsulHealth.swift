@@ -1,0 +1,465 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/// Any JSON value, for the parts of Consul's documents the mesh passes through without reading
+/// (`Proxy`, `Connect`, check `Definition`).
+public enum ConsulJSONValue: Codable, Hashable, Sendable {
+  case null
+  case bool(Bool)
+  case number(Double)
+  case string(String)
+  case array([ConsulJSONValue])
+  case object([String: ConsulJSONValue])
+
+  public init(from decoder: any Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if container.decodeNil() {
+      self = .null
+    } else if let value = try? container.decode(Bool.self) {
+      self = .bool(value)
+    } else if let value = try? container.decode(Double.self) {
+      self = .number(value)
+    } else if let value = try? container.decode(String.self) {
+      self = .string(value)
+    } else if let value = try? container.decode([ConsulJSONValue].self) {
+      self = .array(value)
+    } else {
+      self = .object(try container.decode([String: ConsulJSONValue].self))
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    switch self {
+    case .null:
+      try container.encodeNil()
+    case .bool(let value):
+      try container.encode(value)
+    case .number(let value):
+      try container.encode(value)
+    case .string(let value):
+      try container.encode(value)
+    case .array(let value):
+      try container.encode(value)
+    case .object(let value):
+      try container.encode(value)
+    }
+  }
+
+  /// `{}`
+  public static let emptyObject = Self.object([:])
+}
+
+/// A service's `Weights`.
+public struct ConsulWeights: Codable, Hashable, Sendable {
+  public var passing: Int
+  public var warning: Int
+
+  public init(passing: Int = 1, warning: Int = 1) {
+    self.passing = passing
+    self.warning = warning
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case passing = "Passing"
+    case warning = "Warning"
+  }
+}
+
+/// A tagged service address: `{"Address": …, "Port": …}`.
+public struct ConsulServiceAddress: Codable, Hashable, Sendable {
+  public var address: String
+  public var port: Int
+
+  public init(address: String, port: Int) {
+    self.address = address
+    self.port = port
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case address = "Address"
+    case port = "Port"
+  }
+
+  private enum LowercaseKeys: String, CodingKey {
+    case address
+    case port
+  }
+
+  public init(from decoder: any Decoder) throws {
+    // Consul writes Address/Port; its documentation samples show address/port.
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    let lowercase = try decoder.container(keyedBy: LowercaseKeys.self)
+    self.address =
+      try container.decodeIfPresent(String.self, forKey: .address)
+      ?? lowercase.decodeIfPresent(String.self, forKey: .address) ?? ""
+    self.port =
+      try container.decodeIfPresent(Int.self, forKey: .port)
+      ?? lowercase.decodeIfPresent(Int.self, forKey: .port) ?? 0
+  }
+}
+
+/// A node (`structs.Node`).
+public struct ConsulNode: Codable, Hashable, Sendable {
+  public var id: String
+  public var node: String
+  public var address: String
+  public var datacenter: String
+  public var taggedAddresses: [String: String]?
+  public var meta: [String: String]?
+  public var createIndex: UInt64
+  public var modifyIndex: UInt64
+
+  public init(
+    id: String,
+    node: String,
+    address: String,
+    datacenter: String,
+    taggedAddresses: [String: String]? = nil,
+    meta: [String: String]? = nil,
+    createIndex: UInt64 = 0,
+    modifyIndex: UInt64 = 0
+  ) {
+    self.id = id
+    self.node = node
+    self.address = address
+    self.datacenter = datacenter
+    self.taggedAddresses = taggedAddresses
+    self.meta = meta
+    self.createIndex = createIndex
+    self.modifyIndex = modifyIndex
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case id = "ID"
+    case node = "Node"
+    case address = "Address"
+    case datacenter = "Datacenter"
+    case taggedAddresses = "TaggedAddresses"
+    case meta = "Meta"
+    case createIndex = "CreateIndex"
+    case modifyIndex = "ModifyIndex"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
+    self.node = try c.decode(String.self, forKey: .node)
+    self.address = try c.decodeIfPresent(String.self, forKey: .address) ?? ""
+    self.datacenter = try c.decodeIfPresent(String.self, forKey: .datacenter) ?? ""
+    self.taggedAddresses = try c.decodeIfPresent([String: String].self, forKey: .taggedAddresses)
+    self.meta = try c.decodeIfPresent([String: String].self, forKey: .meta)
+    self.createIndex = try c.decodeIfPresent(UInt64.self, forKey: .createIndex) ?? 0
+    self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(self.id, forKey: .id)
+    try c.encode(self.node, forKey: .node)
+    try c.encode(self.address, forKey: .address)
+    try c.encode(self.datacenter, forKey: .datacenter)
+    try c.encode(self.taggedAddresses, forKey: .taggedAddresses)  // null when nil, as Go does
+    try c.encode(self.meta, forKey: .meta)
+    try c.encode(self.createIndex, forKey: .createIndex)
+    try c.encode(self.modifyIndex, forKey: .modifyIndex)
+  }
+}
+
+/// A service instance on a node (`structs.NodeService`), as in health results.
+public struct ConsulNodeService: Codable, Hashable, Sendable {
+  public var kind: String?
+  public var id: String
+  public var service: String
+  public var tags: [String]
+  public var address: String
+  public var taggedAddresses: [String: ConsulServiceAddress]?
+  public var meta: [String: String]?
+  /// Absent on the wire when 0.
+  public var port: Int
+  public var weights: ConsulWeights
+  public var enableTagOverride: Bool
+  public var proxy: ConsulJSONValue
+  public var connect: ConsulJSONValue
+  public var peerName: String
+  /// Enterprise only; absent in CE.
+  public var namespace: String?
+  public var createIndex: UInt64
+  public var modifyIndex: UInt64
+
+  /// The proxy block Consul writes for a typical (non-proxy) service.
+  public static let typicalProxy = ConsulJSONValue.object([
+    "Mode": .string(""), "MeshGateway": .emptyObject, "Expose": .emptyObject,
+  ])
+
+  public init(
+    id: String,
+    service: String,
+    tags: [String] = [],
+    address: String = "",
+    taggedAddresses: [String: ConsulServiceAddress]? = nil,
+    meta: [String: String]? = nil,
+    port: Int = 0,
+    weights: ConsulWeights = ConsulWeights(),
+    enableTagOverride: Bool = false,
+    createIndex: UInt64 = 0,
+    modifyIndex: UInt64 = 0
+  ) {
+    self.kind = nil
+    self.id = id
+    self.service = service
+    self.tags = tags
+    self.address = address
+    self.taggedAddresses = taggedAddresses
+    self.meta = meta
+    self.port = port
+    self.weights = weights
+    self.enableTagOverride = enableTagOverride
+    self.proxy = Self.typicalProxy
+    self.connect = .emptyObject
+    self.peerName = ""
+    self.namespace = nil
+    self.createIndex = createIndex
+    self.modifyIndex = modifyIndex
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case kind = "Kind"
+    case id = "ID"
+    case service = "Service"
+    case tags = "Tags"
+    case address = "Address"
+    case taggedAddresses = "TaggedAddresses"
+    case meta = "Meta"
+    case port = "Port"
+    case weights = "Weights"
+    case enableTagOverride = "EnableTagOverride"
+    case proxy = "Proxy"
+    case connect = "Connect"
+    case peerName = "PeerName"
+    case namespace = "Namespace"
+    case createIndex = "CreateIndex"
+    case modifyIndex = "ModifyIndex"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.kind = try c.decodeIfPresent(String.self, forKey: .kind)
+    self.id = try c.decode(String.self, forKey: .id)
+    self.service = try c.decode(String.self, forKey: .service)
+    self.tags = try c.decodeIfPresent([String].self, forKey: .tags) ?? []
+    self.address = try c.decodeIfPresent(String.self, forKey: .address) ?? ""
+    self.taggedAddresses = try c.decodeIfPresent(
+      [String: ConsulServiceAddress].self,
+      forKey: .taggedAddresses
+    )
+    self.meta = try c.decodeIfPresent([String: String].self, forKey: .meta)
+    self.port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 0
+    self.weights = try c.decodeIfPresent(ConsulWeights.self, forKey: .weights) ?? ConsulWeights()
+    self.enableTagOverride =
+      try c.decodeIfPresent(Bool.self, forKey: .enableTagOverride) ?? false
+    self.proxy = try c.decodeIfPresent(ConsulJSONValue.self, forKey: .proxy) ?? Self.typicalProxy
+    self.connect = try c.decodeIfPresent(ConsulJSONValue.self, forKey: .connect) ?? .emptyObject
+    self.peerName = try c.decodeIfPresent(String.self, forKey: .peerName) ?? ""
+    self.namespace = try c.decodeIfPresent(String.self, forKey: .namespace)
+    self.createIndex = try c.decodeIfPresent(UInt64.self, forKey: .createIndex) ?? 0
+    self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encodeIfPresent(self.kind.flatMap { $0.isEmpty ? nil : $0 }, forKey: .kind)
+    try c.encode(self.id, forKey: .id)
+    try c.encode(self.service, forKey: .service)
+    try c.encode(self.tags, forKey: .tags)
+    try c.encode(self.address, forKey: .address)
+    if let tagged = self.taggedAddresses, !tagged.isEmpty {  // omitempty
+      try c.encode(tagged, forKey: .taggedAddresses)
+    }
+    try c.encode(self.meta, forKey: .meta)
+    if self.port != 0 {  // omitempty
+      try c.encode(self.port, forKey: .port)
+    }
+    try c.encode(self.weights, forKey: .weights)
+    try c.encode(self.enableTagOverride, forKey: .enableTagOverride)
+    try c.encode(self.proxy, forKey: .proxy)
+    try c.encode(self.connect, forKey: .connect)
+    try c.encode(self.peerName, forKey: .peerName)
+    try c.encodeIfPresent(self.namespace, forKey: .namespace)
+    try c.encode(self.createIndex, forKey: .createIndex)
+    try c.encode(self.modifyIndex, forKey: .modifyIndex)
+  }
+}
+
+/// A health check's status.
+public enum ConsulCheckStatus: String, Codable, Hashable, Sendable, CaseIterable {
+  case passing
+  case warning
+  case critical
+}
+
+/// A health check (`structs.HealthCheck`).
+public struct ConsulHealthCheck: Codable, Hashable, Sendable {
+  public var node: String
+  public var checkID: String
+  public var name: String
+  public var status: ConsulCheckStatus
+  public var notes: String
+  public var output: String
+  public var serviceID: String
+  public var serviceName: String
+  public var serviceTags: [String]
+  public var type: String
+  public var interval: String
+  public var timeout: String
+  public var exposedPort: Int
+  public var definition: ConsulJSONValue
+  public var namespace: String?
+  public var createIndex: UInt64
+  public var modifyIndex: UInt64
+
+  public init(
+    node: String,
+    checkID: String,
+    name: String,
+    status: ConsulCheckStatus,
+    notes: String = "",
+    output: String = "",
+    serviceID: String = "",
+    serviceName: String = "",
+    serviceTags: [String] = [],
+    type: String = "",
+    interval: String = "",
+    timeout: String = "",
+    createIndex: UInt64 = 0,
+    modifyIndex: UInt64 = 0
+  ) {
+    self.node = node
+    self.checkID = checkID
+    self.name = name
+    self.status = status
+    self.notes = notes
+    self.output = output
+    self.serviceID = serviceID
+    self.serviceName = serviceName
+    self.serviceTags = serviceTags
+    self.type = type
+    self.interval = interval
+    self.timeout = timeout
+    self.exposedPort = 0
+    self.definition = .emptyObject
+    self.namespace = nil
+    self.createIndex = createIndex
+    self.modifyIndex = modifyIndex
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case node = "Node"
+    case checkID = "CheckID"
+    case name = "Name"
+    case status = "Status"
+    case notes = "Notes"
+    case output = "Output"
+    case serviceID = "ServiceID"
+    case serviceName = "ServiceName"
+    case serviceTags = "ServiceTags"
+    case type = "Type"
+    case interval = "Interval"
+    case timeout = "Timeout"
+    case exposedPort = "ExposedPort"
+    case definition = "Definition"
+    case namespace = "Namespace"
+    case createIndex = "CreateIndex"
+    case modifyIndex = "ModifyIndex"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
+    self.checkID = try c.decode(String.self, forKey: .checkID)
+    self.name = try c.decodeIfPresent(String.self, forKey: .name) ?? ""
+    self.status = try c.decode(ConsulCheckStatus.self, forKey: .status)
+    self.notes = try c.decodeIfPresent(String.self, forKey: .notes) ?? ""
+    self.output = try c.decodeIfPresent(String.self, forKey: .output) ?? ""
+    self.serviceID = try c.decodeIfPresent(String.self, forKey: .serviceID) ?? ""
+    self.serviceName = try c.decodeIfPresent(String.self, forKey: .serviceName) ?? ""
+    self.serviceTags = try c.decodeIfPresent([String].self, forKey: .serviceTags) ?? []
+    self.type = try c.decodeIfPresent(String.self, forKey: .type) ?? ""
+    self.interval = try c.decodeIfPresent(String.self, forKey: .interval) ?? ""
+    self.timeout = try c.decodeIfPresent(String.self, forKey: .timeout) ?? ""
+    self.exposedPort = try c.decodeIfPresent(Int.self, forKey: .exposedPort) ?? 0
+    self.definition =
+      try c.decodeIfPresent(ConsulJSONValue.self, forKey: .definition) ?? .emptyObject
+    self.namespace = try c.decodeIfPresent(String.self, forKey: .namespace)
+    self.createIndex = try c.decodeIfPresent(UInt64.self, forKey: .createIndex) ?? 0
+    self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(self.node, forKey: .node)
+    try c.encode(self.checkID, forKey: .checkID)
+    try c.encode(self.name, forKey: .name)
+    try c.encode(self.status, forKey: .status)
+    try c.encode(self.notes, forKey: .notes)
+    try c.encode(self.output, forKey: .output)
+    try c.encode(self.serviceID, forKey: .serviceID)
+    try c.encode(self.serviceName, forKey: .serviceName)
+    try c.encode(self.serviceTags, forKey: .serviceTags)
+    try c.encode(self.type, forKey: .type)
+    try c.encode(self.interval, forKey: .interval)
+    try c.encode(self.timeout, forKey: .timeout)
+    try c.encode(self.exposedPort, forKey: .exposedPort)
+    try c.encode(self.definition, forKey: .definition)
+    try c.encodeIfPresent(self.namespace, forKey: .namespace)
+    try c.encode(self.createIndex, forKey: .createIndex)
+    try c.encode(self.modifyIndex, forKey: .modifyIndex)
+  }
+}
+
+/// One entry of `GET /v1/health/service/:service`.
+public struct ConsulServiceEntry: Codable, Hashable, Sendable {
+  public var node: ConsulNode
+  public var service: ConsulNodeService
+  public var checks: [ConsulHealthCheck]
+
+  public init(node: ConsulNode, service: ConsulNodeService, checks: [ConsulHealthCheck]) {
+    self.node = node
+    self.service = service
+    self.checks = checks
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case node = "Node"
+    case service = "Service"
+    case checks = "Checks"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.node = try c.decode(ConsulNode.self, forKey: .node)
+    self.service = try c.decode(ConsulNodeService.self, forKey: .service)
+    self.checks = try c.decodeIfPresent([ConsulHealthCheck].self, forKey: .checks) ?? []
+  }
+
+  /// The instance's aggregated status: critical if any check is critical, else warning if any
+  /// warns, else passing (node-level checks count).
+  public var aggregatedStatus: ConsulCheckStatus {
+    if self.checks.contains(where: { $0.status == .critical }) { return .critical }
+    if self.checks.contains(where: { $0.status == .warning }) { return .warning }
+    return .passing
+  }
+}

@@ -1,0 +1,71 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+private import Synchronization
+
+/// A one-shot event any number of tasks can wait for: `fire()` wakes every waiter, now and
+/// later. A waiter whose task is cancelled returns at once, leaving the signal intact (unlike
+/// iterating an `AsyncStream`, which a cancelled iteration terminates for everyone).
+final class AgentSignal: Sendable {
+  private struct State {
+    var fired = false
+    var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    var cancelled: Set<UInt64> = []
+    var nextID: UInt64 = 0
+  }
+
+  private let state = Mutex(State())
+
+  var hasFired: Bool {
+    self.state.withLock { $0.fired }
+  }
+
+  func fire() {
+    let waiters = self.state.withLock { state in
+      state.fired = true
+      defer { state.waiters.removeAll() }
+      return Array(state.waiters.values)
+    }
+    for waiter in waiters {
+      waiter.resume()
+    }
+  }
+
+  /// Returns when the signal fires, or when the task is cancelled.
+  func wait() async {
+    let id = self.state.withLock { state in
+      state.nextID += 1
+      return state.nextID
+    }
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumeNow = self.state.withLock { state in
+          if state.fired || state.cancelled.remove(id) != nil { return true }
+          state.waiters[id] = continuation
+          return false
+        }
+        if resumeNow { continuation.resume() }
+      }
+    } onCancel: {
+      let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+        if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
+        state.cancelled.insert(id)
+        return nil
+      }
+      continuation?.resume()
+    }
+  }
+}

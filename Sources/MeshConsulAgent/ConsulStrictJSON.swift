@@ -1,0 +1,173 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+internal import Foundation
+internal import MeshConsul
+
+/// Decodes request bodies as Consul's agent does: unknown fields are rejected, field names match
+/// case-insensitively, and the documented snake_case aliases are accepted.
+enum ConsulStrictJSON {
+  /// The fields of an object: canonical name → its nested schema (nil for a plain value).
+  final class Schema: Sendable {
+    let fields: [String: Field]
+    let aliases: [String: String]
+
+    enum Field: Sendable {
+      case value
+      /// Durations: a Go duration string, or a number of nanoseconds.
+      case duration
+      case object(Schema)
+      case arrayOfObjects(Schema)
+      case mapOfObjects(Schema)
+    }
+
+    init(_ fields: [String: Field], aliases: [String: String] = [:]) {
+      self.fields = fields
+      self.aliases = aliases
+    }
+
+    func canonical(_ key: String) -> String? {
+      if let alias = self.aliases[key] { return alias }
+      return self.fields.keys.first { $0.caseInsensitiveCompare(key) == .orderedSame }
+    }
+  }
+
+  static let weights = Schema(["Passing": .value, "Warning": .value])
+  static let serviceAddress = Schema(["Address": .value, "Port": .value])
+
+  static let check = Schema(
+    [
+      "CheckID": .value, "Name": .value, "Status": .value, "Notes": .value, "GRPC": .value,
+      "GRPCUseTLS": .value, "TLSServerName": .value, "TLSSkipVerify": .value, "TTL": .duration,
+      "Interval": .duration, "Timeout": .duration, "DeregisterCriticalServiceAfter": .duration,
+      "HTTP": .value, "Method": .value, "Header": .value, "Body": .value,
+      "DisableRedirects": .value, "TCP": .value, "UDP": .value, "H2PING": .value,
+      "H2PingUseTLS": .value, "OSService": .value, "DockerContainerID": .value, "Shell": .value,
+      "AliasNode": .value, "AliasService": .value, "ScriptArgs": .value,
+      "SuccessBeforePassing": .value, "FailuresBeforeWarning": .value,
+      "FailuresBeforeCritical": .value, "OutputMaxSize": .value, "ServiceID": .value,
+    ],
+    aliases: [
+      "grpc_use_tls": "GRPCUseTLS", "tls_server_name": "TLSServerName",
+      "tls_skip_verify": "TLSSkipVerify",
+      "deregister_critical_service_after": "DeregisterCriticalServiceAfter",
+      "Args": "ScriptArgs", "args": "ScriptArgs", "script_args": "ScriptArgs",
+      "docker_container_id": "DockerContainerID", "alias_node": "AliasNode",
+      "alias_service": "AliasService", "disable_redirects": "DisableRedirects",
+      "success_before_passing": "SuccessBeforePassing",
+      "failures_before_warning": "FailuresBeforeWarning",
+      "failures_before_critical": "FailuresBeforeCritical", "output_max_size": "OutputMaxSize",
+      "service_id": "ServiceID",
+    ]
+  )
+
+  static let registration = Schema(
+    [
+      "ID": .value, "Name": .value, "Tags": .value, "Address": .value,
+      "TaggedAddresses": .mapOfObjects(serviceAddress), "Meta": .value, "Port": .value,
+      "SocketPath": .value, "Kind": .value, "Weights": .object(weights),
+      "EnableTagOverride": .value, "Check": .object(check), "Checks": .arrayOfObjects(check),
+      "Proxy": .value, "Connect": .value, "Token": .value, "Namespace": .value,
+      "Partition": .value,
+    ],
+    aliases: [
+      "tagged_addresses": "TaggedAddresses", "enable_tag_override": "EnableTagOverride",
+      "socket_path": "SocketPath",
+    ]
+  )
+
+  static let checkUpdate = Schema(["Status": .value, "Output": .value])
+
+  /// Decodes `body` as `T`, checking its fields against `schema` first.
+  static func decode<T: Decodable>(
+    _ type: T.Type,
+    from body: Data,
+    schema: Schema
+  ) throws(ConsulAgentError) -> T {
+    do {
+      let value = try JSONDecoder().decode(ConsulJSONValue.self, from: body)
+      let normalised = try self.normalise(value, schema: schema)
+      let data = try JSONEncoder().encode(normalised)
+      return try JSONDecoder().decode(T.self, from: data)
+    } catch let error as ConsulAgentError {
+      throw error
+    } catch let error as DecodingError {
+      throw ConsulAgentError(400, "Request decode failed: \(self.describe(error))")
+    } catch {
+      throw ConsulAgentError(400, "Request decode failed: \(error)")
+    }
+  }
+
+  private static func normalise(
+    _ value: ConsulJSONValue,
+    schema: Schema
+  ) throws(ConsulAgentError) -> ConsulJSONValue {
+    guard case .object(let object) = value else {
+      if case .null = value { return value }
+      throw ConsulAgentError(400, "Request decode failed: json: cannot unmarshal into an object")
+    }
+    var result: [String: ConsulJSONValue] = [:]
+    for (key, fieldValue) in object {
+      guard let canonical = schema.canonical(key), let field = schema.fields[canonical] else {
+        throw ConsulAgentError(400, "Request decode failed: json: unknown field \"\(key)\"")
+      }
+      switch field {
+      case .value:
+        result[canonical] = fieldValue
+      case .duration:
+        if case .number(let nanoseconds) = fieldValue {
+          result[canonical] = .string("\(Int64(nanoseconds))ns")
+        } else {
+          result[canonical] = fieldValue
+        }
+      case .object(let nested):
+        result[canonical] = try self.normalise(fieldValue, schema: nested)
+      case .arrayOfObjects(let nested):
+        if case .array(let elements) = fieldValue {
+          var normalised: [ConsulJSONValue] = []
+          for element in elements {
+            normalised.append(try self.normalise(element, schema: nested))
+          }
+          result[canonical] = .array(normalised)
+        } else {
+          result[canonical] = fieldValue
+        }
+      case .mapOfObjects(let nested):
+        if case .object(let entries) = fieldValue {
+          var normalised: [String: ConsulJSONValue] = [:]
+          for (entryKey, entry) in entries {
+            normalised[entryKey] = try self.normalise(entry, schema: nested)
+          }
+          result[canonical] = .object(normalised)
+        } else {
+          result[canonical] = fieldValue
+        }
+      }
+    }
+    return .object(result)
+  }
+
+  private static func describe(_ error: DecodingError) -> String {
+    switch error {
+    case .typeMismatch(_, let context), .valueNotFound(_, let context),
+      .keyNotFound(_, let context), .dataCorrupted(let context):
+      let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+      return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+    @unknown default:
+      return "\(error)"
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/// An error from discovery: a target that cannot be watched, or a lookup that failed.
+public struct MeshDiscoveryError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// What kind of problem this is. New codes may be added; switch with a `default`.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String, Hashable, Sendable {
+      case invalidTarget
+      case resolutionFailed
+    }
+
+    private let value: Value
+
+    private init(_ value: Value) {
+      self.value = value
+    }
+
+    /// The service or target name cannot be watched (empty, bad port…).
+    public static let invalidTarget = Self(.invalidTarget)
+    /// A name lookup failed.
+    public static let resolutionFailed = Self(.resolutionFailed)
+
+    public var description: String {
+      self.value.rawValue
+    }
+  }
+
+  public var code: Code
+  public var message: String
+
+  public init(code: Code, message: String) {
+    self.code = code
+    self.message = message
+  }
+
+  public var description: String {
+    "\(self.code): \(self.message)"
+  }
+}

@@ -1,0 +1,119 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/// One instance of a service: where to reach it, and what the registry says about it.
+public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
+  /// How healthy the registry says the instance is. Critical instances are never in a set.
+  public struct Health: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String, Hashable, Sendable {
+      case passing
+      case warning
+    }
+
+    private let value: Value
+
+    private init(_ value: Value) {
+      self.value = value
+    }
+
+    /// Every check passes.
+    public static let passing = Self(.passing)
+    /// Some check warns, none is critical: usable, at its warning weight.
+    public static let warning = Self(.warning)
+
+    public var description: String {
+      self.value.rawValue
+    }
+  }
+
+  /// Relative weights by health (Consul's `Weights`); both default to 1.
+  public struct Weights: Hashable, Sendable {
+    public var passing: Int
+    public var warning: Int
+
+    public init(passing: Int = 1, warning: Int = 1) {
+      self.passing = passing
+      self.warning = warning
+    }
+  }
+
+  /// The registry's ID of this instance (Consul's service ID); unique within the service.
+  public var id: String
+  /// The host: an IP address or a DNS name.
+  public var host: String
+  /// The port.
+  public var port: Int
+  /// The instance's tags.
+  public var tags: [String]
+  /// The instance's metadata.
+  public var meta: [String: String]
+  /// Its health.
+  public var health: Health
+  /// Its weights.
+  public var weights: Weights
+  /// The node it runs on, if the registry knows.
+  public var node: String?
+  /// The datacenter it runs in, if the registry knows.
+  public var datacenter: String?
+  /// The zone it runs in (from service or node metadata `zone`), if known.
+  public var zone: String?
+
+  public init(
+    id: String? = nil,
+    host: String,
+    port: Int,
+    tags: [String] = [],
+    meta: [String: String] = [:],
+    health: Health = .passing,
+    weights: Weights = Weights(),
+    node: String? = nil,
+    datacenter: String? = nil,
+    zone: String? = nil
+  ) {
+    self.id = id ?? "\(host):\(port)"
+    self.host = host
+    self.port = port
+    self.tags = tags
+    self.meta = meta
+    self.health = health
+    self.weights = weights
+    self.node = node
+    self.datacenter = datacenter
+    self.zone = zone
+  }
+
+  /// The weight for its current health: `weights.passing` or `weights.warning`.
+  public var weight: Int {
+    self.health == .passing ? self.weights.passing : self.weights.warning
+  }
+
+  public var description: String {
+    "\(self.id)@\(self.host):\(self.port)"
+  }
+}
+
+/// Every usable instance of a service at one moment.
+public struct MeshEndpointSet: Hashable, Sendable {
+  /// The service these are instances of.
+  public var service: String
+  /// The instances, in the registry's order.
+  public var endpoints: [MeshEndpoint]
+
+  public init(service: String, endpoints: [MeshEndpoint]) {
+    self.service = service
+    self.endpoints = endpoints
+  }
+}
