@@ -33,6 +33,20 @@ package struct ConsulWatchState<Instant: InstantProtocol> where Instant.Duration
     package var maximumBackoff: Duration
     /// The spread of a backoff: 0.2 means ±20 %.
     package var jitter: Double
+
+    package init(
+      burst: Int,
+      refillInterval: Duration,
+      initialBackoff: Duration,
+      maximumBackoff: Duration,
+      jitter: Double
+    ) {
+      self.burst = burst
+      self.refillInterval = refillInterval
+      self.initialBackoff = initialBackoff
+      self.maximumBackoff = maximumBackoff
+      self.jitter = jitter
+    }
   }
 
   package let configuration: Configuration
@@ -40,31 +54,28 @@ package struct ConsulWatchState<Instant: InstantProtocol> where Instant.Duration
   package private(set) var index: UInt64 = 0
   /// Consecutive failures since the last success.
   package private(set) var failures = 0
-  private var tokens: Double
+  /// The bucket, in time: each request costs one refill interval of credit.
+  private var credit: Duration
   private var lastRefill: Instant
 
   package init(configuration: Configuration, now: Instant) {
     self.configuration = configuration
-    self.tokens = Double(configuration.burst)
+    self.credit = configuration.refillInterval * configuration.burst
     self.lastRefill = now
   }
 
   /// Takes a request token: nil if the request may go now, else how long to wait first.
   package mutating func takeToken(now: Instant) -> Duration? {
-    let refill = self.configuration.refillInterval
-    let elapsed = self.lastRefill.duration(to: now)
-    if refill > .zero {
-      let gained = elapsed / refill
-      self.tokens = min(Double(self.configuration.burst), self.tokens + gained)
-    } else {
-      self.tokens = Double(self.configuration.burst)
-    }
+    let cost = self.configuration.refillInterval
+    guard cost > .zero else { return nil }
+    let capacity = cost * self.configuration.burst
+    self.credit = min(capacity, self.credit + self.lastRefill.duration(to: now))
     self.lastRefill = now
-    if self.tokens >= 1 {
-      self.tokens -= 1
+    if self.credit >= cost {
+      self.credit -= cost
       return nil
     }
-    return refill * (1 - self.tokens)
+    return cost - self.credit
   }
 
   /// Records a successful answer carrying `responseIndex`.

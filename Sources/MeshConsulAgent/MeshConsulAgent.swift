@@ -100,6 +100,16 @@ where Clock.Duration == Duration {
     var timerWake: AgentSignal?
     var runningChecks: Set<String> = []
     var port: Int?
+    var blockedQueryObservers: [(count: Int, signal: AgentSignal)] = []
+
+    mutating func notifyBlockedQueryObservers() {
+      let count = self.waiters.count
+      self.blockedQueryObservers.removeAll { observer in
+        guard observer.count == count else { return false }
+        observer.signal.fire()
+        return true
+      }
+    }
   }
 
   private enum WatchKey: Hashable {
@@ -197,20 +207,21 @@ where Clock.Duration == Duration {
       group.addTask { await self.runTimers() }
       group.addTask { await self.runChecks() }
       group.addTask {
-        try await serverChannel.executeThenClose { inbound in
-          try await withThrowingDiscardingTaskGroup { connections in
-            connections.addTask {
-              // On shutdown, close the listener: the accept loop below ends.
-              await self.shutdown.wait()
-              try? await serverChannel.channel.close()
-            }
-            for try await connection in inbound {
-              connections.addTask { await self.serve(connection) }
+        do {
+          try await serverChannel.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { connections in
+              for try await connection in inbound {
+                connections.addTask { await self.serve(connection) }
+              }
             }
           }
+        } catch is CancellationError {
+          // Graceful shutdown: the listener and every connection were closed.
         }
       }
       await self.shutdown.wait()
+      // Blocking queries in flight return at once (they wait for the shutdown signal too); then
+      // the listener, its connections, the timers and the checks stop.
       group.cancelAll()
     }
   }
@@ -543,6 +554,7 @@ where Clock.Duration == Duration {
         shared.waiters[id] = nil
       }
     }
+    shared.notifyBlockedQueryObservers()
     shared.timerWake?.fire()
     shared.timerWake = nil
   }
@@ -560,6 +572,7 @@ where Clock.Duration == Duration {
       let id = shared.nextWaiterID
       shared.nextWaiterID += 1
       shared.waiters[id] = Waiter(key: key, afterIndex: index, wake: wake)
+      shared.notifyBlockedQueryObservers()
       return id
     }
     guard let id else { return }
@@ -570,7 +583,10 @@ where Clock.Duration == Duration {
       await group.next()
       group.cancelAll()
     }
-    self.shared.withLock { _ = $0.waiters.removeValue(forKey: id) }
+    self.shared.withLock { shared in
+      shared.waiters[id] = nil
+      shared.notifyBlockedQueryObservers()
+    }
   }
 
   // MARK: - Timers: TTL expiry and the critical-service reaper
@@ -704,6 +720,16 @@ where Clock.Duration == Duration {
   }
 
   // MARK: - For tests
+
+  /// Returns once exactly `count` blocking queries are parked, waiting for a change.
+  package func waitForBlockedQueries(_ count: Int) async {
+    let signal = AgentSignal()
+    self.shared.withLock { shared in
+      shared.blockedQueryObservers.append((count, signal))
+      shared.notifyBlockedQueryObservers()
+    }
+    await signal.wait()
+  }
 
   /// Reads the agent's state.
   package func withState<T>(_ body: (ConsulAgentState<Clock.Instant>) -> T) -> T {
