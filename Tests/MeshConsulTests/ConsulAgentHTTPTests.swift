@@ -173,17 +173,27 @@ struct ConsulAgentHTTPTests {
     }
   }
 
-  @Test("A blocking query returns when the service changes, with a higher index")
+  @Test("A blocking query returns when its service changes, not when another one does")
   func blockingQueryWakesOnChange() async throws {
     try await withAgent { agent, client in
+      try await client.register(
+        ConsulServiceRegistration(
+          id: "s0",
+          name: "svc",
+          port: 1,
+          check: .ttl(.seconds(60), status: .passing)
+        )
+      )
       let first = try await client.healthService("svc")
       try await withThrowingTaskGroup(of: ConsulResponse<[ConsulServiceEntry]>.self) { group in
         group.addTask {
           try await client.healthService("svc", index: first.index, wait: .seconds(60))
         }
         await agent.waitForBlockedQueries(1)
-        // A change to another service does not wake it.
+        // A change to another service leaves it parked...
         try await client.register(ConsulServiceRegistration(id: "o1", name: "other", port: 1))
+        #expect(agent.withState { $0.index(ofService: "svc") } == first.index)
+        // ...a change to its own service wakes it.
         try await client.register(
           ConsulServiceRegistration(
             id: "s1",
@@ -194,7 +204,25 @@ struct ConsulAgentHTTPTests {
         )
         let answer = try #require(try await group.next())
         #expect(answer.index > first.index)
-        #expect(answer.value.map(\.service.id) == ["s1"])
+        #expect(answer.value.map(\.service.id) == ["s0", "s1"])
+      }
+    }
+  }
+
+  @Test("A query on a service with no instances follows the services table, as in Consul")
+  func missingServiceFollowsCatalog() async throws {
+    try await withAgent { agent, client in
+      let first = try await client.healthService("ghost")
+      #expect(first.value.isEmpty)
+      try await withThrowingTaskGroup(of: ConsulResponse<[ConsulServiceEntry]>.self) { group in
+        group.addTask {
+          try await client.healthService("ghost", index: first.index, wait: .seconds(60))
+        }
+        await agent.waitForBlockedQueries(1)
+        try await client.register(ConsulServiceRegistration(id: "o1", name: "other", port: 1))
+        let answer = try #require(try await group.next())
+        #expect(answer.index > first.index)
+        #expect(answer.value.isEmpty)
       }
     }
   }

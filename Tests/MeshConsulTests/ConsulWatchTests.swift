@@ -171,7 +171,7 @@ struct ConsulWatchTests {
       _ = try await unreachable.healthService("svc")
       failure = nil
     } catch {
-      failure = error as? MeshConsulError
+      failure = error
     }
     #expect(failure?.code == .connectionFailed || failure?.code == .timeout)
     #expect(failure?.isRetryable == true)
