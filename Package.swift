@@ -242,6 +242,8 @@ targets.append(
       .target(name: "MeshDiscovery"),
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
+      .target(name: "MeshTransport"),
+      .target(name: "MeshCertificates"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "AsyncHTTPClient", package: "async-http-client"),
