@@ -171,7 +171,9 @@ var targets: [Target] = [
     name: "MeshCommands",
     dependencies: [
       .target(name: "MeshCertificates"),
+      .target(name: "MeshConsulAgent"),
       .target(name: "MeshTransport"),
+      .product(name: "Logging", package: "swift-log"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "X509", package: "swift-certificates"),
     ],

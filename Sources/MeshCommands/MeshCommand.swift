@@ -24,11 +24,17 @@ internal import X509
 public struct MeshCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "mesh",
-    abstract: "Tools for swift-grpc-mesh: certificates, and more to come.",
-    subcommands: [CertsCommand.self]
+    abstract: "Tools for swift-grpc-mesh: certificates and a Consul-compatible dev agent.",
+    subcommands: [CertsCommand.self, AgentCommand.self]
   )
 
   public init() {}
+}
+
+/// A subcommand whose work is asynchronous. The `mesh` executable runs these through
+/// ``runAsync()``: from top-level code, ArgumentParser's synchronous entry point cannot.
+public protocol MeshAsyncCommand {
+  mutating func runAsync() async throws
 }
 
 /// `mesh certs`: the mesh CA and service certificates.

@@ -17,4 +17,13 @@
 import ArgumentParser
 import MeshCommands
 
-MeshCommand.main()
+do {
+  var command = try MeshCommand.parseAsRoot()
+  if var asyncCommand = command as? any MeshAsyncCommand {
+    try await asyncCommand.runAsync()
+  } else {
+    try command.run()
+  }
+} catch {
+  MeshCommand.exit(withError: error)
+}

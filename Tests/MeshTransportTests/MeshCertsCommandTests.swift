@@ -126,6 +126,19 @@ struct MeshCertsCommandTests {
     #expect(try self.mode(layout.keyPath(service: "orders")) == 0o600)
   }
 
+  @Test("mesh agent: --dev is required, ports are checked, check TLS flags go together")
+  func agentFlags() throws {
+    #expect(throws: (any Error).self) { try MeshCommand.parseAsRoot(["agent"]) }
+    #expect(throws: (any Error).self) {
+      try MeshCommand.parseAsRoot(["agent", "--dev", "--port", "70000"])
+    }
+    #expect(throws: (any Error).self) {
+      try MeshCommand.parseAsRoot(["agent", "--dev", "--check-certificates", "certs"])
+    }
+    let command = try MeshCommand.parseAsRoot(["agent", "--dev", "--port", "0"])
+    #expect(command is any MeshAsyncCommand)
+  }
+
   @Test("Bad flags and inputs are clear errors")
   func badInput() throws {
     defer { try? FileManager.default.removeItem(atPath: self.directory) }
