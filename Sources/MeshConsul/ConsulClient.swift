@@ -211,7 +211,9 @@ public final class ConsulClient: Sendable {
     if let index, index > 0 {
       items.append(URLQueryItem(name: "index", value: String(index)))
       let wait = wait ?? .seconds(300)
-      let milliseconds = max(1, Int(wait.components.seconds * 1000))
+      // Whole milliseconds, at least 1, as Consul's Go client sends them.
+      let (seconds, attoseconds) = wait.components
+      let milliseconds = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
       items.append(URLQueryItem(name: "wait", value: "\(milliseconds)ms"))
       // Consul may hold the request for wait + wait/16 of jitter.
       timeout = wait + wait / 16 + self.configuration.requestTimeout

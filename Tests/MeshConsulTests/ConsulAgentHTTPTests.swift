@@ -283,6 +283,56 @@ struct ConsulAgentHTTPTests {
     }
   }
 
+  @Test("One watch follows the agent through a restart (its index goes backwards)")
+  func agentRestart() async throws {
+    func passing(_ id: String) -> ConsulServiceRegistration {
+      ConsulServiceRegistration(
+        id: id,
+        name: "svc",
+        port: 1,
+        check: .ttl(.seconds(300), status: .passing)
+      )
+    }
+    let first = MeshConsulAgent(configuration: MeshConsulAgentConfiguration(port: 0))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await first.run() }
+      let port = try await first.listeningPort
+      let client = try ConsulClient(
+        ConsulClientConfiguration(address: URL(string: "http://127.0.0.1:\(port)")!)
+      )
+      for id in ["r1", "r2", "r3"] {
+        try await client.register(passing(id))
+      }
+      let discovery = ConsulDiscovery(
+        client: client,
+        // A short wait: after a restart, Consul (and this agent) hold a query whose index is
+        // ahead of theirs until the wait ends, then answer with their lower index.
+        configuration: .init(wait: .milliseconds(200), refillInterval: .zero),
+        clock: RecordingClock(),
+        random: { 0.5 }
+      )
+      var updates = discovery.watch("svc").makeAsyncIterator()
+      #expect(try await updates.next()?.endpoints.map(\.id) == ["r1", "r2", "r3"])
+      let indexBefore = first.withState { $0.index(ofService: "svc") }
+
+      first.beginGracefulShutdown()
+      try await group.waitForAll()
+
+      // A new agent on the same port: empty, with a lower index.
+      let second = MeshConsulAgent(configuration: MeshConsulAgentConfiguration(port: port))
+      group.addTask { try await second.run() }
+      _ = try await second.listeningPort
+      try await client.register(passing("r9"))
+      #expect(second.withState { $0.index(ofService: "svc") } < indexBefore)
+
+      #expect(try await updates.next()?.endpoints.map(\.id) == ["r9"])
+      try await client.register(passing("r8"))
+      #expect(try await updates.next()?.endpoints.map(\.id) == ["r8", "r9"])
+      second.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("Self-registration: TTL heartbeats, maintenance, deregistration on graceful shutdown")
   func selfRegistration() async throws {
     try await withAgent { _, client in

@@ -82,9 +82,47 @@ struct ConsulWatchTests {
       "blocks on the last index; a backwards index restarts with a non-blocking read; 0 becomes 1"
     )
     #expect(consul.requested.allSatisfy { $0.contains("passing=1") })
+    // Blocking requests carry the configured wait less at most 1/16 of jitter, in milliseconds.
+    let waits = consul.requested.compactMap { uri in
+      URLComponents(string: uri)?.queryItems?.first { $0.name == "wait" }?.value
+    }
+    #expect(waits.allSatisfy { $0 == "96ms" }, "\(waits)")
     #expect(
       consul.requested.dropFirst().allSatisfy { !$0.contains("index=") || $0.contains("wait=") }
     )
+  }
+
+  @Test("Query options and the ACL token reach Consul as its Go client sends them")
+  func queryOptions() async throws {
+    let consul = ScriptedConsul([.respond(status: 200, index: 4, body: healthBody(["a"]))])
+    try await consul.run { port in
+      let client = try ConsulClient(
+        ConsulClientConfiguration(
+          address: URL(string: "http://127.0.0.1:\(port)")!,
+          token: "3f9c2a4e-secret",
+          datacenter: "dc2"
+        )
+      )
+      _ = try await client.healthService(
+        "svc",
+        query: ConsulHealthQuery(
+          passingOnly: true,
+          tags: ["grpc", "v1"],
+          near: "_agent",
+          filter: "Service.Meta.version == \"1.4+\"",
+          consistency: .stale
+        )
+      )
+    }
+    let uri = try #require(consul.requested.first)
+    let items = try #require(URLComponents(string: uri)?.queryItems)
+    #expect(items.filter { $0.name == "tag" }.map(\.value) == ["grpc", "v1"])
+    #expect(items.contains(URLQueryItem(name: "passing", value: "1")))
+    #expect(items.contains(URLQueryItem(name: "near", value: "_agent")))
+    #expect(items.contains(URLQueryItem(name: "stale", value: "")))
+    #expect(items.contains(URLQueryItem(name: "dc", value: "dc2")))
+    #expect(items.first { $0.name == "filter" }?.value == "Service.Meta.version == \"1.4+\"")
+    #expect(consul.requestTokens == ["3f9c2a4e-secret"])
   }
 
   @Test("Backoff grows to its cap, with jitter inside ±20 %")

@@ -32,6 +32,12 @@ final class ScriptedConsul: Sendable {
 
   private let script: Mutex<[Step]>
   private let requests = Mutex<[String]>([])
+  private let tokens = Mutex<[String?]>([])
+
+  /// The `X-Consul-Token` of each request.
+  var requestTokens: [String?] {
+    self.tokens.withLock { $0 }
+  }
 
   init(_ script: [Step]) {
     self.script = Mutex(script)
@@ -81,6 +87,7 @@ final class ScriptedConsul: Sendable {
           if case .end = next { break }
         }
         self.requests.withLock { $0.append(head.uri) }
+        self.tokens.withLock { $0.append(head.headers.first(name: "X-Consul-Token")) }
         let step = self.script.withLock { $0.isEmpty ? .hang : $0.removeFirst() }
         switch step {
         case .hang:
