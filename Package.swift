@@ -148,6 +148,7 @@ var targets: [Target] = [
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "NIOPosix", package: "swift-nio"),
       .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
     ],

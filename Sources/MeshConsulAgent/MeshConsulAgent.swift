@@ -24,6 +24,7 @@ public import MeshTransport
 internal import NIOCore
 internal import NIOHTTP1
 internal import NIOPosix
+internal import NIOSSL
 internal import SwiftProtobuf
 private import Synchronization
 
@@ -40,6 +41,9 @@ public struct MeshConsulAgentConfiguration: Sendable {
   /// The identity the agent presents to TLS gRPC checks, and the CA it verifies them with
   /// (an mTLS service requires a client certificate). Nil: TLS checks use the system's roots.
   public var checkCredentials: MeshCredentials?
+  /// Serve the HTTP API over TLS with these credentials, as Consul's HTTPS port does. Nil: plain
+  /// HTTP.
+  public var httpsCredentials: MeshCredentials?
   /// Blocking queries without `wait` wait this long. Default 5 minutes, as Consul.
   public var defaultQueryTime: Duration
   /// The longest `wait` honoured. Default 10 minutes, as Consul.
@@ -57,6 +61,7 @@ public struct MeshConsulAgentConfiguration: Sendable {
     self.nodeName = nodeName
     self.datacenter = datacenter
     self.checkCredentials = checkCredentials
+    self.httpsCredentials = nil
     self.defaultQueryTime = .seconds(300)
     self.maxQueryTime = .seconds(600)
   }
@@ -181,10 +186,16 @@ where Clock.Duration == Duration {
         NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never
       >
     do {
+      let tlsContext = try self.configuration.httpsCredentials.map { credentials in
+        try NIOSSLContext(configuration: try credentials.tlsServerConfiguration())
+      }
       serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .bind(host: self.configuration.host, port: self.configuration.port) { channel in
           channel.eventLoop.makeCompletedFuture {
+            if let tlsContext {
+              try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+            }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline()
             return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
               wrappingChannelSynchronously: channel

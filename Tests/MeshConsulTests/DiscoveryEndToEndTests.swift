@@ -135,6 +135,47 @@ struct DiscoveryEndToEndTests {
     }
   }
 
+  @Test("HTTPS to the agent, verified with a CA bundle; refused without it")
+  func https() async throws {
+    let directory = MeshCertificateDirectory(
+      path: FileManager.default.temporaryDirectory.appendingPathComponent(
+        "mesh-https-\(UUID().uuidString)"
+      ).path
+    )
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    try directory.write(authority)
+    try directory.write(try authority.issue(service: "consul", ipAddresses: ["127.0.0.1"]))
+    var configuration = MeshConsulAgentConfiguration(port: 0)
+    configuration.httpsCredentials = try await MeshCredentials(
+      .directory(directory.path, service: "consul")
+    )
+    let agent = MeshConsulAgent(configuration: configuration)
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await agent.run() }
+      let port = try await agent.listeningPort
+      let env = ["CONSUL_HTTP_ADDR": "127.0.0.1:\(port)", "CONSUL_HTTP_SSL": "true"]
+
+      let verified = try ConsulClient(
+        try .fromEnvironment(env.merging(["CONSUL_CACERT": directory.caCertificatePath]) { $1 })
+      )
+      try await verified.register(ConsulServiceRegistration(id: "s1", name: "svc", port: 1))
+      #expect(try await verified.catalogService("svc").value.map(\.serviceID) == ["s1"])
+      try await verified.shutdown()
+
+      // Without the mesh CA the agent's certificate is not trusted.
+      var unverifiedConfiguration = try ConsulClientConfiguration.fromEnvironment(env)
+      unverifiedConfiguration.requestTimeout = .milliseconds(500)
+      let unverified = try ConsulClient(unverifiedConfiguration)
+      await #expect(throws: MeshConsulError.self) { try await unverified.catalogServices() }
+      try await unverified.shutdown()
+
+      agent.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("A gRPC check refuses an instance whose certificate names another service")
   func checkVerifiesIdentity() async throws {
     let pki = try self.makePKI(["greeter", "impostor", "consul-agent"])

@@ -113,6 +113,20 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     return override
   }
 
+  /// A NIOSSL server configuration presenting these credentials (rotating with them), for
+  /// plain-TLS servers such as an HTTPS API; clients are not asked for certificates.
+  public func tlsServerConfiguration() throws(MeshTLSError) -> TLSConfiguration {
+    do {
+      return try TLSConfiguration.makeServerConfiguration(certificateReloader: self)
+    } catch {
+      throw MeshTLSError(
+        code: .invalidConfiguration,
+        message: "Could not configure a TLS server.",
+        cause: error
+      )
+    }
+  }
+
   // MARK: - Rotation
 
   /// Re-reads the files; new connections use what it loaded.
