@@ -194,7 +194,9 @@ where Clock.Duration == Duration {
         .bind(host: self.configuration.host, port: self.configuration.port) { channel in
           channel.eventLoop.makeCompletedFuture {
             if let tlsContext {
-              try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+              try channel.pipeline.syncOperations.addHandler(
+                NIOSSLServerHandler(context: tlsContext)
+              )
             }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline()
             return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
