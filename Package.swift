@@ -77,6 +77,7 @@ var targets: [Target] = [
   .target(
     name: "MeshTransport",
     dependencies: [
+      .target(name: "MeshDiscovery"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOCore", package: "swift-nio"),
@@ -216,6 +217,7 @@ var targets: [Target] = [
     name: "MeshTransportTests",
     dependencies: [
       .target(name: "InteropSupport"),
+      .target(name: "MeshDiscovery"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshCommands"),
       .target(name: "MeshHealth"),

@@ -193,7 +193,12 @@ final class Counter: Sendable {
     self.count.withLock { $0 }
   }
 
-  func increment() {
-    self.count.withLock { $0 += 1 }
+  /// Adds one; returns the new count (each value is returned to exactly one caller).
+  @discardableResult
+  func increment() -> Int {
+    self.count.withLock {
+      $0 += 1
+      return $0
+    }
   }
 }

@@ -1,0 +1,215 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshDiscovery
+import MeshHealth
+import MeshProto
+import MeshTransport
+import Synchronization
+import Testing
+
+/// Counts the RPCs a server handles.
+final class RPCCounter: ServerInterceptor, Sendable {
+  private let count = Mutex(0)
+
+  var value: Int { self.count.withLock { $0 } }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
+      Output
+    >
+  ) async throws -> StreamingServerResponse<Output> {
+    self.count.withLock { $0 += 1 }
+    return try await next(request, context)
+  }
+}
+
+/// `count` plaintext loopback servers, each counting its RPCs.
+struct LoopbackFleet {
+  var endpoints: [MeshEndpoint] = []
+  var counters: [RPCCounter] = []
+  var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+
+  /// Starts one more server in `group`.
+  mutating func add(
+    in group: inout ThrowingTaskGroup<Void, any Error>,
+    zone: String? = nil,
+    weight: Int = 1
+  ) async throws {
+    let counter = RPCCounter()
+    let transport = HTTP2ServerTransport.Posix(
+      address: .ipv4(host: "127.0.0.1", port: 0),
+      transportSecurity: .plaintext
+    )
+    let server = GRPCServer(
+      transport: transport,
+      services: [MeshHealthService()],
+      interceptors: [counter]
+    )
+    group.addTask { try await server.serve() }
+    let port = try #require(try await transport.listeningAddress.ipv4?.port)
+    self.endpoints.append(
+      MeshEndpoint(
+        id: "instance-\(self.endpoints.count)",
+        host: "127.0.0.1",
+        port: port,
+        weights: .init(passing: weight, warning: weight),
+        zone: zone
+      )
+    )
+    self.counters.append(counter)
+    self.servers.append(server)
+  }
+
+  func stop() {
+    for server in self.servers { server.beginGracefulShutdown() }
+  }
+}
+
+/// Runs `body` with a health client whose RPCs the balancing transport spreads.
+func withBalancedClient(
+  discovery: any MeshDiscovery,
+  policy: MeshBalancingPolicy,
+  _ body: (Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>)
+    async throws -> Void
+) async throws {
+  let transport = try MeshBalancingTransport(
+    service: "greeter",
+    discovery: discovery,
+    factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
+    policy: policy
+  )
+  try await withGRPCClient(transport: transport) { client in
+    try await body(Grpc_Health_V1_Health.Client(wrapping: client))
+  }
+}
+
+@Suite("Balancing transport over loopback servers", .timeLimit(.minutes(2)))
+struct BalancingTransportTests {
+  @Test("Round robin spreads RPCs exactly evenly over three servers")
+  func roundRobin() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var fleet = LoopbackFleet()
+      for _ in 0..<3 { try await fleet.add(in: &group) }
+      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
+      try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health in
+        for _ in 0..<300 {
+          _ = try await health.check(.init())
+        }
+      }
+      #expect(fleet.counters.map(\.value) == [100, 100, 100])
+      fleet.stop()
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("Weighted and least-request policies over real servers")
+  func weightedAndLeastRequest() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var fleet = LoopbackFleet()
+      try await fleet.add(in: &group, weight: 6)
+      try await fleet.add(in: &group, weight: 2)
+      try await fleet.add(in: &group, weight: 2)
+      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
+      try await withBalancedClient(discovery: discovery, policy: .weighted) { health in
+        for _ in 0..<1000 { _ = try await health.check(.init()) }
+      }
+      let weighted = fleet.counters.map(\.value)
+      #expect((500...700).contains(weighted[0]), "\(weighted)")
+      #expect((120...280).contains(weighted[1]) && (120...280).contains(weighted[2]), "\(weighted)")
+
+      try await withBalancedClient(discovery: discovery, policy: .leastRequest) { health in
+        for _ in 0..<900 { _ = try await health.check(.init()) }
+      }
+      let leastRequest = zip(fleet.counters.map(\.value), weighted).map { $0 - $1 }
+      #expect(leastRequest.allSatisfy { (200...400).contains($0) }, "\(leastRequest)")
+      fleet.stop()
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("Endpoint churn under load: added, removed, replaced; no RPC fails")
+  func churnUnderLoad() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { servers in
+      var fleet = LoopbackFleet()
+      for _ in 0..<4 { try await fleet.add(in: &servers) }
+      let discovery = MeshStaticDiscovery(["greeter": Array(fleet.endpoints[0..<2])])
+      let failures = Counter()
+      let completed = Counter()
+      let (milestones, milestone) = AsyncStream.makeStream(of: Int.self)
+
+      try await withBalancedClient(discovery: discovery, policy: .leastRequest) { health in
+        try await withThrowingTaskGroup(of: Void.self) { workers in
+          for _ in 0..<4 {
+            workers.addTask {
+              for _ in 0..<150 {
+                do {
+                  _ = try await health.check(.init())
+                } catch {
+                  failures.increment()
+                }
+                let done = completed.increment()
+                if done % 100 == 0 { milestone.yield(done) }
+              }
+            }
+          }
+          var step = 0
+          var removedCount = 0
+          for await _ in milestones {
+            step += 1
+            switch step {
+            case 1:  // add two endpoints
+              discovery.update("greeter", endpoints: fleet.endpoints)
+            case 2:  // remove the first
+              discovery.update("greeter", endpoints: Array(fleet.endpoints[1...]))
+              removedCount = fleet.counters[0].value
+            case 3:  // replace the second by the first again
+              discovery.update(
+                "greeter",
+                endpoints: [fleet.endpoints[0]] + Array(fleet.endpoints[2...])
+              )
+            default:
+              break
+            }
+            if step == 5 { break }
+          }
+          milestone.finish()
+          try await workers.waitForAll()
+          #expect(removedCount > 0)
+        }
+      }
+      #expect(failures.value == 0)
+      #expect(completed.value == 600)
+      #expect(fleet.counters.allSatisfy { $0.value > 0 }, "\(fleet.counters.map(\.value))")
+      fleet.stop()
+      try await servers.waitForAll()
+    }
+  }
+
+  @Test("No endpoints: RPCs fail fast with UNAVAILABLE naming the service")
+  func noEndpoints() async throws {
+    let discovery = MeshStaticDiscovery(["greeter": []])
+    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health in
+      let error = await #expect(throws: RPCError.self) { _ = try await health.check(.init()) }
+      #expect(error?.code == .unavailable)
+      #expect(error?.message.contains("greeter") == true)
+    }
+  }
+}
