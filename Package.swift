@@ -43,6 +43,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+  .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
 ]
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
@@ -107,7 +108,11 @@ var targets: [Target] = [
     dependencies: [
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),
+      .target(name: "MeshDiscovery"),
+      .target(name: "MeshConsul"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -257,6 +262,26 @@ targets.append(
       .product(name: "NIOHTTP1", package: "swift-nio"),
     ],
     exclude: ["Fixtures"],
+    swiftSettings: defaultSwiftSettings
+  )
+)
+
+targets.append(
+  .testTarget(
+    name: "MeshClientTests",
+    dependencies: [
+      .target(name: "MeshClient"),
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshConsul"),
+      .target(name: "MeshConsulAgent"),
+      .target(name: "MeshDiscovery"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshProto"),
+      .target(name: "MeshTransport"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    ],
     swiftSettings: defaultSwiftSettings
   )
 )

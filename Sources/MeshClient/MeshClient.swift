@@ -14,5 +14,208 @@
  * limitations under the License.
  */
 
-// MeshClient is the public entry point: `createMeshClient` / `withMeshClient`, discovery, the
-// balancing policies, the resilience interceptors and their configuration.
+public import GRPCCore
+public import Logging
+internal import MeshConsul
+internal import MeshDiscovery
+public import MeshTransport
+public import ServiceLifecycle
+private import Synchronization
+
+/// The gRPC client a mesh client hands out: a `GRPCClient` over the balancing transport.
+public typealias MeshGRPCClient = GRPCClient<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>
+
+/// Calls services by name: discovers their instances, secures every connection with mTLS and
+/// the target's identity, and spreads RPCs over the healthy instances.
+///
+/// ```swift
+/// try await withMeshClient { mesh in
+///   let greeter = Greeter.Client(wrapping: try mesh.client(for: "greeter", timeout: .seconds(10)))
+///   let reply = try await greeter.sayHello(.with { $0.name = "mesh" })
+/// }
+/// ```
+///
+/// ``client(for:timeout:)`` returns the same client for the same target and timeout. Clients
+/// run inside ``run()`` (which ``withMeshClient(_:logger:_:)`` and the `Service` conformance
+/// do for you) until ``beginGracefulShutdown()``, which lets RPCs in flight finish; cancelling
+/// ``run()`` is the hard stop.
+public final class MeshClient: Sendable {
+  public let configuration: MeshClientConfiguration
+  private let logger: Logger
+  private let credentials: MeshCredentials?
+  private let consul: ConsulClient?
+  private let state = Mutex(State())
+  private let events: AsyncStream<Event>
+  private let eventSink: AsyncStream<Event>.Continuation
+
+  private struct State {
+    var clients: [ClientKey: MeshGRPCClient] = [:]
+    var transports: [ClientKey: MeshBalancingTransport<MeshHTTP2SubchannelFactory>] = [:]
+    var isShutDown = false
+  }
+
+  private struct ClientKey: Hashable {
+    var target: String
+    var timeout: Duration?
+  }
+
+  private enum Event: Sendable {
+    case run(MeshGRPCClient)
+    case shutdown
+  }
+
+  /// Loads the credentials (for mTLS) and prepares discovery.
+  ///
+  /// - Throws: ``MeshTLSError`` for bad certificates, ``MeshConsulError`` for an unusable Consul
+  ///   address, ``MeshBalancingError`` for invalid policies.
+  public init(
+    configuration: MeshClientConfiguration,
+    logger: Logger = Logger(label: "mesh.client", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) async throws {
+    try configuration.policy.validate()
+    for target in configuration.targets.values {
+      try target.policy?.validate()
+    }
+    self.configuration = configuration
+    self.logger = logger
+    if let tls = configuration.tls {
+      self.credentials = try await MeshCredentials(tls.credentials, logger: logger)
+    } else {
+      self.credentials = nil
+      logger.warning("The mesh client is configured without TLS: connections are plaintext")
+    }
+    self.consul = configuration.discovery == nil ? try ConsulClient(configuration.consul) : nil
+    (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
+  }
+
+  /// A client of `target`, for a generated client to wrap; the same one for the same target and
+  /// timeout.
+  ///
+  /// - Parameters:
+  ///   - target: The target service's name in discovery.
+  ///   - timeout: The default timeout of its RPCs (the call's own timeout wins); nil uses the
+  ///     target's or the client's configured default.
+  /// - Throws: ``MeshClientError`` after shutdown; typed errors for bad settings.
+  public func client(for target: String, timeout: Duration? = nil) throws -> MeshGRPCClient {
+    let key = ClientKey(target: target, timeout: timeout)
+    if let client = self.state.withLock({ $0.clients[key] }) {
+      return client
+    }
+    let settings = self.configuration.targets[target]
+    let factory = try self.subchannelFactory(for: target, settings: settings)
+    let discovery: any MeshDiscovery =
+      self.configuration.discovery ?? ConsulDiscovery(client: self.consul!, logger: self.logger)
+    let transport = try MeshBalancingTransport(
+      service: target,
+      discovery: discovery,
+      factory: factory,
+      policy: settings?.policy ?? self.configuration.policy,
+      defaultTimeout: timeout ?? settings?.timeout ?? self.configuration.defaultTimeout,
+      logger: self.logger
+    )
+    let created = GRPCClient(transport: transport)
+    let client = try self.state.withLock { state throws(MeshClientError) -> MeshGRPCClient in
+      guard !state.isShutDown else {
+        throw MeshClientError("The mesh client is shut down; no new clients.")
+      }
+      if let existing = state.clients[key] { return existing }  // another caller won the race
+      state.clients[key] = created
+      state.transports[key] = transport
+      self.eventSink.yield(.run(created))
+      return created
+    }
+    return client
+  }
+
+  /// The balancing transport behind ``client(for:timeout:)``'s client, once made.
+  package func transport(
+    for target: String,
+    timeout: Duration? = nil
+  ) -> MeshBalancingTransport<MeshHTTP2SubchannelFactory>? {
+    self.state.withLock { $0.transports[ClientKey(target: target, timeout: timeout)] }
+  }
+
+  private func subchannelFactory(
+    for target: String,
+    settings: MeshClientConfiguration.Target?
+  ) throws -> MeshHTTP2SubchannelFactory {
+    guard let credentials = self.credentials, let tls = self.configuration.tls else {
+      return .plaintext
+    }
+    let identities =
+      try settings?.identities
+      ?? [
+        .spiffe(trustDomain: tls.trustDomain, namespace: tls.namespace, service: target),
+        .dns(target),
+      ]
+    return try .mTLS(credentials, server: .oneOf(identities))
+  }
+
+  /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``.
+  public func run() async throws {
+    await withDiscardingTaskGroup { group in
+      if let credentials = self.credentials {
+        group.addTask { try? await credentials.run() }
+      }
+      for await event in self.events {
+        switch event {
+        case .run(let client):
+          group.addTask { try? await client.runConnections() }
+        case .shutdown:
+          let clients = self.state.withLock { state in
+            state.isShutDown = true
+            return Array(state.clients.values)
+          }
+          for client in clients {
+            client.beginGracefulShutdown()
+          }
+          self.eventSink.finish()
+          if self.credentials != nil {
+            group.cancelAll()  // rotation; the clients were already told to drain
+            for client in clients { group.addTask { try? await client.runConnections() } }
+          }
+        }
+      }
+    }
+    try? await self.consul?.shutdown()
+  }
+
+  /// Stops handing out clients and lets every client finish its RPCs in flight.
+  public func beginGracefulShutdown() {
+    self.eventSink.yield(.shutdown)
+  }
+}
+
+extension MeshClient: Service {}
+
+/// Creates a mesh client; run it with ``MeshClient/run()`` (or in a `ServiceGroup`).
+///
+/// With no configuration, it is read from the environment (``MeshClientConfiguration/fromEnvironment(_:)``).
+public func createMeshClient(
+  _ configuration: MeshClientConfiguration? = nil,
+  logger: Logger = Logger(label: "mesh.client", factory: { _ in SwiftLogNoOpLogHandler() })
+) async throws -> MeshClient {
+  try await MeshClient(configuration: configuration ?? .fromEnvironment(), logger: logger)
+}
+
+/// Runs `body` with a running mesh client, then shuts it down gracefully.
+public func withMeshClient<Result: Sendable>(
+  _ configuration: MeshClientConfiguration? = nil,
+  logger: Logger = Logger(label: "mesh.client", factory: { _ in SwiftLogNoOpLogHandler() }),
+  _ body: (MeshClient) async throws -> Result
+) async throws -> Result {
+  let mesh = try await createMeshClient(configuration, logger: logger)
+  return try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await mesh.run() }
+    do {
+      let result = try await body(mesh)
+      mesh.beginGracefulShutdown()
+      try await group.waitForAll()
+      return result
+    } catch {
+      mesh.beginGracefulShutdown()
+      try? await group.waitForAll()
+      throw error
+    }
+  }
+}

@@ -35,6 +35,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   public typealias Bytes = Factory.Subchannel.Bytes
 
   public let service: String
+  /// The timeout of RPCs whose call options set none (the Python helper's
+  /// `create_stub(target, Stub, timeout=10.0)`).
+  public let defaultTimeout: Duration?
   private let discovery: any MeshDiscovery
   private let factory: Factory
   private let logger: Logger
@@ -65,10 +68,15 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     discovery: any MeshDiscovery,
     factory: Factory,
     policy: MeshBalancingPolicy = .leastRequest,
+    defaultTimeout: Duration? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try policy.validate()
+    if let defaultTimeout, defaultTimeout <= .zero {
+      throw MeshBalancingError("defaultTimeout must be positive, not \(defaultTimeout).")
+    }
     self.service = service
+    self.defaultTimeout = defaultTimeout
     self.discovery = discovery
     self.factory = factory
     self.logger = logger
@@ -78,7 +86,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   public var retryThrottle: RetryThrottle? { nil }
 
-  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+  /// The target's default timeout; an explicit timeout in the call's options wins.
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
+    self.defaultTimeout.map { MethodConfig(names: [], timeout: $0) }
+  }
 
   public func beginGracefulShutdown() {
     self.eventSink.yield(.shutdown)

@@ -62,3 +62,22 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
     )
   }
 }
+
+extension MeshHTTP2SubchannelFactory {
+  /// Plaintext subchannels (for development and tests).
+  public static var plaintext: Self {
+    Self(transportSecurity: .plaintext)
+  }
+
+  /// mTLS subchannels presenting `credentials` and accepting servers whose identity `server`
+  /// accepts, with the credentials' HTTP/2 settings.
+  public static func mTLS(
+    _ credentials: MeshCredentials,
+    server: MeshIdentityPolicy
+  ) throws(MeshTLSError) -> Self {
+    Self(
+      transportSecurity: try credentials.clientTransportSecurity(server: server),
+      config: credentials.clientConfig()
+    )
+  }
+}

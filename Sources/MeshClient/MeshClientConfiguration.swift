@@ -1,0 +1,154 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import Foundation
+public import MeshConsul
+public import MeshDiscovery
+public import MeshTransport
+
+/// How a mesh client finds, secures and balances the services it calls.
+///
+/// Build it in code, or read it from the environment with ``fromEnvironment(_:)`` (the Python
+/// helper's `create_mesh_client()` with no arguments).
+public struct MeshClientConfiguration: Sendable {
+  /// This service's name (its certificate is `certs/services/<name>.crt`).
+  public var serviceName: String?
+  /// The Consul agent to discover services through.
+  public var consul: ConsulClientConfiguration
+  /// Discovery to use instead of Consul (a static list, DNS, a test double).
+  public var discovery: (any MeshDiscovery)?
+  /// mTLS: this service's credentials and the target identities to expect. Nil: plaintext.
+  public var tls: TLS?
+  /// The timeout of RPCs that set none, for every target. Nil: none.
+  public var defaultTimeout: Duration?
+  /// The balancing policy of every target. Default: least request (P2C).
+  public var policy: MeshBalancingPolicy
+  /// Per-target settings, by target service name.
+  public var targets: [String: Target]
+
+  /// mTLS settings.
+  public struct TLS: Sendable {
+    /// This service's certificate, key and the mesh CA.
+    public var credentials: MeshTLSConfiguration
+    /// The trust domain of the targets' SPIFFE IDs. Default `mesh.local`.
+    public var trustDomain: String
+    /// The namespace of the targets' SPIFFE IDs. Default `default`.
+    public var namespace: String
+
+    public init(
+      credentials: MeshTLSConfiguration,
+      trustDomain: String = "mesh.local",
+      namespace: String = "default"
+    ) {
+      self.credentials = credentials
+      self.trustDomain = trustDomain
+      self.namespace = namespace
+    }
+  }
+
+  /// Settings of one target service.
+  public struct Target: Sendable {
+    /// Overrides ``MeshClientConfiguration/defaultTimeout``.
+    public var timeout: Duration?
+    /// Overrides ``MeshClientConfiguration/policy``.
+    public var policy: MeshBalancingPolicy?
+    /// The identities the target's servers may present; default: its SPIFFE ID or a DNS SAN
+    /// naming it (the seed's certificates). Several during a rename.
+    public var identities: [MeshServiceIdentity]?
+
+    public init(
+      timeout: Duration? = nil,
+      policy: MeshBalancingPolicy? = nil,
+      identities: [MeshServiceIdentity]? = nil
+    ) {
+      self.timeout = timeout
+      self.policy = policy
+      self.identities = identities
+    }
+  }
+
+  public init(
+    serviceName: String? = nil,
+    consul: ConsulClientConfiguration = ConsulClientConfiguration(),
+    discovery: (any MeshDiscovery)? = nil,
+    tls: TLS? = nil,
+    defaultTimeout: Duration? = nil,
+    policy: MeshBalancingPolicy = .leastRequest,
+    targets: [String: Target] = [:]
+  ) {
+    self.serviceName = serviceName
+    self.consul = consul
+    self.discovery = discovery
+    self.tls = tls
+    self.defaultTimeout = defaultTimeout
+    self.policy = policy
+    self.targets = targets
+  }
+
+  /// Reads the environment:
+  ///
+  /// | Variable | Meaning |
+  /// | --- | --- |
+  /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | the Consul agent, as Consul's tools read them |
+  /// | `MESH_SERVICE_NAME` | this service's name |
+  /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
+  /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
+  /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout, in seconds |
+  ///
+  /// - Throws: ``MeshClientError`` naming the variable for a bad value.
+  public static func fromEnvironment(
+    _ environment: [String: String] = ProcessInfo.processInfo.environment
+  ) throws(MeshClientError) -> Self {
+    var configuration = Self()
+    do {
+      configuration.consul = try .fromEnvironment(environment)
+    } catch {
+      throw MeshClientError("CONSUL_HTTP_ADDR: \(error.message)")
+    }
+    configuration.serviceName = environment["MESH_SERVICE_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+    if let directory = environment["MESH_CERTS_DIR"], !directory.isEmpty {
+      guard let service = configuration.serviceName else {
+        throw MeshClientError("MESH_CERTS_DIR is set, so MESH_SERVICE_NAME must name this service.")
+      }
+      configuration.tls = TLS(
+        credentials: .directory(directory, service: service),
+        trustDomain: environment["MESH_TRUST_DOMAIN"].flatMap { $0.isEmpty ? nil : $0 }
+          ?? "mesh.local",
+        namespace: environment["MESH_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+      )
+    }
+    if let text = environment["MESH_DEFAULT_TIMEOUT"], !text.isEmpty {
+      guard let seconds = Double(text), seconds > 0, seconds.isFinite else {
+        throw MeshClientError(
+          "MESH_DEFAULT_TIMEOUT must be a positive number of seconds, not '\(text)'."
+        )
+      }
+      configuration.defaultTimeout = .milliseconds(Int64(seconds * 1000))
+    }
+    return configuration
+  }
+}
+
+/// A mesh client configuration or use error.
+public struct MeshClientError: Error, Hashable, Sendable, CustomStringConvertible {
+  public var message: String
+
+  public init(_ message: String) {
+    self.message = message
+  }
+
+  public var description: String { self.message }
+}

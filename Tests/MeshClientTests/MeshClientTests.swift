@@ -1,0 +1,279 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshCertificates
+import MeshClient
+import MeshConsul
+import MeshConsulAgent
+import MeshDiscovery
+import MeshHealth
+import MeshProto
+import MeshTransport
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// Counts the RPCs a server handles.
+final class Hits: ServerInterceptor, Sendable {
+  private let count = Mutex(0)
+  var value: Int { self.count.withLock { $0 } }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
+      Output
+    >
+  ) async throws -> StreamingServerResponse<Output> {
+    self.count.withLock { $0 += 1 }
+    return try await next(request, context)
+  }
+}
+
+/// Starts a health server on 127.0.0.1:0 in `group`; returns its port and hit counter.
+func startServer(
+  in group: inout ThrowingTaskGroup<Void, any Error>,
+  security: HTTP2ServerTransport.Posix.TransportSecurity = .plaintext,
+  servers: inout [GRPCServer<HTTP2ServerTransport.Posix>]
+) async throws -> (port: Int, hits: Hits, health: MeshHealthService) {
+  let hits = Hits()
+  let health = MeshHealthService()
+  let transport = HTTP2ServerTransport.Posix(
+    address: .ipv4(host: "127.0.0.1", port: 0),
+    transportSecurity: security
+  )
+  let server = GRPCServer(transport: transport, services: [health], interceptors: [hits])
+  group.addTask { try await server.serve() }
+  servers.append(server)
+  let port = try #require(try await transport.listeningAddress.ipv4?.port)
+  return (port, hits, health)
+}
+
+@Suite("Mesh client", .timeLimit(.minutes(2)))
+struct MeshClientTests {
+  @Test("The environment configures the client like the Python helper's create_mesh_client()")
+  func environment() throws {
+    let configuration = try MeshClientConfiguration.fromEnvironment([
+      "CONSUL_HTTP_ADDR": "consul:8500", "CONSUL_HTTP_TOKEN": "t", "MESH_SERVICE_NAME": "checkout",
+      "MESH_CERTS_DIR": "/etc/mesh/certs", "MESH_TRUST_DOMAIN": "prod.example",
+      "MESH_DEFAULT_TIMEOUT": "2.5",
+    ])
+    #expect(configuration.consul.address.absoluteString == "http://consul:8500")
+    #expect(configuration.consul.token == "t")
+    #expect(configuration.serviceName == "checkout")
+    #expect(
+      configuration.tls?.credentials.certificateChain.path
+        == "/etc/mesh/certs/services/checkout.crt"
+    )
+    #expect(configuration.tls?.trustDomain == "prod.example")
+    #expect(configuration.defaultTimeout == .milliseconds(2500))
+
+    let plain = try MeshClientConfiguration.fromEnvironment([:])
+    #expect(plain.tls == nil)
+    #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["MESH_CERTS_DIR": "certs"])
+    }
+    #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["MESH_DEFAULT_TIMEOUT": "soon"])
+    }
+    #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["CONSUL_HTTP_ADDR": "ftp://x:1"])
+    }
+  }
+
+  @Test("client(for:) is cached per target and timeout, carries the default timeout, and balances")
+  func clientForTarget() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+      var instances: [(port: Int, hits: Hits, health: MeshHealthService)] = []
+      for _ in 0..<3 {
+        instances.append(try await startServer(in: &group, servers: &servers))
+      }
+      let discovery = MeshStaticDiscovery([
+        "greeter": instances.map { MeshEndpoint(host: "127.0.0.1", port: $0.port) }
+      ])
+      var configuration = MeshClientConfiguration(discovery: discovery, policy: .roundRobin)
+      configuration.targets["greeter"] = .init(timeout: .seconds(10))
+
+      let leftover = try await withMeshClient(configuration) { mesh in
+        let client = try mesh.client(for: "greeter")
+        #expect(try mesh.client(for: "greeter") === client)
+        #expect(try mesh.client(for: "greeter", timeout: .seconds(1)) !== client)
+        let descriptor = Grpc_Health_V1_Health.Method.Check.descriptor
+        #expect(
+          mesh.transport(for: "greeter")?.config(forMethod: descriptor)?.timeout == .seconds(10)
+        )
+        #expect(
+          mesh.transport(for: "greeter", timeout: .seconds(1))?.config(forMethod: descriptor)?
+            .timeout
+            == .seconds(1)
+        )
+
+        let health = Grpc_Health_V1_Health.Client(wrapping: client)
+        for _ in 0..<30 {
+          #expect(try await health.check(.init()).status == .serving)
+        }
+        return mesh
+      }
+      #expect(instances.map(\.hits.value) == [10, 10, 10])
+      #expect(throws: MeshClientError.self) { try leftover.client(for: "other") }
+      for server in servers { server.beginGracefulShutdown() }
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("Through Consul with mTLS: RPCs reach every registered instance, checks pass over TLS")
+  func consulAndMTLS() async throws {
+    let directory = MeshCertificateDirectory(
+      path: FileManager.default.temporaryDirectory.appendingPathComponent(
+        "mesh-client-\(UUID().uuidString)"
+      ).path
+    )
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    try directory.write(authority)
+    for service in ["greeter", "checkout", "consul-agent"] {
+      try directory.write(try authority.issue(service: service))
+    }
+    let greeter = try await MeshCredentials(.directory(directory.path, service: "greeter"))
+    let agentIdentity = try await MeshCredentials(
+      .directory(directory.path, service: "consul-agent")
+    )
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+      var instances: [(port: Int, hits: Hits, health: MeshHealthService)] = []
+      for _ in 0..<3 {
+        instances.append(
+          try await startServer(
+            in: &group,
+            security: try greeter.serverTransportSecurity(),
+            servers: &servers
+          )
+        )
+      }
+      let agent = MeshConsulAgent(
+        configuration: MeshConsulAgentConfiguration(port: 0, checkCredentials: agentIdentity)
+      )
+      group.addTask { try await agent.run() }
+      let agentPort = try await agent.listeningPort
+      let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+      for (index, instance) in instances.enumerated() {
+        try await consul.register(
+          ConsulServiceRegistration(
+            id: "greeter-\(index)",
+            name: "greeter",
+            address: "127.0.0.1",
+            port: instance.port,
+            check: .grpc("127.0.0.1:\(instance.port)", interval: .milliseconds(100), useTLS: true)
+          )
+        )
+      }
+      // Wait, through a blocking query, until the agent's checks pass for all three.
+      var index: UInt64 = 0
+      while true {
+        let response = try await consul.healthService(
+          "greeter",
+          index: index > 0 ? index : nil,
+          wait: .seconds(30)
+        )
+        index = response.index
+        if response.value.count == 3 { break }
+      }
+
+      let configuration = try MeshClientConfiguration.fromEnvironment([
+        "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "MESH_SERVICE_NAME": "checkout",
+        "MESH_CERTS_DIR": directory.path,
+      ])
+      try await withMeshClient(configuration) { mesh in
+        let health = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+        for _ in 0..<60 {
+          _ = try await health.check(.init())
+        }
+      }
+      #expect(instances.allSatisfy { $0.hits.value > 0 }, "\(instances.map(\.hits.value))")
+
+      agent.beginGracefulShutdown()
+      for server in servers { server.beginGracefulShutdown() }
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("An endpoint presenting another identity fails closed, for that endpoint only")
+  func identityMismatchFailsClosed() async throws {
+    let directory = MeshCertificateDirectory(
+      path: FileManager.default.temporaryDirectory.appendingPathComponent(
+        "mesh-client-\(UUID().uuidString)"
+      ).path
+    )
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    try directory.write(authority)
+    for service in ["greeter", "impostor", "checkout"] {
+      try directory.write(try authority.issue(service: service))
+    }
+    let greeter = try await MeshCredentials(.directory(directory.path, service: "greeter"))
+    let impostor = try await MeshCredentials(.directory(directory.path, service: "impostor"))
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+      let good1 = try await startServer(
+        in: &group,
+        security: try greeter.serverTransportSecurity(),
+        servers: &servers
+      )
+      let bad = try await startServer(
+        in: &group,
+        security: try impostor.serverTransportSecurity(),
+        servers: &servers
+      )
+      let good2 = try await startServer(
+        in: &group,
+        security: try greeter.serverTransportSecurity(),
+        servers: &servers
+      )
+      let discovery = MeshStaticDiscovery([
+        "greeter": [good1, bad, good2].map { MeshEndpoint(host: "127.0.0.1", port: $0.port) }
+      ])
+      var configuration = MeshClientConfiguration(discovery: discovery, policy: .roundRobin)
+      configuration.tls = .init(credentials: .directory(directory.path, service: "checkout"))
+
+      let failures = try await withMeshClient(configuration) { mesh in
+        let health = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+        var failures = 0
+        var options = CallOptions.defaults
+        options.waitForReady = false
+        for _ in 0..<30 {
+          do {
+            _ = try await health.check(.init(), options: options)
+          } catch let error as RPCError {
+            #expect(error.code == .unavailable)
+            failures += 1
+          }
+        }
+        return failures
+      }
+      #expect(failures == 10, "one endpoint in three refused")
+      #expect(bad.hits.value == 0, "no RPC reached the impostor")
+      #expect(good1.hits.value == 10 && good2.hits.value == 10)
+      for server in servers { server.beginGracefulShutdown() }
+      try await group.waitForAll()
+    }
+  }
+}
