@@ -79,6 +79,8 @@ var targets: [Target] = [
     name: "MeshTransport",
     dependencies: [
       .target(name: "MeshDiscovery"),
+      .target(name: "MeshProto"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOCore", package: "swift-nio"),
@@ -147,6 +149,7 @@ var targets: [Target] = [
     name: "MeshConsulAgent",
     dependencies: [
       .target(name: "MeshConsul"),
+      .target(name: "MeshDiscovery"),
       .target(name: "MeshTransport"),
       .target(name: "MeshProto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -19,6 +19,7 @@ internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import MeshConsul
+internal import MeshDiscovery
 internal import MeshProto
 public import MeshTransport
 internal import NIOCore
@@ -92,7 +93,7 @@ where Clock.Duration == Duration {
   private let clock: Clock
   private let logger: Logger
   private let shared: Mutex<Shared>
-  private let shutdown = AgentSignal()
+  private let shutdown = MeshSignal()
   private let bound: AsyncStream<Result<Int, any Error>>
   private let boundContinuation: AsyncStream<Result<Int, any Error>>.Continuation
   private let checksChanged: AsyncStream<Void>
@@ -102,10 +103,10 @@ where Clock.Duration == Duration {
     var state: ConsulAgentState<Clock.Instant>
     var waiters: [UInt64: Waiter] = [:]
     var nextWaiterID: UInt64 = 0
-    var timerWake: AgentSignal?
+    var timerWake: MeshSignal?
     var runningChecks: Set<String> = []
     var port: Int?
-    var blockedQueryObservers: [(count: Int, signal: AgentSignal)] = []
+    var blockedQueryObservers: [(count: Int, signal: MeshSignal)] = []
 
     mutating func notifyBlockedQueryObservers() {
       let count = self.waiters.count
@@ -125,7 +126,7 @@ where Clock.Duration == Duration {
   private struct Waiter {
     var key: WatchKey
     var afterIndex: UInt64
-    var wake: AgentSignal
+    var wake: MeshSignal
   }
 
   public init(
@@ -574,7 +575,7 @@ where Clock.Duration == Duration {
 
   /// Returns when the index of `key` passes `index`, after `timeout`, or on shutdown.
   private func waitForChange(_ key: WatchKey, after index: UInt64, timeout: Duration) async {
-    let wake = AgentSignal()
+    let wake = MeshSignal()
     let id: UInt64? = self.shared.withLock { shared in
       let current: UInt64
       switch key {
@@ -606,7 +607,7 @@ where Clock.Duration == Duration {
 
   private func runTimers() async {
     while !Task.isCancelled && !self.shutdown.hasFired {
-      let wake = AgentSignal()
+      let wake = MeshSignal()
       let deadline = self.shared.withLock { shared in
         let reaped = shared.state.tick(now: self.clock.now)
         if !reaped.isEmpty {
@@ -736,7 +737,7 @@ where Clock.Duration == Duration {
 
   /// Returns once exactly `count` blocking queries are parked, waiting for a change.
   package func waitForBlockedQueries(_ count: Int) async {
-    let signal = AgentSignal()
+    let signal = MeshSignal()
     self.shared.withLock { shared in
       shared.blockedQueryObservers.append((count, signal))
       shared.notifyBlockedQueryObservers()

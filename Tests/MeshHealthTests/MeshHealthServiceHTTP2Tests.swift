@@ -58,6 +58,23 @@ struct MeshHealthServiceHTTP2Tests {
     }
   }
 
+  @Test("Watch over HTTP/2 delivers each change to a Swift client")
+  func watchChangesOverHTTP2() async throws {
+    let health = MeshHealthService()
+    try await withLoopbackHealthServer(health) { port in
+      try await withLoopbackHealthClient(port: port) { client async throws in
+        try await client.watch(.with { $0.service = "" }) { response async throws in
+          var messages = response.messages.makeAsyncIterator()
+          #expect(try await messages.next()?.status == .serving)
+          health.setNotServing()
+          #expect(try await messages.next()?.status == .notServing)
+          health.setServing()
+          #expect(try await messages.next()?.status == .serving)
+        }
+      }
+    }
+  }
+
   @Test("Stopping the server ends open Watch streams instead of hanging")
   func serverStopEndsWatches() async throws {
     let health = MeshHealthService()

@@ -23,7 +23,7 @@ import MeshTransport
 import Synchronization
 import Testing
 
-/// Counts the RPCs a server handles.
+/// Counts the RPCs a server handles (but the balancer's own health Watch streams).
 final class RPCCounter: ServerInterceptor, Sendable {
   private let count = Mutex(0)
 
@@ -36,7 +36,9 @@ final class RPCCounter: ServerInterceptor, Sendable {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
-    self.count.withLock { $0 += 1 }
+    if context.descriptor.method != "Watch" {
+      self.count.withLock { $0 += 1 }
+    }
     return try await next(request, context)
   }
 }
@@ -45,6 +47,7 @@ final class RPCCounter: ServerInterceptor, Sendable {
 struct LoopbackFleet {
   var endpoints: [MeshEndpoint] = []
   var counters: [RPCCounter] = []
+  var healths: [MeshHealthService] = []
   var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
 
   /// Starts one more server in `group`.
@@ -54,13 +57,14 @@ struct LoopbackFleet {
     weight: Int = 1
   ) async throws {
     let counter = RPCCounter()
+    let health = MeshHealthService()
     let transport = HTTP2ServerTransport.Posix(
       address: .ipv4(host: "127.0.0.1", port: 0),
       transportSecurity: .plaintext
     )
     let server = GRPCServer(
       transport: transport,
-      services: [MeshHealthService()],
+      services: [health],
       interceptors: [counter]
     )
     group.addTask { try await server.serve() }
@@ -75,6 +79,7 @@ struct LoopbackFleet {
       )
     )
     self.counters.append(counter)
+    self.healths.append(health)
     self.servers.append(server)
   }
 
@@ -87,17 +92,25 @@ struct LoopbackFleet {
 func withBalancedClient(
   discovery: any MeshDiscovery,
   policy: MeshBalancingPolicy,
-  _ body: (Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>)
-    async throws -> Void
+  healthChecking: MeshBalancingTransport<MeshHTTP2SubchannelFactory>.HealthChecking? = nil,
+  waitForPickable: Int? = nil,
+  _ body: (
+    Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
+    MeshBalancingTransport<MeshHTTP2SubchannelFactory>
+  ) async throws -> Void
 ) async throws {
   let transport = try MeshBalancingTransport(
     service: "greeter",
     discovery: discovery,
     factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
-    policy: policy
+    policy: policy,
+    healthChecking: healthChecking
   )
   try await withGRPCClient(transport: transport) { client in
-    try await body(Grpc_Health_V1_Health.Client(wrapping: client))
+    if let count = waitForPickable {
+      await transport.waitForPickableEndpoints(count)
+    }
+    try await body(Grpc_Health_V1_Health.Client(wrapping: client), transport)
   }
 }
 
@@ -109,7 +122,9 @@ struct BalancingTransportTests {
       var fleet = LoopbackFleet()
       for _ in 0..<3 { try await fleet.add(in: &group) }
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health in
+      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3) {
+        health,
+        _ in
         for _ in 0..<300 {
           _ = try await health.check(.init())
         }
@@ -128,14 +143,17 @@ struct BalancingTransportTests {
       try await fleet.add(in: &group, weight: 2)
       try await fleet.add(in: &group, weight: 2)
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(discovery: discovery, policy: .weighted) { health in
+      try await withBalancedClient(discovery: discovery, policy: .weighted, waitForPickable: 3) {
+        health,
+        _ in
         for _ in 0..<1000 { _ = try await health.check(.init()) }
       }
       let weighted = fleet.counters.map(\.value)
       #expect((500...700).contains(weighted[0]), "\(weighted)")
       #expect((120...280).contains(weighted[1]) && (120...280).contains(weighted[2]), "\(weighted)")
 
-      try await withBalancedClient(discovery: discovery, policy: .leastRequest) { health in
+      try await withBalancedClient(discovery: discovery, policy: .leastRequest, waitForPickable: 3)
+      { health, _ in
         for _ in 0..<900 { _ = try await health.check(.init()) }
       }
       let leastRequest = zip(fleet.counters.map(\.value), weighted).map { $0 - $1 }
@@ -155,7 +173,7 @@ struct BalancingTransportTests {
       let completed = Counter()
       let (milestones, milestone) = AsyncStream.makeStream(of: Int.self)
 
-      try await withBalancedClient(discovery: discovery, policy: .leastRequest) { health in
+      try await withBalancedClient(discovery: discovery, policy: .leastRequest) { health, _ in
         try await withThrowingTaskGroup(of: Void.self) { workers in
           for _ in 0..<4 {
             workers.addTask {
@@ -203,10 +221,66 @@ struct BalancingTransportTests {
     }
   }
 
+  @Test("A stopped endpoint stops being picked; RPCs go on to the others without failing")
+  func stoppedEndpointAvoided() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { survivors in
+      var fleet = LoopbackFleet()
+      for _ in 0..<2 { try await fleet.add(in: &survivors) }
+      try await withThrowingTaskGroup(of: Void.self) { doomed in
+        var doomedFleet = LoopbackFleet()
+        try await doomedFleet.add(in: &doomed)
+        doomedFleet.endpoints[0].id = "doomed"  // the fleets number their endpoints alike
+        let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints + doomedFleet.endpoints])
+        try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3)
+        {
+          health,
+          transport async throws in
+          for _ in 0..<30 { _ = try await health.check(.init()) }
+          #expect(doomedFleet.counters[0].value == 10)
+
+          doomed.cancelAll()  // the process dies: connections drop, nothing is drained
+          await transport.waitForPickableEndpoints(2)
+          for _ in 0..<60 { _ = try await health.check(.init()) }
+          #expect(doomedFleet.counters[0].value == 10, "nothing more reached the stopped endpoint")
+          #expect(fleet.counters.map(\.value) == [40, 40])
+        }
+      }
+      fleet.stop()
+      try await survivors.waitForAll()
+    }
+  }
+
+  @Test("Client-side health checking picks only SERVING endpoints (gRFC A17)")
+  func clientSideHealthChecking() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var fleet = LoopbackFleet()
+      for _ in 0..<3 { try await fleet.add(in: &group) }
+      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        healthChecking: .init(serviceName: ""),
+        waitForPickable: 3
+      ) { health, transport async throws in
+        fleet.healths[1].setNotServing()
+        await transport.waitForPickableEndpoints(2)
+        for _ in 0..<20 { _ = try await health.check(.init()) }
+        #expect(fleet.counters.map(\.value) == [10, 0, 10])
+
+        fleet.healths[1].setServing()
+        await transport.waitForPickableEndpoints(3)
+        for _ in 0..<30 { _ = try await health.check(.init()) }
+        #expect(fleet.counters[1].value == 10)
+      }
+      fleet.stop()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("No endpoints: RPCs fail fast with UNAVAILABLE naming the service")
   func noEndpoints() async throws {
     let discovery = MeshStaticDiscovery(["greeter": []])
-    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health in
+    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health, _ in
       let error = await #expect(throws: RPCError.self) { _ = try await health.check(.init()) }
       #expect(error?.code == .unavailable)
       #expect(error?.message.contains("greeter") == true)

@@ -17,27 +17,46 @@
 public import GRPCCore
 public import Logging
 public import MeshDiscovery
+internal import MeshProto
+internal import SwiftProtobuf
 private import Synchronization
 
 /// A `ClientTransport` that spreads the RPCs of one service over its endpoints.
 ///
-/// It watches the service through a ``MeshDiscovery``, keeps one subchannel (a transport made by
-/// a ``MeshSubchannelFactory``) per endpoint, and picks one for each attempt with its
+/// It watches the service through a ``MeshDiscovery``, keeps a subchannel (a transport made by a
+/// ``MeshSubchannelFactory``) per endpoint, and picks one for each attempt with its
 /// ``MeshBalancingPolicy``. A `GRPCClient` (and so any generated client) runs on it unchanged.
 ///
-/// Endpoint changes: a new endpoint gets a subchannel that starts connecting at once; a removed
-/// endpoint stops being picked at once, and its subchannel shuts down gracefully, finishing the
-/// RPCs in flight on it. No RPC fails because an endpoint left discovery.
-///
-/// Lifecycle: ``connect()`` runs the watch and the subchannels until ``beginGracefulShutdown()``
-/// (which lets RPCs in flight finish) or cancellation.
+/// - **Readiness and health.** Each subchannel keeps a grpc.health.v1 `Watch` stream open. An
+///   endpoint is picked only once that stream is up (new endpoints connect before they are
+///   picked) and stops being picked when it breaks (a stopped endpoint is avoided). With
+///   ``HealthChecking`` on (gRFC A17), it is picked only while it reports `SERVING`. A server
+///   without the health service (`UNIMPLEMENTED`) counts as healthy once it answered. If no
+///   endpoint is eligible once every one was probed, all are tried rather than none.
+/// - **Endpoint changes.** A removed endpoint stops being picked at once, and its subchannel
+///   shuts down gracefully, finishing the RPCs in flight on it. No RPC fails because an
+///   endpoint left discovery.
+/// - **Lifecycle.** ``connect()`` runs the watch and the subchannels until
+///   ``beginGracefulShutdown()`` (which lets RPCs in flight finish) or cancellation.
 public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: ClientTransport {
   public typealias Bytes = Factory.Subchannel.Bytes
+
+  /// Client-side health checking (gRFC A17).
+  public struct HealthChecking: Hashable, Sendable {
+    /// The grpc.health.v1 service name to watch; `""` is the whole server.
+    public var serviceName: String
+
+    public init(serviceName: String = "") {
+      self.serviceName = serviceName
+    }
+  }
 
   public let service: String
   /// The timeout of RPCs whose call options set none (the Python helper's
   /// `create_stub(target, Stub, timeout=10.0)`).
   public let defaultTimeout: Duration?
+  /// Client-side health checking; nil: endpoints are only checked for connectivity.
+  public let healthChecking: HealthChecking?
   private let discovery: any MeshDiscovery
   private let factory: Factory
   private let logger: Logger
@@ -51,16 +70,66 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     case shutdown
   }
 
+  private struct Entry {
+    var endpoint: MeshEndpoint
+    var subchannel: Factory.Subchannel
+    var client: GRPCClient<Factory.Subchannel>
+    var removed: MeshSignal
+    /// The health stream is up (and, with health checking, reports SERVING).
+    var eligible = false
+    /// The first probe has answered or failed.
+    var probed = false
+  }
+
   private struct State {
     var picker: MeshPickerState<ContinuousClock.Instant>
-    var subchannels: [String: (endpoint: MeshEndpoint, subchannel: Factory.Subchannel)] = [:]
-    /// RPCs waiting for the first endpoint set, by waiter ID.
+    /// Endpoints in discovery order.
+    var order: [String] = []
+    var entries: [String: Entry] = [:]
+    /// RPCs waiting for a pickable endpoint, by waiter ID.
     var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     var cancelledWaiters: Set<UInt64> = []
     var nextWaiterID: UInt64 = 0
     var hasEndpoints = false
     var isShutDown = false
     var random = SystemRandomNumberGenerator()
+    /// Observers of the pickable set's size, for tests and diagnostics.
+    var pickableObservers: [(count: Int, signal: MeshSignal)] = []
+
+    /// Whether an RPC can be decided now: picked, or failed for want of endpoints.
+    var isDecidable: Bool {
+      self.isShutDown
+        || (self.hasEndpoints && (self.order.isEmpty || !self.picker.endpoints.isEmpty))
+    }
+
+    /// Rebuilds the picker from the eligible endpoints; wakes waiters when decidable.
+    mutating func refresh() {
+      let known = self.order.compactMap { self.entries[$0] }
+      var candidates = known.filter(\.eligible)
+      if candidates.isEmpty && !known.isEmpty && known.allSatisfy(\.probed) {
+        candidates = known  // none is healthy: try them all rather than fail them all
+      }
+      self.picker.update(
+        candidates.map {
+          PickerEndpoint(
+            id: $0.endpoint.id,
+            weight: $0.endpoint.weight,
+            zone: $0.endpoint.zone,
+            tags: $0.endpoint.tags
+          )
+        }
+      )
+      if self.isDecidable {
+        for waiter in self.waiters.values { waiter.resume() }
+        self.waiters.removeAll()
+      }
+      let count = self.picker.endpoints.count
+      self.pickableObservers.removeAll { observer in
+        guard observer.count == count else { return false }
+        observer.signal.fire()
+        return true
+      }
+    }
   }
 
   public init(
@@ -69,6 +138,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     factory: Factory,
     policy: MeshBalancingPolicy = .leastRequest,
     defaultTimeout: Duration? = nil,
+    healthChecking: HealthChecking? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try policy.validate()
@@ -77,6 +147,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     }
     self.service = service
     self.defaultTimeout = defaultTimeout
+    self.healthChecking = healthChecking
     self.discovery = discovery
     self.factory = factory
     self.logger = logger
@@ -98,8 +169,21 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   /// The endpoints currently picked from.
   public var endpoints: [MeshEndpoint] {
     self.state.withLock { state in
-      state.picker.endpoints.compactMap { state.subchannels[$0.id]?.endpoint }
+      state.picker.endpoints.compactMap { state.entries[$0.id]?.endpoint }
     }
+  }
+
+  /// Returns once exactly `count` endpoints can be picked.
+  package func waitForPickableEndpoints(_ count: Int) async {
+    let signal = MeshSignal()
+    self.state.withLock { state in
+      state.pickableObservers.append((count, signal))
+      if state.picker.endpoints.count == count {
+        signal.fire()
+        state.pickableObservers.removeLast()
+      }
+    }
+    await signal.wait()
   }
 
   public func connect() async throws {
@@ -118,11 +202,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       for await event in self.events {
         switch event {
         case .endpoints(let set):
-          for subchannel in self.apply(set) {
-            group.addTask {
-              // A subchannel's connect() returns once it has shut down.
-              try? await subchannel.connect()
-            }
+          for entry in self.apply(set) {
+            group.addTask { await self.run(entry) }
           }
         case .discoveryEnded(let error):
           if let error {
@@ -132,75 +213,138 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
             )
           }
         case .shutdown:
-          let subchannels = self.state.withLock { state in
+          let entries = self.state.withLock { state in
             state.isShutDown = true
-            for waiter in state.waiters.values { waiter.resume() }
-            state.waiters.removeAll()
-            return state.subchannels.values.map(\.subchannel)
+            state.refresh()
+            return Array(state.entries.values)
           }
-          for subchannel in subchannels {
-            subchannel.beginGracefulShutdown()
+          for entry in entries {
+            entry.removed.fire()
           }
           self.eventSink.finish()
-          group.cancelAll()  // the discovery watch; subchannels drain after their shutdown
+          group.cancelAll()  // the discovery watch; subchannels drain on their own
         }
       }
     }
   }
 
-  /// Applies a new endpoint set; returns the subchannels to run.
-  private func apply(_ set: MeshEndpointSet) -> [Factory.Subchannel] {
-    var added: [Factory.Subchannel] = []
-    var removed: [Factory.Subchannel] = []
+  /// Applies a new endpoint set; returns the new entries to run.
+  private func apply(_ set: MeshEndpointSet) -> [Entry] {
+    var added: [Entry] = []
+    var removed: [Entry] = []
     self.state.withLock { state in
       guard !state.isShutDown else { return }
       let incoming = Dictionary(
         set.endpoints.map { ($0.id, $0) },
         uniquingKeysWith: { first, _ in first }
       )
-      for (id, entry) in state.subchannels where incoming[id] == nil {
-        removed.append(entry.subchannel)
-        state.subchannels[id] = nil
-      }
-      for endpoint in set.endpoints {
-        if let existing = state.subchannels[endpoint.id],
-          existing.endpoint.host == endpoint.host && existing.endpoint.port == endpoint.port
-        {
-          state.subchannels[endpoint.id]?.endpoint = endpoint  // tags, weights, zone may change
-          continue
+      for (id, entry) in state.entries {
+        let kept = incoming[id].map {
+          $0.host == entry.endpoint.host && $0.port == entry.endpoint.port
         }
-        if let replaced = state.subchannels[endpoint.id] {
-          removed.append(replaced.subchannel)
-        }
-        do {
-          let subchannel = try self.factory.makeSubchannel(for: endpoint)
-          state.subchannels[endpoint.id] = (endpoint, subchannel)
-          added.append(subchannel)
-        } catch {
-          self.logger.warning(
-            "Could not make a subchannel; skipping the endpoint",
-            metadata: ["mesh.endpoint": "\(endpoint)", "mesh.error": "\(error)"]
-          )
+        if kept != true {
+          removed.append(entry)
+          state.entries[id] = nil
         }
       }
-      state.picker.update(
-        set.endpoints.filter { state.subchannels[$0.id] != nil }.map {
-          PickerEndpoint(id: $0.id, weight: $0.weight, zone: $0.zone, tags: $0.tags)
+      state.order = []
+      for endpoint in set.endpoints where !state.order.contains(endpoint.id) {
+        if state.entries[endpoint.id] != nil {
+          state.entries[endpoint.id]?.endpoint = endpoint  // tags, weights, zone may change
+        } else {
+          do {
+            let subchannel = try self.factory.makeSubchannel(for: endpoint)
+            let entry = Entry(
+              endpoint: endpoint,
+              subchannel: subchannel,
+              client: GRPCClient(transport: subchannel),
+              removed: MeshSignal()
+            )
+            state.entries[endpoint.id] = entry
+            added.append(entry)
+          } catch {
+            self.logger.warning(
+              "Could not make a subchannel; skipping the endpoint",
+              metadata: ["mesh.endpoint": "\(endpoint)", "mesh.error": "\(error)"]
+            )
+            continue
+          }
         }
-      )
+        state.order.append(endpoint.id)
+      }
       state.hasEndpoints = true
-      for waiter in state.waiters.values { waiter.resume() }
-      state.waiters.removeAll()
+      state.refresh()
     }
     // Removed endpoints are no longer picked; they finish their RPCs in flight, then close.
-    for subchannel in removed {
-      subchannel.beginGracefulShutdown()
+    for entry in removed {
+      entry.removed.fire()
     }
-    self.logger.debug(
-      "Endpoints updated",
-      metadata: ["mesh.service": "\(self.service)", "mesh.endpoints": "\(set.endpoints.count)"]
-    )
     return added
+  }
+
+  /// Runs one endpoint's connection and health stream until it is removed.
+  private func run(_ entry: Entry) async {
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask { try? await entry.client.runConnections() }
+      group.addTask {
+        // The health stream stops at removal; then the connection drains and closes.
+        await withTaskGroup(of: Void.self) { watch in
+          watch.addTask { await self.watchHealth(of: entry) }
+          watch.addTask { await entry.removed.wait() }
+          await watch.next()
+          watch.cancelAll()
+        }
+        entry.client.beginGracefulShutdown()
+      }
+    }
+  }
+
+  /// Keeps a grpc.health.v1 Watch open on the endpoint, marking it eligible while it is up.
+  private func watchHealth(of entry: Entry) async {
+    let health = Grpc_Health_V1_Health.Client(wrapping: entry.client)
+    let serviceName = self.healthChecking?.serviceName ?? ""
+    var backoff = Duration.milliseconds(100)
+    while !Task.isCancelled {
+      do {
+        let answered = try await health.watch(.with { $0.service = serviceName }) { response in
+          var answered = false
+          do {
+            for try await message in response.messages {
+              answered = true
+              self.setEligible(entry, self.healthChecking == nil || message.status == .serving)
+            }
+          } catch  where answered {
+            // The stream broke after it was up: reconnect promptly.
+          }
+          return answered
+        }
+        self.setEligible(entry, false)
+        if answered { backoff = .milliseconds(100) }
+      } catch let error as RPCError where error.code == .unimplemented {
+        // No health service: the server answered, so it is reachable. Nothing more to watch.
+        self.setEligible(entry, true)
+        await entry.removed.wait()
+        return
+      } catch {
+        self.setEligible(entry, false)
+      }
+      // Reconnect with backoff (the connection itself also backs off).
+      guard (try? await ContinuousClock().sleep(for: backoff)) != nil else { return }
+      backoff = min(backoff * 2, .seconds(5))
+    }
+  }
+
+  private func setEligible(_ entry: Entry, _ eligible: Bool) {
+    self.state.withLock { state in
+      // Only the entry still registered under this ID (not a replaced one).
+      guard let current = state.entries[entry.endpoint.id], current.removed === entry.removed else {
+        return
+      }
+      guard current.eligible != eligible || !current.probed else { return }
+      state.entries[entry.endpoint.id]?.eligible = eligible
+      state.entries[entry.endpoint.id]?.probed = true
+      state.refresh()
+    }
   }
 
   public func withStream<T: Sendable>(
@@ -208,11 +352,11 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
-    await self.waitForFirstEndpoints()
+    await self.waitUntilDecidable()
     let picked = self.state.withLock { state -> (String, Factory.Subchannel)? in
       guard !state.isShutDown,
         let id = state.picker.pick(now: .now, using: &state.random),
-        let subchannel = state.subchannels[id]?.subchannel
+        let subchannel = state.entries[id]?.subchannel
       else { return nil }
       state.picker.started(id)
       return (id, subchannel)
@@ -231,9 +375,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     return try await subchannel.withStream(descriptor: descriptor, options: options, closure)
   }
 
-  /// Returns once discovery first answered, at shutdown, or when the RPC is cancelled (its
-  /// deadline passed): the pick that follows then fails as it should.
-  private func waitForFirstEndpoints() async {
+  /// Returns once an endpoint can be picked (or none will be: no endpoints, shutdown), or when
+  /// the RPC is cancelled (its deadline passed): the pick that follows then fails as it should.
+  private func waitUntilDecidable() async {
     let id = self.state.withLock { state in
       state.nextWaiterID += 1
       return state.nextWaiterID
@@ -241,9 +385,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let ready = self.state.withLock { state in
-          if state.hasEndpoints || state.isShutDown || state.cancelledWaiters.remove(id) != nil {
-            return true
-          }
+          if state.isDecidable || state.cancelledWaiters.remove(id) != nil { return true }
           state.waiters[id] = continuation
           return false
         }

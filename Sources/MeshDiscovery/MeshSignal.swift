@@ -19,7 +19,7 @@ private import Synchronization
 /// A one-shot event any number of tasks can wait for: `fire()` wakes every waiter, now and
 /// later. A waiter whose task is cancelled returns at once, leaving the signal intact (unlike
 /// iterating an `AsyncStream`, which a cancelled iteration terminates for everyone).
-final class AgentSignal: Sendable {
+package final class MeshSignal: Sendable {
   private struct State {
     var fired = false
     var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -29,11 +29,13 @@ final class AgentSignal: Sendable {
 
   private let state = Mutex(State())
 
-  var hasFired: Bool {
+  package init() {}
+
+  package var hasFired: Bool {
     self.state.withLock { $0.fired }
   }
 
-  func fire() {
+  package func fire() {
     let waiters = self.state.withLock { state in
       state.fired = true
       defer { state.waiters.removeAll() }
@@ -45,7 +47,7 @@ final class AgentSignal: Sendable {
   }
 
   /// Returns when the signal fires, or when the task is cancelled.
-  func wait() async {
+  package func wait() async {
     let id = self.state.withLock { state in
       state.nextID += 1
       return state.nextID
