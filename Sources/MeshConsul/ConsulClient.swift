@@ -380,7 +380,24 @@ public final class ConsulClient: Sendable {
     )
   }
 
+  /// Sends a request; retries it once when the connection failed before an answer (a pooled
+  /// keep-alive connection the agent closed, as after a restart). Every endpoint used here is
+  /// idempotent.
   private func execute(
+    _ method: HTTPMethod,
+    _ path: String,
+    query: [URLQueryItem],
+    body: Data?,
+    timeout: Duration
+  ) async throws(MeshConsulError) -> (HTTPClientResponse, Data) {
+    do {
+      return try await self.executeOnce(method, path, query: query, body: body, timeout: timeout)
+    } catch where error.code == .connectionFailed && !Task.isCancelled {
+      return try await self.executeOnce(method, path, query: query, body: body, timeout: timeout)
+    }
+  }
+
+  private func executeOnce(
     _ method: HTTPMethod,
     _ path: String,
     query: [URLQueryItem],
