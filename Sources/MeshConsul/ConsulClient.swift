@@ -392,7 +392,7 @@ public final class ConsulClient: Sendable {
   ) async throws(MeshConsulError) -> (HTTPClientResponse, Data) {
     do {
       return try await self.executeOnce(method, path, query: query, body: body, timeout: timeout)
-    } catch where error.code == .connectionFailed && !Task.isCancelled {
+    } catch  where error.code == .connectionFailed && !Task.isCancelled {
       return try await self.executeOnce(method, path, query: query, body: body, timeout: timeout)
     }
   }
