@@ -202,10 +202,11 @@ public func createMeshClient(
 public func withMeshClient<Result: Sendable>(
   _ configuration: MeshClientConfiguration? = nil,
   logger: Logger = Logger(label: "mesh.client", factory: { _ in SwiftLogNoOpLogHandler() }),
+  isolation: isolated (any Actor)? = #isolation,
   _ body: (MeshClient) async throws -> Result
 ) async throws -> Result {
   let mesh = try await createMeshClient(configuration, logger: logger)
-  return try await withThrowingTaskGroup(of: Void.self) { group in
+  return try await withThrowingTaskGroup(of: Void.self, isolation: isolation) { group in
     group.addTask { try await mesh.run() }
     do {
       let result = try await body(mesh)

@@ -4,7 +4,7 @@
 
 Both modes use grpcio's own TLS stack (BoringSSL in gRPC core) and grpcio-health-checking.
 
-serve: an mTLS server that requires client certificates from --ca, hosting the standard health
+serve: an mTLS server (or, with --plaintext, a plaintext one) that requires client certificates from --ca, hosting the standard health
        service. It prints {"op": "listening", "port": N}, then for every Check it serves,
        {"op": "peer", "spiffe_id": "...", "dns": [...]}: the client identity gRPC verified.
        {"op": "quit"} on stdin stops it.
@@ -42,6 +42,8 @@ class RecordingHealthServicer(health.HealthServicer):
 
     def Check(self, request, context):
         auth = context.auth_context()
+        if not auth.get("peer_spiffe_id") and not auth.get("peer_dns"):
+            return super().Check(request, context)  # plaintext: nobody to report
         emit(
             {
                 "op": "peer",
@@ -53,14 +55,17 @@ class RecordingHealthServicer(health.HealthServicer):
 
 
 def serve(args):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     health_pb2_grpc.add_HealthServicer_to_server(RecordingHealthServicer(), server)
-    credentials = grpc.ssl_server_credentials(
-        [(read(args.key), read(args.cert))],
-        root_certificates=read(args.ca),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
+    if args.plaintext:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(read(args.key), read(args.cert))],
+            root_certificates=read(args.ca),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     emit({"op": "listening", "port": port})
     for line in sys.stdin:
@@ -100,12 +105,15 @@ def call(args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["serve", "call"])
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--ca", required=True)
+    parser.add_argument("--plaintext", action="store_true", help="serve without TLS")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--ca")
     parser.add_argument("--target")
     parser.add_argument("--server-name")
     args = parser.parse_args()
+    if not args.plaintext and not (args.cert and args.key and args.ca):
+        parser.error("--cert, --key and --ca are required without --plaintext")
     if args.mode == "serve":
         serve(args)
     else:

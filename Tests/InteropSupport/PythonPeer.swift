@@ -143,6 +143,13 @@ public final class PythonPeer<Reply: Decodable> {
     throw Failure(description: "The peer exited before the expected reply.")
   }
 
+  /// Kills the peer at once (SIGKILL), as a crashed process dies; returns its exit status.
+  public func kill() async -> Int32 {
+    _ = Foundation.kill(self.process.processIdentifier, SIGKILL)
+    var exited = self.exited.makeAsyncIterator()
+    return await exited.next() ?? self.process.terminationStatus
+  }
+
   /// Closes the peer's input and waits for it to exit; returns its exit status.
   public func finish() async throws -> Int32 {
     try self.input.close()

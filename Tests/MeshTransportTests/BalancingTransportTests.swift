@@ -16,12 +16,19 @@
 
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import InteropSupport
 import MeshDiscovery
 import MeshHealth
 import MeshProto
 import MeshTransport
 import Synchronization
 import Testing
+
+/// A line from `Tests/Interop/tls_peer.py`.
+struct PeerReply: Decodable {
+  var op: String
+  var port: Int?
+}
 
 /// Counts the RPCs a server handles (but the balancer's own health Watch streams).
 final class RPCCounter: ServerInterceptor, Sendable {
@@ -221,32 +228,34 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("A stopped endpoint stops being picked; RPCs go on to the others without failing")
+  @Test("A killed endpoint stops being picked; RPCs go on to the others without failing")
   func stoppedEndpointAvoided() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { survivors in
+    try await withThrowingTaskGroup(of: Void.self) { group in
       var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &survivors) }
-      try await withThrowingTaskGroup(of: Void.self) { doomed in
-        var doomedFleet = LoopbackFleet()
-        try await doomedFleet.add(in: &doomed)
-        doomedFleet.endpoints[0].id = "doomed"  // the fleets number their endpoints alike
-        let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints + doomedFleet.endpoints])
-        try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3)
-        {
-          health,
-          transport async throws in
-          for _ in 0..<30 { _ = try await health.check(.init()) }
-          #expect(doomedFleet.counters[0].value == 10)
+      for _ in 0..<2 { try await fleet.add(in: &group) }
+      // The endpoint that dies is a real process (a grpcio server), killed with SIGKILL.
+      let doomed = try PythonPeer<PeerReply>(
+        script: "tls_peer.py",
+        arguments: ["serve", "--plaintext"]
+      )
+      let port = try #require(try await doomed.next { $0.op == "listening" }.port)
+      let endpoints = fleet.endpoints + [MeshEndpoint(id: "doomed", host: "127.0.0.1", port: port)]
+      let discovery = MeshStaticDiscovery(["greeter": endpoints])
 
-          doomed.cancelAll()  // the process dies: connections drop, nothing is drained
-          await transport.waitForPickableEndpoints(2)
-          for _ in 0..<60 { _ = try await health.check(.init()) }
-          #expect(doomedFleet.counters[0].value == 10, "nothing more reached the stopped endpoint")
-          #expect(fleet.counters.map(\.value) == [40, 40])
-        }
+      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3) {
+        health,
+        transport async throws in
+        for _ in 0..<30 { _ = try await health.check(.init()) }
+        #expect(fleet.counters.map(\.value) == [10, 10])
+
+        _ = await doomed.kill()
+        await transport.waitForPickableEndpoints(2)
+        #expect(!transport.endpoints.contains { $0.id == "doomed" })
+        for _ in 0..<60 { _ = try await health.check(.init()) }
+        #expect(fleet.counters.map(\.value) == [40, 40])
       }
       fleet.stop()
-      try await survivors.waitForAll()
+      try await group.waitForAll()
     }
   }
 
