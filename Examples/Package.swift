@@ -37,6 +37,24 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
   ],
   targets: [
+    // The mesh end to end: the embedded Consul agent, three mTLS instances registered with gRPC
+    // health checks, and a mesh client sending steady traffic while instances fail.
+    .executableTarget(
+      name: "mesh-demo",
+      dependencies: [
+        .product(name: "MeshClient", package: "swift-grpc-mesh"),
+        .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
+        .product(name: "MeshConsul", package: "swift-grpc-mesh"),
+        .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
+        .product(name: "MeshHealth", package: "swift-grpc-mesh"),
+        .product(name: "MeshProto", package: "swift-grpc-mesh"),
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
     // A server with the health servicer, and a client that checks and watches it.
     .executableTarget(
       name: "health-demo",
@@ -48,6 +66,6 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: defaultSwiftSettings
-    )
+    ),
   ]
 )

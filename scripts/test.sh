@@ -38,5 +38,6 @@ swift test --skip-build
 step "Building and running the examples"
 swift build --package-path Examples
 swift run --package-path Examples --skip-build health-demo
+swift run --package-path Examples --skip-build mesh-demo --duration 4
 
 step "All tests passed"

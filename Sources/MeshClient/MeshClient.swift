@@ -111,6 +111,8 @@ public final class MeshClient: Sendable {
       factory: factory,
       policy: settings?.policy ?? self.configuration.policy,
       defaultTimeout: timeout ?? settings?.timeout ?? self.configuration.defaultTimeout,
+      healthChecking: (settings?.healthCheckServiceName ?? self.configuration.healthCheckServiceName)
+        .map { .init(serviceName: $0) },
       logger: self.logger
     )
     let created = GRPCClient(transport: transport)

@@ -36,6 +36,10 @@ public struct MeshClientConfiguration: Sendable {
   public var defaultTimeout: Duration?
   /// The balancing policy of every target. Default: least request (P2C).
   public var policy: MeshBalancingPolicy
+  /// Client-side health checking (gRFC A17): the grpc.health.v1 service name each endpoint is
+  /// watched for; only SERVING endpoints are picked. Nil: endpoints are watched for
+  /// connectivity only.
+  public var healthCheckServiceName: String?
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
 
@@ -68,6 +72,8 @@ public struct MeshClientConfiguration: Sendable {
     /// The identities the target's servers may present; default: its SPIFFE ID or a DNS SAN
     /// naming it (the seed's certificates). Several during a rename.
     public var identities: [MeshServiceIdentity]?
+    /// Overrides ``MeshClientConfiguration/healthCheckServiceName``.
+    public var healthCheckServiceName: String?
 
     public init(
       timeout: Duration? = nil,
@@ -95,6 +101,7 @@ public struct MeshClientConfiguration: Sendable {
     self.tls = tls
     self.defaultTimeout = defaultTimeout
     self.policy = policy
+    self.healthCheckServiceName = nil
     self.targets = targets
   }
 

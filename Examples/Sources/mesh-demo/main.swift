@@ -1,0 +1,401 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshCertificates
+import MeshClient
+import MeshConsul
+import MeshConsulAgent
+import MeshHealth
+import MeshProto
+import MeshTransport
+import SwiftProtobuf
+import Synchronization
+
+// The mesh end to end, in one process:
+//   - the embedded Consul-compatible agent,
+//   - three instances of "greeter" (mTLS with certificates made on the fly, a health servicer,
+//     registered with gRPC health checks that the agent runs over mTLS),
+//   - a mesh client sending steady traffic to "greeter" by name.
+// A third of the way in, instance 0 is killed (kill -9); two thirds in, instance 1 turns
+// NOT_SERVING. Per-instance counts include the agent's own gRPC health checks (one a second).
+// Every second it prints per-instance request counts, errors and latency percentiles; the last
+// line is a summary: total=<n> failed=<n> p50_ms=<x> p99_ms=<x>.
+
+/// `--duration <seconds>` (default 15) and `--concurrency <n>` (default 8).
+struct Options {
+  var duration = 15.0
+  var concurrency = 8
+
+  init(_ arguments: [String]) throws {
+    var rest = arguments.makeIterator()
+    while let argument = rest.next() {
+      switch argument {
+      case "--duration":
+        guard let value = rest.next().flatMap(Double.init), value > 0 else {
+          throw DemoError("--duration takes a positive number of seconds")
+        }
+        self.duration = value
+      case "--concurrency":
+        guard let value = rest.next().flatMap(Int.init), value > 0 else {
+          throw DemoError("--concurrency takes a positive whole number")
+        }
+        self.concurrency = value
+      case "--help", "-h":
+        print("usage: mesh-demo [--duration <seconds>] [--concurrency <n>]")
+        exit(0)
+      default:
+        throw DemoError("unknown argument '\(argument)' (try --help)")
+      }
+    }
+  }
+}
+
+struct DemoError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// Counts the RPCs an instance serves (not the balancer's own health streams).
+final class Served: ServerInterceptor, Sendable {
+  private let count = Mutex(0)
+  var value: Int { self.count.withLock { $0 } }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
+      Output
+    >
+  ) async throws -> StreamingServerResponse<Output> {
+    if context.descriptor.method == "Check" {
+      self.count.withLock { $0 += 1 }
+    }
+    return try await next(request, context)
+  }
+}
+
+/// Client-side results: latencies in milliseconds, and failures.
+final class Results: Sendable {
+  private let state = Mutex((latencies: [Double](), failures: 0, errors: [String: Int]()))
+
+  func record(milliseconds: Double) { self.state.withLock { $0.latencies.append(milliseconds) } }
+
+  func fail(_ error: any Error) {
+    let key = (error as? RPCError).map { "\($0.code)" } ?? "\(type(of: error))"
+    self.state.withLock {
+      $0.failures += 1
+      $0.errors[key, default: 0] += 1
+    }
+  }
+
+  var snapshot: (latencies: [Double], failures: Int, errors: [String: Int]) {
+    self.state.withLock { $0 }
+  }
+
+  static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+  }
+}
+
+// MARK: - An instance (a child process of the demo)
+
+/// `mesh-demo --instance <certs>`: one greeter instance. It prints `LISTENING <port>`, then
+/// answers commands on stdin: `count` (prints `COUNT <n>`), `not-serving`, `serving`.
+func runInstance(certificates: String) async throws {
+  let credentials = try await MeshCredentials(.directory(certificates, service: "greeter"))
+  let served = Served()
+  let health = MeshHealthService()
+  health.setServing(service: "greeter")
+  let transport = HTTP2ServerTransport.Posix(
+    address: .ipv4(host: "127.0.0.1", port: 0),
+    transportSecurity: try credentials.serverTransportSecurity(),
+    config: credentials.serverConfig()
+  )
+  let server = GRPCServer(transport: transport, services: [health], interceptors: [served])
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await server.serve() }
+    let port = try await transport.listeningAddress.ipv4!.port
+    print("LISTENING \(port)")
+    fflush(nil)
+    // Commands from the parent, read off the cooperative pool; stdin closing ends the instance.
+    let thread = Thread {
+      while let line = readLine() {
+        switch line {
+        case "count": print("COUNT \(served.value)")
+        case "not-serving": health.setNotServing(service: "greeter")
+        case "serving": health.setServing(service: "greeter")
+        default: break
+        }
+        fflush(nil)
+      }
+      health.enterTerminalState()
+      server.beginGracefulShutdown()
+    }
+    thread.start()
+    try await group.waitForAll()
+  }
+}
+
+/// A greeter instance running as a child process.
+final class InstanceProcess: @unchecked Sendable {
+  let process = Process()
+  private let input: FileHandle
+  private let lines: AsyncStream<String>
+  private var iterator: AsyncStream<String>.AsyncIterator
+  private(set) var port = 0
+  private(set) var isAlive = true
+
+  init(certificates: String) throws {
+    self.process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    self.process.arguments = ["--instance", certificates]
+    let stdin = Pipe()
+    let stdout = Pipe()
+    self.process.standardInput = stdin
+    self.process.standardOutput = stdout
+    self.input = stdin.fileHandleForWriting
+    let (lines, continuation) = AsyncStream.makeStream(of: String.self)
+    let buffer = Mutex(Data())
+    stdout.fileHandleForReading.readabilityHandler = { handle in
+      let data = handle.availableData
+      guard !data.isEmpty else {
+        handle.readabilityHandler = nil
+        continuation.finish()
+        return
+      }
+      let complete: [String] = buffer.withLock { buffer in
+        buffer.append(data)
+        var complete: [String] = []
+        while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+          complete.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+          buffer.removeSubrange(buffer.startIndex...newline)
+        }
+        return complete
+      }
+      for line in complete { continuation.yield(line) }
+    }
+    self.lines = lines
+    self.iterator = lines.makeAsyncIterator()
+    try self.process.run()
+  }
+
+  func waitUntilListening() async throws {
+    while let line = await self.iterator.next() {
+      if line.hasPrefix("LISTENING "), let port = Int(line.dropFirst(10)) {
+        self.port = port
+        return
+      }
+    }
+    throw DemoError("an instance exited before listening")
+  }
+
+  func send(_ command: String) {
+    try? self.input.write(contentsOf: Data("\(command)\n".utf8))
+  }
+
+  /// The RPCs it served; nil once it is dead.
+  func servedCount() async -> Int? {
+    guard self.isAlive else { return nil }
+    self.send("count")
+    while let line = await self.iterator.next() {
+      if line.hasPrefix("COUNT "), let count = Int(line.dropFirst(6)) { return count }
+    }
+    return nil
+  }
+
+  /// SIGKILL: the process dies at once, as a crashed one does.
+  func kill() {
+    self.isAlive = false
+    _ = Foundation.kill(self.process.processIdentifier, SIGKILL)
+  }
+
+  func stop() {
+    guard self.isAlive else { return }
+    self.isAlive = false
+    try? self.input.close()
+    self.process.waitUntilExit()
+  }
+}
+
+if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "--instance" {
+  try await runInstance(certificates: CommandLine.arguments[2])
+  exit(0)
+}
+
+// MARK: - The demo
+
+let options: Options
+do {
+  options = try Options(Array(CommandLine.arguments.dropFirst()))
+} catch {
+  print("mesh-demo: \(error)")
+  exit(64)
+}
+
+// Certificates made on the fly, in a temporary folder (the `mesh certs` layout).
+let certs = MeshCertificateDirectory(
+  path: FileManager.default.temporaryDirectory.appendingPathComponent(
+    "mesh-demo-\(UUID().uuidString)"
+  ).path
+)
+defer { try? FileManager.default.removeItem(atPath: certs.path) }
+let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+try certs.write(authority)
+for service in ["greeter", "demo-client", "consul-agent"] {
+  try certs.write(try authority.issue(service: service, ipAddresses: ["127.0.0.1"]))
+}
+print("demo: made a mesh CA and certificates for greeter, demo-client and consul-agent")
+
+let agentCredentials = try await MeshCredentials(.directory(certs.path, service: "consul-agent"))
+let agent = MeshConsulAgent(
+  configuration: MeshConsulAgentConfiguration(port: 0, checkCredentials: agentCredentials)
+)
+
+try await withThrowingTaskGroup(of: Void.self) { group in
+  group.addTask { try await agent.run() }
+  let agentPort = try await agent.listeningPort
+  print("demo: Consul-compatible agent on http://127.0.0.1:\(agentPort)")
+  let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+
+  // Three instances, each a child process (so "stop one" is a real kill -9).
+  var instances: [InstanceProcess] = []
+  for index in 0..<3 {
+    let instance = try InstanceProcess(certificates: certs.path)
+    try await instance.waitUntilListening()
+    instances.append(instance)
+    try await consul.register(
+      ConsulServiceRegistration(
+        id: "greeter-\(index)",
+        name: "greeter",
+        address: "127.0.0.1",
+        port: instance.port,
+        check: .grpc(
+          "127.0.0.1:\(instance.port)/greeter",
+          interval: .seconds(1),
+          timeout: .seconds(2),
+          useTLS: true,
+          tlsServerName: "greeter"
+        )
+      )
+    )
+    print(
+      "demo: greeter-\(index) (pid \(instance.process.processIdentifier)) on 127.0.0.1:\(instance.port), registered with a gRPC check"
+    )
+  }
+
+  var configuration = try MeshClientConfiguration.fromEnvironment([
+    "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)",
+    "MESH_SERVICE_NAME": "demo-client",
+    "MESH_CERTS_DIR": certs.path,
+  ])
+  configuration.targets["greeter"] = .init(timeout: .seconds(2))
+  configuration.healthCheckServiceName = "greeter"  // client-side health checking (gRFC A17)
+  let results = Results()
+
+  try await withMeshClient(configuration) { mesh in
+    let greeter = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+    let start = ContinuousClock.now
+    let end = start.advanced(by: .milliseconds(Int64(options.duration * 1000)))
+    print(
+      "demo: sending traffic to 'greeter' for \(options.duration) s with \(options.concurrency) workers"
+    )
+
+    try await withThrowingTaskGroup(of: Void.self) { traffic in
+      for _ in 0..<options.concurrency {
+        traffic.addTask {
+          while ContinuousClock.now < end {
+            let before = ContinuousClock.now
+            do {
+              _ = try await greeter.check(.with { $0.service = "greeter" })
+              results.record(milliseconds: before.duration(to: .now) / .milliseconds(1))
+            } catch {
+              results.fail(error)
+            }
+          }
+        }
+      }
+
+      // The timeline and the per-second report.
+      var second = 0
+      var killed = false
+      var drained = false
+      var previous = instances.map { _ in 0 }
+      var previousCount = 0
+      while ContinuousClock.now < end {
+        try await Task.sleep(for: .seconds(1))
+        second += 1
+        let elapsed = start.duration(to: .now) / .seconds(1)
+        if !killed && elapsed >= options.duration / 3 {
+          killed = true
+          instances[0].kill()
+          print("demo: >>> killed greeter-0 (kill -9)")
+        }
+        if !drained && elapsed >= 2 * options.duration / 3 {
+          drained = true
+          instances[1].send("not-serving")
+          print("demo: >>> greeter-1 now reports NOT_SERVING")
+        }
+        var counts: [Int] = []
+        for (index, instance) in instances.enumerated() {
+          counts.append(await instance.servedCount() ?? previous[index])
+        }
+        let snapshot = results.snapshot
+        let recent = Array(snapshot.latencies[previousCount...]).sorted()
+        let perInstance = zip(counts, previous).enumerated()
+          .map { "greeter-\($0.offset)=\($0.element.0 - $0.element.1)" }.joined(separator: " ")
+        print(
+          String(
+            format: "t=%2ds %@ errors=%d p50_ms=%.2f p99_ms=%.2f",
+            second,
+            perInstance,
+            snapshot.failures,
+            Results.percentile(recent, 0.5),
+            Results.percentile(recent, 0.99)
+          )
+        )
+        previous = counts
+        previousCount = snapshot.latencies.count
+      }
+      try await traffic.waitForAll()
+    }
+  }
+
+  let snapshot = results.snapshot
+  let sorted = snapshot.latencies.sorted()
+  if !snapshot.errors.isEmpty {
+    print(
+      "demo: errors by code: \(snapshot.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+    )
+  }
+  let passing = try await consul.healthService("greeter").value.map(\.service.id)
+  print("demo: Consul's passing greeter instances at the end: \(passing)")
+
+  for instance in instances { instance.stop() }
+  agent.beginGracefulShutdown()
+  try await group.waitForAll()
+  print(
+    String(
+      format: "total=%d failed=%d p50_ms=%.2f p99_ms=%.2f",
+      sorted.count + snapshot.failures,
+      snapshot.failures,
+      Results.percentile(sorted, 0.5),
+      Results.percentile(sorted, 0.99)
+    )
+  )
+}
