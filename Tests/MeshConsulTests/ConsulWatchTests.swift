@@ -52,7 +52,10 @@ struct ConsulWatchTests {
       let client = try ConsulClient(
         ConsulClientConfiguration(
           address: URL(string: "http://127.0.0.1:\(port)")!,
-          requestTimeout: .milliseconds(300)
+          // Generous: each scripted step is consumed by the request that reached the server, so a
+          // client-side timeout on a loaded machine would shift the script. Only the hung step
+          // waits for it.
+          requestTimeout: .seconds(2)
         )
       )
       let discovery = ConsulDiscovery(

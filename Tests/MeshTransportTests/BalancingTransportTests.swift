@@ -21,6 +21,7 @@ import MeshDiscovery
 import MeshHealth
 import MeshProto
 import MeshTransport
+import SwiftProtobuf
 import Synchronization
 import Testing
 
@@ -282,6 +283,62 @@ struct BalancingTransportTests {
         #expect(fleet.counters[1].value == 10)
       }
       fleet.stop()
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("A full connection opens another to the same endpoint instead of queueing")
+  func connectionPool() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      let health = MeshHealthService()
+      let serverTransport = HTTP2ServerTransport.Posix(
+        address: .ipv4(host: "127.0.0.1", port: 0),
+        transportSecurity: .plaintext,
+        config: .defaults { $0.http2.maxConcurrentStreams = 1 }  // one stream per connection
+      )
+      let server = GRPCServer(transport: serverTransport, services: [health])
+      group.addTask { try await server.serve() }
+      let port = try #require(try await serverTransport.listeningAddress.ipv4?.port)
+
+      let transport = try MeshBalancingTransport(
+        service: "greeter",
+        discovery: MeshStaticDiscovery([
+          "greeter": [MeshEndpoint(id: "only", host: "127.0.0.1", port: port)]
+        ]),
+        factory: MeshHTTP2SubchannelFactory.plaintext,
+        maxStreamsPerConnection: 1
+      )
+      try await withGRPCClient(transport: transport) { client in
+        await transport.waitForPickableEndpoints(1)
+        let healthClient = Grpc_Health_V1_Health.Client(wrapping: client)
+        // The first connection carries the balancer's health Watch; each of three long-lived
+        // RPCs needs a connection of its own, or it would wait behind the others forever.
+        let (opened, open) = AsyncStream.makeStream(of: Void.self)
+        await withThrowingTaskGroup(of: Void.self) { watches in
+          for _ in 0..<3 {
+            watches.addTask {
+              try await healthClient.watch(.with { $0.service = "" }) { response in
+                var messages = response.messages.makeAsyncIterator()
+                _ = try await messages.next()
+                open.yield()
+                while try await messages.next() != nil {}
+              }
+            }
+          }
+          var count = 0
+          for await _ in opened {
+            count += 1
+            if count == 3 { break }
+          }
+          #expect(transport.connectionCount(forEndpoint: "only") == 4)
+          watches.cancelAll()
+          while let _ = try? await watches.next() {}
+        }
+        // Finished streams free their connections: short RPCs reuse the pool.
+        for _ in 0..<5 { _ = try await healthClient.check(.init()) }
+        #expect(transport.connectionCount(forEndpoint: "only") == 4)
+      }
+      server.beginGracefulShutdown()
       try await group.waitForAll()
     }
   }

@@ -57,6 +57,11 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   public let defaultTimeout: Duration?
   /// Client-side health checking; nil: endpoints are only checked for connectivity.
   public let healthChecking: HealthChecking?
+  /// The streams one connection carries before another is opened to the same endpoint: the
+  /// server's max concurrent streams. Default 100, as the seed's Envoy.
+  public let maxStreamsPerConnection: Int
+  /// The most connections to one endpoint. Default 8.
+  public let maxConnectionsPerEndpoint: Int
   private let discovery: any MeshDiscovery
   private let factory: Factory
   private let logger: Logger
@@ -67,14 +72,26 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
     case discoveryEnded((any Error)?)
+    case runPooled(GRPCClient<Factory.Subchannel>, removed: MeshSignal)
     case shutdown
+  }
+
+  /// One connection of an endpoint's pool.
+  private struct Pooled {
+    var subchannel: Factory.Subchannel
+    var client: GRPCClient<Factory.Subchannel>
+    /// Streams open on it (the first connection's health Watch included).
+    var streams: Int
   }
 
   private struct Entry {
     var endpoint: MeshEndpoint
-    var subchannel: Factory.Subchannel
-    var client: GRPCClient<Factory.Subchannel>
+    /// The endpoint's connections; the first carries the health Watch. More are opened when
+    /// every one is at ``maxStreamsPerConnection``.
+    var pool: [Pooled]
     var removed: MeshSignal
+
+    var client: GRPCClient<Factory.Subchannel> { self.pool[0].client }
     /// The health stream is up (and, with health checking, reports SERVING).
     var eligible = false
     /// The first probe has answered or failed.
@@ -139,9 +156,19 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     policy: MeshBalancingPolicy = .leastRequest,
     defaultTimeout: Duration? = nil,
     healthChecking: HealthChecking? = nil,
+    maxStreamsPerConnection: Int = 100,
+    maxConnectionsPerEndpoint: Int = 8,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try policy.validate()
+    guard maxStreamsPerConnection >= 1 else {
+      throw MeshBalancingError("maxStreamsPerConnection must be at least 1.")
+    }
+    guard maxConnectionsPerEndpoint >= 1 else {
+      throw MeshBalancingError("maxConnectionsPerEndpoint must be at least 1.")
+    }
+    self.maxStreamsPerConnection = maxStreamsPerConnection
+    self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
     if let defaultTimeout, defaultTimeout <= .zero {
       throw MeshBalancingError("defaultTimeout must be positive, not \(defaultTimeout).")
     }
@@ -205,6 +232,14 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
           for entry in self.apply(set) {
             group.addTask { await self.run(entry) }
           }
+        case .runPooled(let client, let removed):
+          group.addTask {
+            await withTaskGroup(of: Void.self) { connection in
+              connection.addTask { try? await client.runConnections() }
+              await removed.wait()
+              client.beginGracefulShutdown()
+            }
+          }
         case .discoveryEnded(let error):
           if let error {
             self.logger.warning(
@@ -256,8 +291,14 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
             let subchannel = try self.factory.makeSubchannel(for: endpoint)
             let entry = Entry(
               endpoint: endpoint,
-              subchannel: subchannel,
-              client: GRPCClient(transport: subchannel),
+              // The health Watch holds one of the first connection's streams.
+              pool: [
+                Pooled(
+                  subchannel: subchannel,
+                  client: GRPCClient(transport: subchannel),
+                  streams: 1
+                )
+              ],
               removed: MeshSignal()
             )
             state.entries[endpoint.id] = entry
@@ -353,15 +394,32 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
     await self.waitUntilDecidable()
-    let picked = self.state.withLock { state -> (String, Factory.Subchannel)? in
+    var newConnection: (GRPCClient<Factory.Subchannel>, MeshSignal)?
+    let picked = self.state.withLock { state -> (String, Int, MeshSignal, Factory.Subchannel)? in
       guard !state.isShutDown,
         let id = state.picker.pick(now: .now, using: &state.random),
-        let subchannel = state.entries[id]?.subchannel
+        var entry = state.entries[id]
       else { return nil }
+      // The least busy connection; a new one when all are full and the pool may grow.
+      var chosen = entry.pool.indices.min { entry.pool[$0].streams < entry.pool[$1].streams }!
+      if entry.pool[chosen].streams >= self.maxStreamsPerConnection,
+        entry.pool.count < self.maxConnectionsPerEndpoint,
+        let subchannel = try? self.factory.makeSubchannel(for: entry.endpoint)
+      {
+        let client = GRPCClient(transport: subchannel)
+        entry.pool.append(Pooled(subchannel: subchannel, client: client, streams: 0))
+        chosen = entry.pool.count - 1
+        newConnection = (client, entry.removed)
+      }
+      entry.pool[chosen].streams += 1
+      state.entries[id] = entry
       state.picker.started(id)
-      return (id, subchannel)
+      return (id, chosen, entry.removed, entry.pool[chosen].subchannel)
     }
-    guard let (id, subchannel) = picked else {
+    if let (client, removed) = newConnection {
+      self.eventSink.yield(.runPooled(client, removed: removed))
+    }
+    guard let (id, connection, generation, subchannel) = picked else {
       throw RPCError(
         code: .unavailable,
         message: "No endpoint of '\(self.service)' is available."
@@ -370,9 +428,19 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let start = ContinuousClock.now
     defer {
       let end = ContinuousClock.now
-      self.state.withLock { $0.picker.finished(id, latency: start.duration(to: end), now: end) }
+      self.state.withLock { state in
+        state.picker.finished(id, latency: start.duration(to: end), now: end)
+        if state.entries[id]?.removed === generation {
+          state.entries[id]?.pool[connection].streams -= 1
+        }
+      }
     }
     return try await subchannel.withStream(descriptor: descriptor, options: options, closure)
+  }
+
+  /// The connections open to an endpoint (its pool's size), or nil if it is unknown.
+  package func connectionCount(forEndpoint id: String) -> Int? {
+    self.state.withLock { $0.entries[id]?.pool.count }
   }
 
   /// Returns once an endpoint can be picked (or none will be: no endpoints, shutdown), or when
