@@ -203,6 +203,9 @@ var targets: [Target] = [
   // Drives real gRPC peers (Python grpcio, installed by scripts/test.sh) from the tests.
   .target(
     name: "InteropSupport",
+    dependencies: [
+      .product(name: "GRPCCore", package: "grpc-swift-2")
+    ],
     path: "Tests/InteropSupport",
     swiftSettings: defaultSwiftSettings
   ),
@@ -273,6 +276,7 @@ targets.append(
   .testTarget(
     name: "MeshClientTests",
     dependencies: [
+      .target(name: "InteropSupport"),
       .target(name: "MeshClient"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshConsul"),

@@ -27,7 +27,7 @@ export MESH_WARNINGS_AS_ERRORS=1
 
 step "Checking the format (.swift-format)"
 swift format lint --strict --recursive Package.swift Sources Tests Examples/Package.swift Examples/Sources \
-  --configuration .swift-format
+  Benchmarks/Package.swift Benchmarks/Sources --configuration .swift-format
 
 step "Building (warnings are errors)"
 swift build --build-tests

@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import InteropSupport
 import MeshCertificates
 import MeshClient
 import MeshConsul
@@ -29,23 +30,19 @@ import SwiftProtobuf
 import Synchronization
 import Testing
 
-/// Counts the RPCs a server handles (but the balancer's own health Watch streams).
-final class Hits: ServerInterceptor, Sendable {
-  private let count = Mutex(0)
-  var value: Int { self.count.withLock { $0 } }
-
-  func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingServerRequest<Input>,
-    context: ServerContext,
-    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
-      Output
-    >
-  ) async throws -> StreamingServerResponse<Output> {
-    if context.descriptor.method != "Watch" {
-      self.count.withLock { $0 += 1 }
-    }
-    return try await next(request, context)
+/// A throwaway PKI with certificates for `services`; remove its folder when done.
+func makePKI(_ services: [String]) throws -> MeshCertificateDirectory {
+  let directory = MeshCertificateDirectory(
+    path: FileManager.default.temporaryDirectory.appendingPathComponent(
+      "mesh-client-\(UUID().uuidString)"
+    ).path
+  )
+  let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+  try directory.write(authority)
+  for service in services {
+    try directory.write(try authority.issue(service: service))
   }
+  return directory
 }
 
 /// Starts a health server on 127.0.0.1:0 in `group`; returns its port and hit counter.
@@ -53,8 +50,8 @@ func startServer(
   in group: inout ThrowingTaskGroup<Void, any Error>,
   security: HTTP2ServerTransport.Posix.TransportSecurity = .plaintext,
   servers: inout [GRPCServer<HTTP2ServerTransport.Posix>]
-) async throws -> (port: Int, hits: Hits, health: MeshHealthService) {
-  let hits = Hits()
+) async throws -> (port: Int, hits: RPCCounter, health: MeshHealthService) {
+  let hits = RPCCounter()
   let health = MeshHealthService()
   let transport = HTTP2ServerTransport.Posix(
     address: .ipv4(host: "127.0.0.1", port: 0),
@@ -103,7 +100,7 @@ struct MeshClientTests {
   func clientForTarget() async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
       var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
-      var instances: [(port: Int, hits: Hits, health: MeshHealthService)] = []
+      var instances: [(port: Int, hits: RPCCounter, health: MeshHealthService)] = []
       for _ in 0..<3 {
         instances.append(try await startServer(in: &group, servers: &servers))
       }
@@ -143,17 +140,8 @@ struct MeshClientTests {
 
   @Test("Through Consul with mTLS: RPCs reach every registered instance, checks pass over TLS")
   func consulAndMTLS() async throws {
-    let directory = MeshCertificateDirectory(
-      path: FileManager.default.temporaryDirectory.appendingPathComponent(
-        "mesh-client-\(UUID().uuidString)"
-      ).path
-    )
+    let directory = try makePKI(["greeter", "checkout", "consul-agent"])
     defer { try? FileManager.default.removeItem(atPath: directory.path) }
-    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
-    try directory.write(authority)
-    for service in ["greeter", "checkout", "consul-agent"] {
-      try directory.write(try authority.issue(service: service))
-    }
     let greeter = try await MeshCredentials(.directory(directory.path, service: "greeter"))
     let agentIdentity = try await MeshCredentials(
       .directory(directory.path, service: "consul-agent")
@@ -161,7 +149,7 @@ struct MeshClientTests {
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
-      var instances: [(port: Int, hits: Hits, health: MeshHealthService)] = []
+      var instances: [(port: Int, hits: RPCCounter, health: MeshHealthService)] = []
       for _ in 0..<3 {
         instances.append(
           try await startServer(
@@ -222,17 +210,8 @@ struct MeshClientTests {
     "An endpoint presenting another identity fails closed: it is never picked, the others serve"
   )
   func identityMismatchFailsClosed() async throws {
-    let directory = MeshCertificateDirectory(
-      path: FileManager.default.temporaryDirectory.appendingPathComponent(
-        "mesh-client-\(UUID().uuidString)"
-      ).path
-    )
+    let directory = try makePKI(["greeter", "impostor", "checkout"])
     defer { try? FileManager.default.removeItem(atPath: directory.path) }
-    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
-    try directory.write(authority)
-    for service in ["greeter", "impostor", "checkout"] {
-      try directory.write(try authority.issue(service: service))
-    }
     let greeter = try await MeshCredentials(.directory(directory.path, service: "greeter"))
     let impostor = try await MeshCredentials(.directory(directory.path, service: "impostor"))
 

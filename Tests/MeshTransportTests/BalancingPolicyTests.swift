@@ -39,7 +39,9 @@ typealias Picker = MeshPickerState<ContinuousClock.Instant>
 @Suite("Balancing policies")
 struct BalancingPolicyTests {
   let now = ContinuousClock.now
-  let three = [PickerEndpoint(id: "a"), PickerEndpoint(id: "b"), PickerEndpoint(id: "c")]
+  let three = [
+    MeshPickerEndpoint(id: "a"), MeshPickerEndpoint(id: "b"), MeshPickerEndpoint(id: "c"),
+  ]
 
   func counts(
     _ picker: inout Picker,
@@ -66,7 +68,7 @@ struct BalancingPolicyTests {
     #expect(order == ["a", "b", "c", "a", "b", "c"])
     #expect(picker.pick(excluding: ["a"], now: self.now, using: &random) == "b")
     #expect(self.counts(&picker, picks: 300) == ["a": 100, "b": 100, "c": 100])
-    picker.update([PickerEndpoint(id: "b"), PickerEndpoint(id: "c")])
+    picker.update([MeshPickerEndpoint(id: "b"), MeshPickerEndpoint(id: "c")])
     #expect(Set(self.counts(&picker, picks: 4).keys) == ["b", "c"])
   }
 
@@ -105,26 +107,30 @@ struct BalancingPolicyTests {
     picker.update(self.three)
     picker.started("a")
     picker.started("a")
-    picker.update(self.three + [PickerEndpoint(id: "d")])
+    picker.update(self.three + [MeshPickerEndpoint(id: "d")])
     #expect(picker.inFlight("a") == 2)
-    picker.update([PickerEndpoint(id: "b")])
+    picker.update([MeshPickerEndpoint(id: "b")])
     #expect(picker.inFlight("a") == 0, "removed endpoints are forgotten")
   }
 
   @Test("Weighted picks follow the weights")
   func weighted() {
     var picker = Picker(policy: .weighted)
-    picker.update([PickerEndpoint(id: "heavy", weight: 10), PickerEndpoint(id: "light", weight: 1)])
+    picker.update([
+      MeshPickerEndpoint(id: "heavy", weight: 10), MeshPickerEndpoint(id: "light", weight: 1),
+    ])
     let counts = self.counts(&picker, picks: 11_000)
     #expect((9_600...10_400).contains(counts["heavy"] ?? 0), "\(counts)")
-    picker.update([PickerEndpoint(id: "zero", weight: 0), PickerEndpoint(id: "one", weight: 1)])
+    picker.update([
+      MeshPickerEndpoint(id: "zero", weight: 0), MeshPickerEndpoint(id: "one", weight: 1),
+    ])
     #expect(self.counts(&picker, picks: 100) == ["one": 100])
   }
 
   @Test("Peak EWMA avoids a slow endpoint, and forgives it as the spike decays")
   func peakEWMA() {
     var picker = Picker(policy: .peakEWMA(decay: .seconds(10)))
-    picker.update([PickerEndpoint(id: "slow"), PickerEndpoint(id: "fast")])
+    picker.update([MeshPickerEndpoint(id: "slow"), MeshPickerEndpoint(id: "fast")])
     picker.started("slow")
     picker.finished("slow", latency: .seconds(1), now: self.now)
     picker.started("fast")
@@ -144,11 +150,13 @@ struct BalancingPolicyTests {
     policy.zonePreference = .init(localZone: "z1", minimumLocalEndpoints: 2)
     var picker = Picker(policy: policy)
     picker.update([
-      PickerEndpoint(id: "a", zone: "z1"), PickerEndpoint(id: "b", zone: "z1"),
-      PickerEndpoint(id: "c", zone: "z2"),
+      MeshPickerEndpoint(id: "a", zone: "z1"), MeshPickerEndpoint(id: "b", zone: "z1"),
+      MeshPickerEndpoint(id: "c", zone: "z2"),
     ])
     #expect(Set(self.counts(&picker, picks: 10).keys) == ["a", "b"])
-    picker.update([PickerEndpoint(id: "a", zone: "z1"), PickerEndpoint(id: "c", zone: "z2")])
+    picker.update([
+      MeshPickerEndpoint(id: "a", zone: "z1"), MeshPickerEndpoint(id: "c", zone: "z2"),
+    ])
     #expect(Set(self.counts(&picker, picks: 10).keys) == ["a", "c"])
   }
 
@@ -158,15 +166,15 @@ struct BalancingPolicyTests {
     policy.canary = .init(tag: "canary", share: 0.1)
     var picker = Picker(policy: policy)
     picker.update([
-      PickerEndpoint(id: "stable-1"), PickerEndpoint(id: "stable-2"),
-      PickerEndpoint(id: "canary-1", tags: ["canary"]),
+      MeshPickerEndpoint(id: "stable-1"), MeshPickerEndpoint(id: "stable-2"),
+      MeshPickerEndpoint(id: "canary-1", tags: ["canary"]),
     ])
     let counts = self.counts(&picker, picks: 10_000)
     #expect((850...1150).contains(counts["canary-1"] ?? 0), "\(counts)")
 
-    picker.update([PickerEndpoint(id: "stable-1")])
+    picker.update([MeshPickerEndpoint(id: "stable-1")])
     #expect(self.counts(&picker, picks: 100) == ["stable-1": 100], "no canary: all stable")
-    picker.update([PickerEndpoint(id: "canary-1", tags: ["canary"])])
+    picker.update([MeshPickerEndpoint(id: "canary-1", tags: ["canary"])])
     #expect(self.counts(&picker, picks: 100) == ["canary-1": 100], "only canaries: all to them")
   }
 
@@ -175,7 +183,7 @@ struct BalancingPolicyTests {
     var picker = Picker(policy: .leastRequest)
     var random = SeededGenerator(seed: 1)
     #expect(picker.pick(now: self.now, using: &random) == nil)
-    picker.update([PickerEndpoint(id: "only")])
+    picker.update([MeshPickerEndpoint(id: "only")])
     #expect(picker.pick(excluding: ["only"], now: self.now, using: &random) == "only")
 
     var policy = MeshBalancingPolicy.leastRequest

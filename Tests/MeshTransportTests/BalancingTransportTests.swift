@@ -31,26 +31,6 @@ struct PeerReply: Decodable {
   var port: Int?
 }
 
-/// Counts the RPCs a server handles (but the balancer's own health Watch streams).
-final class RPCCounter: ServerInterceptor, Sendable {
-  private let count = Mutex(0)
-
-  var value: Int { self.count.withLock { $0 } }
-
-  func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingServerRequest<Input>,
-    context: ServerContext,
-    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
-      Output
-    >
-  ) async throws -> StreamingServerResponse<Output> {
-    if context.descriptor.method != "Watch" {
-      self.count.withLock { $0 += 1 }
-    }
-    return try await next(request, context)
-  }
-}
-
 /// `count` plaintext loopback servers, each counting its RPCs.
 struct LoopbackFleet {
   var endpoints: [MeshEndpoint] = []

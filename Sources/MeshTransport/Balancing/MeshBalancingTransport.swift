@@ -128,7 +128,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       }
       self.picker.update(
         candidates.map {
-          PickerEndpoint(
+          MeshPickerEndpoint(
             id: $0.endpoint.id,
             weight: $0.endpoint.weight,
             zone: $0.endpoint.zone,

@@ -16,14 +16,14 @@
 
 internal import Foundation
 
-/// An endpoint as the picker sees it.
-package struct PickerEndpoint: Hashable, Sendable {
-  package var id: String
-  package var weight: Int
-  package var zone: String?
-  package var tags: [String]
+/// An endpoint as the picker sees it: its ID, weight, zone and tags.
+public struct MeshPickerEndpoint: Hashable, Sendable {
+  public var id: String
+  public var weight: Int
+  public var zone: String?
+  public var tags: [String]
 
-  package init(id: String, weight: Int = 1, zone: String? = nil, tags: [String] = []) {
+  public init(id: String, weight: Int = 1, zone: String? = nil, tags: [String] = []) {
     self.id = id
     self.weight = weight
     self.zone = zone
@@ -37,9 +37,9 @@ package struct PickerEndpoint: Hashable, Sendable {
 /// split), so a pick touches one group: O(1) for round robin, pick-first and the two P2C
 /// algorithms, O(log n) for weighted picks. Per-endpoint load (RPCs in flight) and latency
 /// survive endpoint-set updates by ID.
-package struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration == Duration {
-  package let policy: MeshBalancingPolicy
-  private(set) package var endpoints: [PickerEndpoint] = []
+public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration == Duration {
+  public let policy: MeshBalancingPolicy
+  public private(set) var endpoints: [MeshPickerEndpoint] = []
   private var loads: [String: Load] = [:]
 
   /// The groups traffic is split into: the canary group (maybe empty) and the rest.
@@ -59,12 +59,12 @@ package struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration 
     var nextRoundRobin = 0
   }
 
-  package init(policy: MeshBalancingPolicy) {
+  public init(policy: MeshBalancingPolicy) {
     self.policy = policy
   }
 
   /// Replaces the endpoint set.
-  package mutating func update(_ endpoints: [PickerEndpoint]) {
+  public mutating func update(_ endpoints: [MeshPickerEndpoint]) {
     let previousStable = self.stableGroup.nextRoundRobin
     let previousCanary = self.canaryGroup.nextRoundRobin
     self.endpoints = endpoints
@@ -110,7 +110,7 @@ package struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration 
 
   /// Picks an endpoint for one attempt, avoiding `excluded` IDs when another choice exists (a
   /// retry goes elsewhere). Nil when there is no endpoint.
-  package mutating func pick(
+  public mutating func pick(
     excluding excluded: Set<String> = [],
     now: Instant,
     using random: inout some RandomNumberGenerator
@@ -218,12 +218,12 @@ package struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration 
   }
 
   /// An attempt started on `id`.
-  package mutating func started(_ id: String) {
+  public mutating func started(_ id: String) {
     self.loads[id, default: Load()].inFlight += 1
   }
 
   /// An attempt on `id` finished after `latency`.
-  package mutating func finished(_ id: String, latency: Duration, now: Instant) {
+  public mutating func finished(_ id: String, latency: Duration, now: Instant) {
     guard var load = self.loads[id] else { return }
     load.inFlight = max(0, load.inFlight - 1)
     if case .peakEWMA(let decay) = self.policy.algorithm {
@@ -242,7 +242,7 @@ package struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration 
   }
 
   /// RPCs in flight on `id`.
-  package func inFlight(_ id: String) -> Int {
+  public func inFlight(_ id: String) -> Int {
     self.loads[id]?.inFlight ?? 0
   }
 }

@@ -1,0 +1,229 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshCertificates
+import MeshClient
+import MeshConsul
+import MeshConsulAgent
+import MeshHealth
+import MeshProto
+import MeshTransport
+import SwiftProtobuf
+import Synchronization
+
+// Unary calls (grpc.health.v1 Check) against one mTLS server, at 1 and 64 in flight:
+//   raw:  a GRPCClient over one HTTP2ClientTransport.Posix with the same mTLS;
+//   mesh: MeshClient.client(for:) — Consul discovery (the embedded agent), P2C, mTLS.
+// Rounds alternate raw and mesh in one process, so both see the same machine state.
+// Then the P2C pick cost at 10, 1,000 and 10,000 endpoints.
+
+let roundSeconds = Double(ProcessInfo.processInfo.environment["MESH_BENCH_SECONDS"] ?? "") ?? 3
+let rounds = Int(ProcessInfo.processInfo.environment["MESH_BENCH_ROUNDS"] ?? "") ?? 3
+
+struct Measurement {
+  var calls = 0
+  var seconds = 0.0
+  var latencies: [Double] = []  // microseconds
+
+  var throughput: Double { Double(self.calls) / self.seconds }
+
+  func percentile(_ p: Double) -> Double {
+    let sorted = self.latencies.sorted()
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+  }
+
+  mutating func merge(_ other: Measurement) {
+    self.calls += other.calls
+    self.seconds += other.seconds
+    self.latencies += other.latencies
+  }
+}
+
+/// Runs `concurrency` workers calling `call` for `seconds`.
+func measure(
+  concurrency: Int,
+  seconds: Double,
+  _ call: @escaping @Sendable () async throws -> Void
+) async throws -> Measurement {
+  let start = ContinuousClock.now
+  let end = start.advanced(by: .milliseconds(Int64(seconds * 1000)))
+  let perWorker = try await withThrowingTaskGroup(of: [Double].self) { group in
+    for _ in 0..<concurrency {
+      group.addTask {
+        var latencies: [Double] = []
+        latencies.reserveCapacity(100_000)
+        while ContinuousClock.now < end {
+          let before = ContinuousClock.now
+          try await call()
+          latencies.append(before.duration(to: .now) / .microseconds(1))
+        }
+        return latencies
+      }
+    }
+    var all: [[Double]] = []
+    for try await latencies in group { all.append(latencies) }
+    return all
+  }
+  let elapsed = start.duration(to: .now) / .seconds(1)
+  let latencies = perWorker.flatMap { $0 }
+  return Measurement(calls: latencies.count, seconds: elapsed, latencies: latencies)
+}
+
+func format(_ value: Double, _ digits: Int = 0) -> String {
+  String(format: "%.\(digits)f", value)
+}
+
+// MARK: - Setup
+
+let certs = MeshCertificateDirectory(
+  path: FileManager.default.temporaryDirectory.appendingPathComponent(
+    "mesh-bench-\(UUID().uuidString)"
+  ).path
+)
+defer { try? FileManager.default.removeItem(atPath: certs.path) }
+let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+try certs.write(authority)
+for service in ["bench", "bench-client", "consul-agent"] {
+  try certs.write(try authority.issue(service: service))
+}
+let serverCredentials = try await MeshCredentials(.directory(certs.path, service: "bench"))
+let clientCredentials = try await MeshCredentials(.directory(certs.path, service: "bench-client"))
+let agentCredentials = try await MeshCredentials(.directory(certs.path, service: "consul-agent"))
+let benchIdentity = try MeshServiceIdentity.spiffe(trustDomain: "mesh.local", service: "bench")
+
+try await withThrowingTaskGroup(of: Void.self) { group in
+  let serverTransport = HTTP2ServerTransport.Posix(
+    address: .ipv4(host: "127.0.0.1", port: 0),
+    transportSecurity: try serverCredentials.serverTransportSecurity(),
+    config: serverCredentials.serverConfig()
+  )
+  let health = MeshHealthService()
+  let server = GRPCServer(transport: serverTransport, services: [health])
+  group.addTask { try await server.serve() }
+  let port = try await serverTransport.listeningAddress.ipv4!.port
+
+  let agent = MeshConsulAgent(
+    configuration: MeshConsulAgentConfiguration(port: 0, checkCredentials: agentCredentials)
+  )
+  group.addTask { try await agent.run() }
+  let agentPort = try await agent.listeningPort
+  let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+  try await consul.register(
+    ConsulServiceRegistration(
+      id: "bench-1",
+      name: "bench",
+      address: "127.0.0.1",
+      port: port,
+      check: .grpc("127.0.0.1:\(port)", interval: .seconds(1), useTLS: true)
+    )
+  )
+  var index: UInt64 = 0
+  while true {
+    let response = try await consul.healthService(
+      "bench",
+      index: index > 0 ? index : nil,
+      wait: .seconds(10)
+    )
+    index = response.index
+    if !response.value.isEmpty { break }
+  }
+
+  let rawTransport = try HTTP2ClientTransport.Posix(
+    target: .ipv4(address: "127.0.0.1", port: port),
+    transportSecurity: try clientCredentials.clientTransportSecurity(
+      server: .exactly(benchIdentity)
+    ),
+    config: clientCredentials.clientConfig()
+  )
+  let configuration = try MeshClientConfiguration.fromEnvironment([
+    "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "MESH_SERVICE_NAME": "bench-client",
+    "MESH_CERTS_DIR": certs.path,
+  ])
+
+  try await withGRPCClient(transport: rawTransport) { rawClient in
+    try await withMeshClient(configuration) { mesh in
+      let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
+      let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
+      // Warm up both paths (connections, discovery, JIT-free but caches and pools).
+      _ = try await measure(concurrency: 8, seconds: 1) { _ = try await raw.check(.init()) }
+      _ = try await measure(concurrency: 8, seconds: 1) { _ = try await meshed.check(.init()) }
+
+      print(
+        "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
+      )
+      print("in flight | client | RPC/s   | p50 µs | p99 µs")
+      print("----------|--------|---------|--------|-------")
+      for concurrency in [1, 64] {
+        var rawTotal = Measurement()
+        var meshTotal = Measurement()
+        for _ in 0..<rounds {
+          rawTotal.merge(
+            try await measure(concurrency: concurrency, seconds: roundSeconds) {
+              _ = try await raw.check(.init())
+            }
+          )
+          meshTotal.merge(
+            try await measure(concurrency: concurrency, seconds: roundSeconds) {
+              _ = try await meshed.check(.init())
+            }
+          )
+        }
+        for (name, m) in [("raw", rawTotal), ("mesh", meshTotal)] {
+          print(
+            "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+          )
+        }
+        print(
+          "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
+            + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
+            + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
+        )
+      }
+    }
+  }
+
+  // MARK: - Pick cost
+  print("")
+  print("P2C pick cost (pick + started + finished), 1,000,000 picks each")
+  var baseline = 0.0
+  for count in [10, 1_000, 10_000] {
+    var picker = MeshPickerState<ContinuousClock.Instant>(policy: .leastRequest)
+    picker.update((0..<count).map { MeshPickerEndpoint(id: "e\($0)") })
+    var random = SystemRandomNumberGenerator()
+    let now = ContinuousClock.now
+    let picks = 1_000_000
+    let start = ContinuousClock.now
+    for _ in 0..<picks {
+      if let id = picker.pick(now: now, using: &random) {
+        picker.started(id)
+        picker.finished(id, latency: .zero, now: now)
+      }
+    }
+    let nanoseconds = start.duration(to: .now) / .nanoseconds(1) / Double(picks)
+    if count == 10 { baseline = nanoseconds }
+    print(
+      "\(count) endpoints: \(format(nanoseconds, 1)) ns/pick (\(format(nanoseconds / baseline, 2))x of 10)"
+    )
+  }
+
+  agent.beginGracefulShutdown()
+  server.beginGracefulShutdown()
+  try await group.waitForAll()
+}
