@@ -178,6 +178,17 @@ struct BalancingPolicyTests {
     #expect(self.counts(&picker, picks: 100) == ["canary-1": 100], "only canaries: all to them")
   }
 
+  @Test("The fast generator is deterministic per seed and spreads picks evenly")
+  func fastRandom() {
+    var first = MeshFastRandom(seed: 42)
+    var second = MeshFastRandom(seed: 42)
+    #expect((0..<10).map { _ in first.next() } == (0..<10).map { _ in second.next() })
+    var random = MeshFastRandom(seed: 7)
+    var buckets = [Int](repeating: 0, count: 10)
+    for _ in 0..<100_000 { buckets[Int.random(in: 0..<10, using: &random)] += 1 }
+    #expect(buckets.allSatisfy { (9_500...10_500).contains($0) }, "\(buckets)")
+  }
+
   @Test("No endpoints, no pick; bad settings are refused naming the field")
   func edges() {
     var picker = Picker(policy: .leastRequest)

@@ -109,7 +109,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var nextWaiterID: UInt64 = 0
     var hasEndpoints = false
     var isShutDown = false
-    var random = SystemRandomNumberGenerator()
+    var random = MeshFastRandom()
     /// Observers of the pickable set's size, for tests and diagnostics.
     var pickableObservers: [(count: Int, signal: MeshSignal)] = []
 

@@ -40,7 +40,10 @@ public struct MeshPickerEndpoint: Hashable, Sendable {
 public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration == Duration {
   public let policy: MeshBalancingPolicy
   public private(set) var endpoints: [MeshPickerEndpoint] = []
-  private var loads: [String: Load] = [:]
+  /// Load per endpoint, indexed like `endpoints`: picks read it without hashing.
+  private var loads: [Load] = []
+  /// Endpoint index by ID, for `started`/`finished`.
+  private var indexByID: [String: Int] = [:]
 
   /// The groups traffic is split into: the canary group (maybe empty) and the rest.
   private var canaryGroup = Group()
@@ -67,9 +70,17 @@ public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration =
   public mutating func update(_ endpoints: [MeshPickerEndpoint]) {
     let previousStable = self.stableGroup.nextRoundRobin
     let previousCanary = self.canaryGroup.nextRoundRobin
+    // Carry each surviving endpoint's load over, by ID.
+    var loads: [Load] = []
+    var indexByID: [String: Int] = [:]
+    loads.reserveCapacity(endpoints.count)
+    for (index, endpoint) in endpoints.enumerated() {
+      loads.append(self.indexByID[endpoint.id].map { self.loads[$0] } ?? Load())
+      indexByID[endpoint.id] = index
+    }
     self.endpoints = endpoints
-    let ids = Set(endpoints.map(\.id))
-    self.loads = self.loads.filter { ids.contains($0.key) }
+    self.loads = loads
+    self.indexByID = indexByID
 
     var candidates = Array(endpoints.indices)
     if let zone = self.policy.zonePreference {
@@ -200,7 +211,7 @@ public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration =
   }
 
   private func cost(of index: Int, now: Instant) -> Double {
-    let load = self.loads[self.endpoints[index].id] ?? Load()
+    let load = self.loads[index]
     switch self.policy.algorithm {
     case .peakEWMA(let decay):
       // Latency decays toward zero while the endpoint is idle; load multiplies it.
@@ -219,12 +230,14 @@ public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration =
 
   /// An attempt started on `id`.
   public mutating func started(_ id: String) {
-    self.loads[id, default: Load()].inFlight += 1
+    guard let index = self.indexByID[id] else { return }
+    self.loads[index].inFlight += 1
   }
 
   /// An attempt on `id` finished after `latency`.
   public mutating func finished(_ id: String, latency: Duration, now: Instant) {
-    guard var load = self.loads[id] else { return }
+    guard let index = self.indexByID[id] else { return }
+    var load = self.loads[index]
     load.inFlight = max(0, load.inFlight - 1)
     if case .peakEWMA(let decay) = self.policy.algorithm {
       let seconds = latency / .seconds(1)
@@ -238,11 +251,11 @@ public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration =
       }
       load.updated = now
     }
-    self.loads[id] = load
+    self.loads[index] = load
   }
 
   /// RPCs in flight on `id`.
   public func inFlight(_ id: String) -> Int {
-    self.loads[id]?.inFlight ?? 0
+    self.indexByID[id].map { self.loads[$0].inFlight } ?? 0
   }
 }
