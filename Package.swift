@@ -276,6 +276,8 @@ targets.append(
   .testTarget(
     name: "MeshClientTests",
     dependencies: [
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "Logging", package: "swift-log"),
       .target(name: "InteropSupport"),
       .target(name: "MeshClient"),
       .target(name: "MeshCertificates"),

@@ -153,8 +153,17 @@ public final class MeshClient: Sendable {
     return try .mTLS(credentials, server: .oneOf(identities))
   }
 
-  /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``.
+  /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``, or until a
+  /// swift-service-lifecycle `ServiceGroup` running it shuts down gracefully.
   public func run() async throws {
+    await withGracefulShutdownHandler {
+      await self.runUntilShutdown()
+    } onGracefulShutdown: {
+      self.beginGracefulShutdown()
+    }
+  }
+
+  private func runUntilShutdown() async {
     await withDiscardingTaskGroup { group in
       if let credentials = self.credentials {
         group.addTask { try? await credentials.run() }

@@ -18,6 +18,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InteropSupport
+import Logging
 import MeshCertificates
 import MeshClient
 import MeshConsul
@@ -26,6 +27,7 @@ import MeshDiscovery
 import MeshHealth
 import MeshProto
 import MeshTransport
+import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
 import Testing
@@ -94,6 +96,25 @@ struct MeshClientTests {
     #expect(throws: MeshClientError.self) {
       try MeshClientConfiguration.fromEnvironment(["CONSUL_HTTP_ADDR": "ftp://x:1"])
     }
+  }
+
+  @Test("In a ServiceGroup, graceful shutdown reaches the mesh client and stops it")
+  func serviceGroup() async throws {
+    let mesh = try await createMeshClient(
+      MeshClientConfiguration(discovery: MeshStaticDiscovery(["greeter": []]))
+    )
+    _ = try mesh.client(for: "greeter")
+    let group = ServiceGroup(
+      services: [mesh],
+      gracefulShutdownSignals: [],
+      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { try await group.run() }
+      await group.triggerGracefulShutdown()
+      try await tasks.waitForAll()  // returns only if the mesh client's run() ended
+    }
+    #expect(throws: MeshClientError.self) { try mesh.client(for: "other") }
   }
 
   @Test("client(for:) is cached per target and timeout, carries the default timeout, and balances")
