@@ -47,6 +47,8 @@ public final class MeshClient: Sendable {
   private let state = Mutex(State())
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
+  /// Fired at shutdown: ends certificate rotation without cancelling the draining clients.
+  private let shutdown = MeshSignal()
 
   private struct State {
     var clients: [ClientKey: MeshGRPCClient] = [:]
@@ -166,7 +168,13 @@ public final class MeshClient: Sendable {
   private func runUntilShutdown() async {
     await withDiscardingTaskGroup { group in
       if let credentials = self.credentials {
-        group.addTask { try? await credentials.run() }
+        group.addTask {
+          await withTaskGroup(of: Void.self) { rotation in
+            rotation.addTask { try? await credentials.run() }
+            await self.shutdown.wait()
+            rotation.cancelAll()
+          }
+        }
       }
       for await event in self.events {
         switch event {
@@ -181,10 +189,7 @@ public final class MeshClient: Sendable {
             client.beginGracefulShutdown()
           }
           self.eventSink.finish()
-          if self.credentials != nil {
-            group.cancelAll()  // rotation; the clients were already told to drain
-            for client in clients { group.addTask { try? await client.runConnections() } }
-          }
+          self.shutdown.fire()  // rotation stops; the clients drain their RPCs and return
         }
       }
     }

@@ -750,13 +750,6 @@ where Clock.Duration == Duration {
     self.shared.withLock { body($0.state) }
   }
 
-  /// Runs the timers' work now (tests with a manual clock call it after advancing).
-  package func tick() {
-    self.shared.withLock { shared in
-      _ = shared.state.tick(now: self.clock.now)
-      Self.wakeWaiters(&shared)
-    }
-  }
 }
 
 extension MeshConsulAgent where Clock == ContinuousClock {

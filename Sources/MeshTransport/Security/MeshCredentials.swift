@@ -337,11 +337,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     switch result {
     case .success(let peer):
       do {
-        let validated = try peer.chain.map { certificate in
-          var serializer = DER.Serializer()
-          try serializer.serialize(certificate)
-          return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
-        }
+        let validated = try MeshLoadedCredentials.nioCertificates(peer.chain)
         return .success(NIOSSL.ValidatedCertificateChain(validated))
       } catch {
         return .failure(

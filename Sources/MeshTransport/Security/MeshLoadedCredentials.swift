@@ -100,11 +100,7 @@ package struct MeshLoadedCredentials: Sendable {
     let nioChain: [NIOSSLCertificate]
     let nioPrivateKey: NIOSSLPrivateKey
     do {
-      nioChain = try chain.map { certificate in
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
-        return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
-      }
+      nioChain = try Self.nioCertificates(chain)
       nioPrivateKey = try NIOSSLPrivateKey(bytes: keyBytes, format: .pem)
     } catch {
       throw MeshTLSError(
@@ -122,5 +118,14 @@ package struct MeshLoadedCredentials: Sendable {
       trustRoots: trustRoots,
       identities: identities
     )
+  }
+
+  /// `certificates` as BoringSSL objects (re-encoded from swift-certificates' DER).
+  package static func nioCertificates(_ certificates: [Certificate]) throws -> [NIOSSLCertificate] {
+    try certificates.map { certificate in
+      var serializer = DER.Serializer()
+      try serializer.serialize(certificate)
+      return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
+    }
   }
 }
