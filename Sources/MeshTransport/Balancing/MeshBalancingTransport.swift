@@ -36,6 +36,13 @@ private import Synchronization
 /// - **Endpoint changes.** A removed endpoint stops being picked at once, and its subchannel
 ///   shuts down gracefully, finishing the RPCs in flight on it. No RPC fails because an
 ///   endpoint left discovery.
+/// - **Resilience.** Its ``MeshResiliencePolicy`` gives each method a timeout and retries or
+///   hedging (run by grpc-swift's executors, configured through ``config(forMethod:)``). The
+///   transport sends each retry to another endpoint, holds retries to the retry budget, bounds
+///   each attempt by its per-try timeout, applies the circuit breakers, and ejects failing
+///   endpoints (outlier detection). Inside a server handler (see
+///   ``MeshDeadlinePropagationInterceptor``), an attempt is bounded by the incoming RPC's deadline
+///   less the propagation margin, and is cancelled with it.
 /// - **Lifecycle.** ``connect()`` runs the watch and the subchannels until
 ///   ``beginGracefulShutdown()`` (which lets RPCs in flight finish) or cancellation.
 public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: ClientTransport {
@@ -62,6 +69,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   public let maxStreamsPerConnection: Int
   /// The most connections to one endpoint. Default 8.
   public let maxConnectionsPerEndpoint: Int
+  /// Timeouts, retries, breakers and outlier detection.
+  public let resilience: MeshResiliencePolicy
   private let discovery: any MeshDiscovery
   private let factory: Factory
   private let logger: Logger
@@ -110,8 +119,14 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var hasEndpoints = false
     var isShutDown = false
     var random = MeshFastRandom()
-    /// Observers of the pickable set's size, for tests and diagnostics.
-    var pickableObservers: [(count: Int, signal: MeshSignal)] = []
+    /// Observers of the stats, for tests and diagnostics.
+    var observers: [(predicate: @Sendable (MeshTransportStats) -> Bool, signal: MeshSignal)] = []
+    var detector: MeshOutlierDetector<ContinuousClock.Instant>?
+    var budget: MeshRetryBudget<ContinuousClock.Instant>?
+    /// Failed attempts that grpc-swift's retry executor will retry, by the calling task.
+    var retryRecords: [Int: RetryRecord] = [:]
+    var connections = 0
+    var stats = MeshTransportStats()
 
     /// Whether an RPC can be decided now: picked, or failed for want of endpoints.
     var isDecidable: Bool {
@@ -125,6 +140,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       var candidates = known.filter(\.eligible)
       if candidates.isEmpty && !known.isEmpty && known.allSatisfy(\.probed) {
         candidates = known  // none is healthy: try them all rather than fail them all
+      }
+      if let ejected = self.detector?.ejected, !ejected.isEmpty {
+        candidates.removeAll { ejected.contains($0.endpoint.id) }
       }
       self.picker.update(
         candidates.map {
@@ -140,13 +158,47 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         for waiter in self.waiters.values { waiter.resume() }
         self.waiters.removeAll()
       }
-      let count = self.picker.endpoints.count
-      self.pickableObservers.removeAll { observer in
-        guard observer.count == count else { return false }
+      self.notifyObservers()
+    }
+
+    var currentStats: MeshTransportStats {
+      var stats = self.stats
+      stats.endpoints = self.order.count
+      stats.pickable = self.picker.endpoints.count
+      stats.connections = self.connections
+      stats.pending = self.waiters.count
+      if let detector = self.detector {
+        stats.ejected = detector.ejectedCount
+        stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
+        stats.ejectionsTotal = detector.ejectionsTotal
+      }
+      stats.retriesRefusedByBudget = self.budget?.refused ?? 0
+      return stats
+    }
+
+    mutating func notifyObservers() {
+      guard !self.observers.isEmpty else { return }
+      let stats = self.currentStats
+      self.observers.removeAll { observer in
+        guard observer.predicate(stats) else { return false }
         observer.signal.fire()
         return true
       }
     }
+
+    mutating func reject(_ breaker: MeshCircuitBreaker) {
+      self.stats.breakerRejections[breaker, default: 0] += 1
+    }
+  }
+
+  /// A failed attempt that will be retried: the next attempt of the same task is its retry.
+  struct RetryRecord {
+    var rpcStart: ContinuousClock.Instant
+    var attempts: Int
+    var endpoint: String
+    var failure: Status
+    /// Past this, the record is stale (the executor did not retry after all).
+    var expires: ContinuousClock.Instant
   }
 
   public init(
@@ -158,6 +210,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     healthChecking: HealthChecking? = nil,
     maxStreamsPerConnection: Int = 100,
     maxConnectionsPerEndpoint: Int = 8,
+    resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try policy.validate()
@@ -167,6 +220,12 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     guard maxConnectionsPerEndpoint >= 1 else {
       throw MeshBalancingError("maxConnectionsPerEndpoint must be at least 1.")
     }
+    do {
+      try resilience.validate()
+    } catch {
+      throw MeshBalancingError("resilience.\(error)")
+    }
+    self.resilience = resilience
     self.maxStreamsPerConnection = maxStreamsPerConnection
     self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
     if let defaultTimeout, defaultTimeout <= .zero {
@@ -178,15 +237,52 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     self.discovery = discovery
     self.factory = factory
     self.logger = logger
-    self.state = Mutex(State(picker: MeshPickerState(policy: policy)))
+    var state = State(picker: MeshPickerState(policy: policy))
+    state.detector = resilience.outlierDetection.map { MeshOutlierDetector(policy: $0) }
+    state.budget = resilience.retryBudget.map { MeshRetryBudget(policy: $0) }
+    self.state = Mutex(state)
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
   }
 
   public var retryThrottle: RetryThrottle? { nil }
 
-  /// The target's default timeout; an explicit timeout in the call's options wins.
+  /// The method's timeout (its policy's, else the target's default) and its retry or hedging
+  /// policy. A call's own options win where they set a value; the transport still ends an
+  /// attempt at the method's timeout when the caller's is longer.
   public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
-    self.defaultTimeout.map { MethodConfig(names: [], timeout: $0) }
+    let policy = self.resilience.policy(for: descriptor)
+    var config = MethodConfig(names: [], timeout: policy.timeout ?? self.defaultTimeout)
+    if let retry = policy.retry {
+      config.executionPolicy = .retry(retry.grpcPolicy)
+    } else if let hedging = policy.hedging {
+      config.executionPolicy = .hedge(
+        HedgingPolicy(
+          maxAttempts: hedging.maxAttempts,
+          hedgingDelay: hedging.hedgingDelay,
+          nonFatalStatusCodes: hedging.nonFatalStatusCodes
+        )
+      )
+    }
+    if config.timeout == nil && config.executionPolicy == nil { return nil }
+    return config
+  }
+
+  /// The current gauges and counters.
+  public var stats: MeshTransportStats {
+    self.state.withLock { $0.currentStats }
+  }
+
+  /// Returns once `predicate` holds for the stats (checked at each change).
+  package func waitForStats(_ predicate: @escaping @Sendable (MeshTransportStats) -> Bool) async {
+    let signal = MeshSignal()
+    self.state.withLock { state in
+      if predicate(state.currentStats) {
+        signal.fire()
+      } else {
+        state.observers.append((predicate, signal))
+      }
+    }
+    await signal.wait()
   }
 
   public func beginGracefulShutdown() {
@@ -202,15 +298,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   /// Returns once exactly `count` endpoints can be picked.
   package func waitForPickableEndpoints(_ count: Int) async {
-    let signal = MeshSignal()
-    self.state.withLock { state in
-      state.pickableObservers.append((count, signal))
-      if state.picker.endpoints.count == count {
-        signal.fire()
-        state.pickableObservers.removeLast()
-      }
-    }
-    await signal.wait()
+    await self.waitForStats { $0.pickable == count }
   }
 
   public func connect() async throws {
@@ -280,6 +368,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         if kept != true {
           removed.append(entry)
           state.entries[id] = nil
+          state.connections -= entry.pool.count
         }
       }
       state.order = []
@@ -302,6 +391,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
               removed: MeshSignal()
             )
             state.entries[endpoint.id] = entry
+            state.connections += 1
             added.append(entry)
           } catch {
             self.logger.warning(
@@ -314,6 +404,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         state.order.append(endpoint.id)
       }
       state.hasEndpoints = true
+      state.detector?.setEndpoints(state.order)
       state.refresh()
     }
     // Removed endpoints are no longer picked; they finish their RPCs in flight, then close.
@@ -393,49 +484,378 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
-    await self.waitUntilDecidable()
+    let start = ContinuousClock.now
+    // Deadline propagation: an attempt never outlives the RPC being served, and an expired
+    // deadline is never sent on.
+    var bound: ContinuousClock.Instant?
+    if let propagated = MeshPropagatedDeadline.current {
+      let limit = propagated.advanced(by: .zero - self.resilience.propagationMargin)
+      guard limit > start else {
+        throw RPCError(
+          code: .deadlineExceeded,
+          message: """
+            The deadline of the RPC being served has passed (less the \
+            \(self.resilience.propagationMargin) margin); '\(self.service)' was not called.
+            """
+        )
+      }
+      bound = limit
+    }
+    let retryPolicy = options.executionPolicy?.retry
+    let taskKey = retryPolicy == nil ? nil : withUnsafeCurrentTask { $0?.hashValue }
+    let record = try self.admit(taskKey: taskKey, now: start)
+    var picked: Picked?
+    var thrown = false
+    let observer = MeshAttemptObserver<Bytes>()
+    defer {
+      self.finish(
+        picked: picked,
+        record: record,
+        taskKey: taskKey,
+        retryPolicy: retryPolicy,
+        observer: observer,
+        thrown: thrown
+      )
+    }
+    do {
+      try await self.waitUntilDecidable()
+      picked = self.pick(avoiding: record?.endpoint, now: start)
+      guard let picked else {
+        throw RPCError(
+          code: .unavailable,
+          message: "No endpoint of '\(self.service)' is available."
+        )
+      }
+      let method = self.resilience.policy(for: descriptor)
+      if let timeout = method.timeout, options.timeout.map({ $0 > timeout }) ?? false {
+        // The caller asked for longer than the method's timeout: the shorter wins.
+        let limit = (record?.rpcStart ?? start).advanced(by: timeout)
+        bound = bound.map { min($0, limit) } ?? limit
+      }
+      let perTryTimeout = retryPolicy == nil ? nil : method.retry?.perTryTimeout
+      let attempt = Attempt(
+        previousAttempts: record?.attempts ?? 0,
+        bound: bound,
+        perTryTimeout: perTryTimeout,
+        observer: observer
+      )
+      return try await withRPCCancellationHandler {
+        try await self.run(attempt, on: picked.subchannel, descriptor, options, closure)
+      } onCancelRPC: {
+        Task {
+          await observer.abandon(
+            .cancelled,
+            error: RPCError(code: .cancelled, message: "The RPC being served was cancelled.")
+          )
+        }
+      }
+    } catch {
+      thrown = true
+      throw error
+    }
+  }
+
+  /// One attempt's settings.
+  private struct Attempt: Sendable {
+    var previousAttempts: Int
+    var bound: ContinuousClock.Instant?
+    var perTryTimeout: Duration?
+    var observer: MeshAttemptObserver<Bytes>
+  }
+
+  private struct Picked {
+    var id: String
+    var connection: Int
+    var generation: MeshSignal
+    var subchannel: Factory.Subchannel
+    var started: ContinuousClock.Instant
+  }
+
+  /// Runs the attempt on the subchannel, with a watchdog for its per-try timeout and deadline.
+  private func run<T: Sendable>(
+    _ attempt: Attempt,
+    on subchannel: Factory.Subchannel,
+    _ descriptor: MethodDescriptor,
+    _ options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    guard attempt.bound != nil || attempt.perTryTimeout != nil else {
+      return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
+    }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        let start = ContinuousClock.now
+        if let perTryTimeout = attempt.perTryTimeout {
+          let perTryDeadline = start.advanced(by: perTryTimeout)
+          if attempt.bound.map({ perTryDeadline < $0 }) ?? true {
+            try await Task.sleep(until: perTryDeadline, clock: .continuous)
+            await attempt.observer.abandon(
+              .perTryTimeout(perTryTimeout),
+              error: RPCError(
+                code: .unavailable,
+                message: "No response within the per-try timeout of \(perTryTimeout)."
+              )
+            )
+          }
+        }
+        if let bound = attempt.bound {
+          try await Task.sleep(until: bound, clock: .continuous)
+          await attempt.observer.abandon(
+            .deadline,
+            error: RPCError(
+              code: .deadlineExceeded,
+              message: "The deadline passed (the RPC being served, or the method's timeout)."
+            )
+          )
+        }
+      }
+      defer { group.cancelAll() }
+      return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
+    }
+  }
+
+  private func stream<T: Sendable>(
+    _ attempt: Attempt,
+    on subchannel: Factory.Subchannel,
+    _ descriptor: MethodDescriptor,
+    _ options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    try await subchannel.withStream(descriptor: descriptor, options: options) { stream, context in
+      attempt.observer.attach(stream.outbound)
+      let outbound: Outbound
+      if attempt.previousAttempts > 0 || attempt.bound != nil {
+        outbound = RPCWriter.Closable(
+          wrapping: MeshRewritingOutbound(
+            base: stream.outbound,
+            previousAttempts: attempt.previousAttempts,
+            deadline: attempt.bound
+          )
+        )
+      } else {
+        outbound = stream.outbound
+      }
+      let inbound = RPCAsyncSequence(
+        wrapping: MeshObservedInbound(base: stream.inbound, observer: attempt.observer)
+      )
+      return try await closure(
+        RPCStream(descriptor: stream.descriptor, inbound: inbound, outbound: outbound),
+        context
+      )
+    }
+  }
+
+  /// Applies the breakers and the retry budget to a new attempt; returns the failed attempt it
+  /// retries, if it is a retry.
+  private func admit(taskKey: Int?, now: ContinuousClock.Instant) throws(RPCError) -> RetryRecord? {
+    let breakers = self.resilience.circuitBreakers
+    return try self.state.withLock { state throws(RPCError) -> RetryRecord? in
+      self.tickOutlierDetection(&state, now: now)
+      var record: RetryRecord?
+      if let taskKey, let found = state.retryRecords.removeValue(forKey: taskKey),
+        found.expires > now
+      {
+        record = found
+      }
+      if let record {
+        if state.stats.retriesInFlight >= breakers.maxRetries {
+          state.reject(.maxRetries)
+          throw self.refusal(of: record, breaker: .maxRetries, limit: breakers.maxRetries)
+        }
+        if state.budget?.tryRetry(now: now) == false {
+          state.reject(.retryBudget)
+          throw self.refusal(of: record, breaker: .retryBudget, limit: nil)
+        }
+      } else {
+        state.budget?.recordRequest(now: now)
+      }
+      if state.stats.attemptsInFlight >= breakers.maxRequests {
+        state.reject(.maxRequests)
+        throw RPCError(
+          code: .unavailable,
+          message: """
+            Circuit breaker '\(MeshCircuitBreaker.maxRequests)' of '\(self.service)' is open: \
+            \(breakers.maxRequests) RPCs are in flight.
+            """
+        )
+      }
+      state.stats.attemptsInFlight += 1
+      state.stats.attemptsTotal += 1
+      if record != nil {
+        state.stats.retriesInFlight += 1
+        state.stats.retriesTotal += 1
+      }
+      return record
+    }
+  }
+
+  private func refusal(
+    of record: RetryRecord,
+    breaker: MeshCircuitBreaker,
+    limit: Int?
+  ) -> RPCError {
+    let detail = limit.map { ": \($0) retries are in flight" } ?? ": retries are at their cap"
+    return RPCError(
+      code: .unavailable,
+      message: """
+        \(record.failure.message) (not retried: circuit breaker '\(breaker)' of \
+        '\(self.service)' is open\(detail))
+        """
+    )
+  }
+
+  /// Picks the endpoint of an attempt, avoiding the one the attempt retries when another is
+  /// available, and half-open endpoints already probed.
+  private func pick(avoiding failed: String?, now: ContinuousClock.Instant) -> Picked? {
     var newConnection: (GRPCClient<Factory.Subchannel>, MeshSignal)?
-    let picked = self.state.withLock { state -> (String, Int, MeshSignal, Factory.Subchannel)? in
-      guard !state.isShutDown,
-        let id = state.picker.pick(now: .now, using: &state.random),
-        var entry = state.entries[id]
-      else { return nil }
+    let picked = self.state.withLock { state -> Picked? in
+      guard !state.isShutDown else { return nil }
+      var excluded: Set<String> = failed.map { [$0] } ?? []
+      var choice = state.picker.pick(excluding: excluded, now: now, using: &state.random)
+      if let id = choice, state.detector?.admits(id) == false {
+        excluded.insert(id)
+        choice = state.picker.pick(excluding: excluded, now: now, using: &state.random) ?? id
+      }
+      guard let id = choice, var entry = state.entries[id] else { return nil }
       // The least busy connection; a new one when all are full and the pool may grow.
       var chosen = entry.pool.indices.min { entry.pool[$0].streams < entry.pool[$1].streams }!
       if entry.pool[chosen].streams >= self.maxStreamsPerConnection,
-        entry.pool.count < self.maxConnectionsPerEndpoint,
-        let subchannel = try? self.factory.makeSubchannel(for: entry.endpoint)
+        entry.pool.count < self.maxConnectionsPerEndpoint
       {
-        let client = GRPCClient(transport: subchannel)
-        entry.pool.append(Pooled(subchannel: subchannel, client: client, streams: 0))
-        chosen = entry.pool.count - 1
-        newConnection = (client, entry.removed)
+        if state.connections >= self.resilience.circuitBreakers.maxConnections {
+          state.reject(.maxConnections)  // the stream queues on the open connection
+        } else if let subchannel = try? self.factory.makeSubchannel(for: entry.endpoint) {
+          let client = GRPCClient(transport: subchannel)
+          entry.pool.append(Pooled(subchannel: subchannel, client: client, streams: 0))
+          state.connections += 1
+          chosen = entry.pool.count - 1
+          newConnection = (client, entry.removed)
+        }
       }
       entry.pool[chosen].streams += 1
       state.entries[id] = entry
       state.picker.started(id)
-      return (id, chosen, entry.removed, entry.pool[chosen].subchannel)
+      state.detector?.started(id)
+      return Picked(
+        id: id,
+        connection: chosen,
+        generation: entry.removed,
+        subchannel: entry.pool[chosen].subchannel,
+        started: now
+      )
     }
     if let (client, removed) = newConnection {
       self.eventSink.yield(.runPooled(client, removed: removed))
     }
-    guard let (id, connection, generation, subchannel) = picked else {
-      throw RPCError(
+    return picked
+  }
+
+  /// Accounts for an ended attempt: load, outlier detection, and the record of a failure that
+  /// grpc-swift's retry executor is about to retry.
+  private func finish(
+    picked: Picked?,
+    record: RetryRecord?,
+    taskKey: Int?,
+    retryPolicy: RetryPolicy?,
+    observer: MeshAttemptObserver<Bytes>,
+    thrown: Bool
+  ) {
+    let seen = observer.snapshot
+    let end = ContinuousClock.now
+    // The endpoint's failure, if the attempt ended in one.
+    var failure: Status?
+    var perTryTimedOut = false
+    switch seen.abandoned {
+    case .perTryTimeout(let timeout):
+      perTryTimedOut = true
+      failure = Status(
         code: .unavailable,
-        message: "No endpoint of '\(self.service)' is available."
+        message: "No response within the per-try timeout of \(timeout)."
       )
-    }
-    let start = ContinuousClock.now
-    defer {
-      let end = ContinuousClock.now
-      self.state.withLock { state in
-        state.picker.finished(id, latency: start.duration(to: end), now: end)
-        if state.entries[id]?.removed === generation {
-          state.entries[id]?.pool[connection].streams -= 1
+    case .deadline, .cancelled:
+      break  // the caller's limits, not the endpoint's fault
+    case nil:
+      if let status = seen.status {
+        if Self.endpointFailureCodes.contains(status.code) { failure = status }
+      } else if let error = seen.transportError {
+        if error.code != .cancelled && error.code != .deadlineExceeded {
+          failure = Status(code: .unavailable, message: error.message)
         }
+      } else if thrown && picked != nil && !seen.receivedFirstPart {
+        failure = Status(code: .unavailable, message: "The attempt failed before a response.")
       }
     }
-    return try await subchannel.withStream(descriptor: descriptor, options: options, closure)
+    self.state.withLock { state in
+      state.stats.attemptsInFlight -= 1
+      if record != nil { state.stats.retriesInFlight -= 1 }
+      if let picked {
+        state.picker.finished(picked.id, latency: picked.started.duration(to: end), now: end)
+        if state.entries[picked.id]?.removed === picked.generation {
+          state.entries[picked.id]?.pool[picked.connection].streams -= 1
+        }
+        if failure != nil { state.stats.failedAttempts += 1 }
+        if perTryTimedOut { state.stats.perTryTimeouts += 1 }
+        if let changes = state.detector?.finished(picked.id, success: failure == nil, now: end),
+          !changes.isEmpty
+        {
+          self.log(changes)
+          state.refresh()
+        }
+      }
+      if let taskKey, let retryPolicy, let failure, let picked,
+        retryPolicy.retryableStatusCodes.contains(failure.code), !seen.committed,
+        !seen.pushbackStops, (record?.attempts ?? 0) + 1 < retryPolicy.maxAttempts
+      {
+        state.retryRecords[taskKey] = RetryRecord(
+          rpcStart: record?.rpcStart ?? end,
+          attempts: (record?.attempts ?? 0) + 1,
+          endpoint: picked.id,
+          failure: failure,
+          expires: end.advanced(by: (seen.pushback ?? retryPolicy.maxBackoff) + .seconds(1))
+        )
+      }
+      if state.retryRecords.count > 1024 {
+        state.retryRecords = state.retryRecords.filter { $0.value.expires > end }
+      }
+      state.notifyObservers()
+    }
+  }
+
+  /// Codes that count against an endpoint in outlier detection.
+  private static var endpointFailureCodes: Set<Status.Code> {
+    [.unavailable, .internalError, .unknown, .dataLoss]
+  }
+
+  private func tickOutlierDetection(_ state: inout State, now: ContinuousClock.Instant) {
+    guard let changes = state.detector?.tick(now: now), !changes.isEmpty else { return }
+    self.log(changes)
+    state.refresh()
+  }
+
+  private func log(_ changes: [MeshOutlierDetector<ContinuousClock.Instant>.Change]) {
+    for change in changes {
+      switch change {
+      case .ejected(let id, let until, let reason):
+        self.logger.warning(
+          "Ejected an endpoint",
+          metadata: [
+            "mesh.service": "\(self.service)", "mesh.endpoint": "\(id)",
+            "mesh.reason": "\(reason.rawValue)",
+            "mesh.ejection_ms": "\(ContinuousClock.now.duration(to: until) / .milliseconds(1))",
+          ]
+        )
+      case .halfOpen(let id):
+        self.logger.info(
+          "Probing an ejected endpoint",
+          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
+        )
+      case .readmitted(let id):
+        self.logger.info(
+          "Readmitted an endpoint",
+          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
+        )
+      }
+    }
   }
 
   /// The connections open to an endpoint (its pool's size), or nil if it is unknown.
@@ -445,16 +865,31 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   /// Returns once an endpoint can be picked (or none will be: no endpoints, shutdown), or when
   /// the RPC is cancelled (its deadline passed): the pick that follows then fails as it should.
-  private func waitUntilDecidable() async {
-    let id = self.state.withLock { state in
+  /// Fails fast when ``MeshCircuitBreakerThresholds/maxPendingRequests`` RPCs already wait.
+  private func waitUntilDecidable() async throws(RPCError) {
+    let maxPending = self.resilience.circuitBreakers.maxPendingRequests
+    let id = try self.state.withLock { state throws(RPCError) -> UInt64? in
+      if state.isDecidable { return nil }
+      guard state.waiters.count + state.cancelledWaiters.count < maxPending else {
+        state.reject(.maxPendingRequests)
+        throw RPCError(
+          code: .unavailable,
+          message: """
+            Circuit breaker '\(MeshCircuitBreaker.maxPendingRequests)' of '\(self.service)' is \
+            open: \(maxPending) RPCs are waiting for an endpoint.
+            """
+        )
+      }
       state.nextWaiterID += 1
       return state.nextWaiterID
     }
+    guard let id else { return }
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let ready = self.state.withLock { state in
           if state.isDecidable || state.cancelledWaiters.remove(id) != nil { return true }
           state.waiters[id] = continuation
+          state.notifyObservers()
           return false
         }
         if ready { continuation.resume() }

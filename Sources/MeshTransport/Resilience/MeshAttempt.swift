@@ -1,0 +1,214 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import GRPCCore
+private import Synchronization
+
+/// A snapshot of a balancing transport's resilience state: the gauges and counters to export.
+public struct MeshTransportStats: Hashable, Sendable {
+  /// Endpoints known from discovery, and those that can be picked now.
+  public var endpoints = 0
+  public var pickable = 0
+  /// Endpoints ejected by outlier detection now, and those half-open (taking probes).
+  public var ejected = 0
+  public var halfOpen = 0
+  /// Ejections since the start.
+  public var ejectionsTotal = 0
+  /// Connections open to all endpoints.
+  public var connections = 0
+  /// Attempts in flight, of which retries.
+  public var attemptsInFlight = 0
+  public var retriesInFlight = 0
+  /// RPCs waiting for a pickable endpoint.
+  public var pending = 0
+  /// Attempts started, of which retries, since the start.
+  public var attemptsTotal = 0
+  public var retriesTotal = 0
+  /// Retries refused by the retry budget.
+  public var retriesRefusedByBudget = 0
+  /// RPCs failed fast by each breaker (and pool growth refused by `maxConnections`).
+  public var breakerRejections: [MeshCircuitBreaker: Int] = [:]
+  /// Attempts that ended in a failure of the endpoint, and of them per-try timeouts.
+  public var failedAttempts = 0
+  public var perTryTimeouts = 0
+
+  public init() {}
+}
+
+/// The circuit breakers of a target service.
+public enum MeshCircuitBreaker: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+  case maxConnections = "max connections"
+  case maxPendingRequests = "max pending requests"
+  case maxRequests = "max requests"
+  case maxRetries = "max retries"
+  case retryBudget = "retry budget"
+
+  public var description: String { self.rawValue }
+}
+
+/// What one attempt saw: filled by its inbound stream, read when it ends. Also the handle that
+/// fails the attempt's stream when its per-try timeout, the propagated deadline or the incoming
+/// RPC's cancellation comes first.
+final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
+  private let state = Mutex(State())
+
+  struct State {
+    var receivedFirstPart = false
+    var committed = false
+    var status: Status?
+    var pushbackStops = false
+    var pushback: Duration?
+    var transportError: RPCError?
+    var abandoned: Abandonment?
+    var outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable?
+  }
+
+  enum Abandonment: Sendable {
+    case perTryTimeout(Duration)
+    case deadline
+    case cancelled
+  }
+
+  var snapshot: State { self.state.withLock { $0 } }
+
+  func attach(_ outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable) {
+    self.state.withLock { $0.outbound = outbound }
+  }
+
+  func observe(_ part: RPCResponsePart<Bytes>?) {
+    self.state.withLock { state in
+      state.receivedFirstPart = true
+      switch part {
+      case .metadata: ()
+      case .message: state.committed = true
+      case .status(let status, let trailers):
+        state.status = status
+        if let text = trailers.meshFirstString("grpc-retry-pushback-ms") {
+          if let milliseconds = Int64(text), milliseconds >= 0 {
+            state.pushback = .milliseconds(milliseconds)
+          } else {
+            state.pushbackStops = true
+          }
+        }
+      case .none: ()
+      }
+    }
+  }
+
+  func observe(_ error: any Error) {
+    self.state.withLock { state in
+      if state.transportError == nil {
+        state.transportError =
+          (error as? RPCError)
+          ?? RPCError(code: .unavailable, message: "The stream failed: \(error)")
+      }
+    }
+  }
+
+  /// Fails the stream unless its outcome is already known; for a per-try timeout, only while
+  /// the response has not started.
+  func abandon(_ reason: Abandonment, error: RPCError) async {
+    let outbound = self.state.withLock { state -> RPCWriter<RPCRequestPart<Bytes>>.Closable? in
+      guard state.status == nil, state.abandoned == nil else { return nil }
+      if case .perTryTimeout = reason, state.receivedFirstPart { return nil }
+      state.abandoned = reason
+      return state.outbound
+    }
+    await outbound?.finish(throwing: error)
+  }
+}
+
+/// The attempt's inbound stream, reporting what it sees to the observer.
+struct MeshObservedInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequence, Sendable {
+  typealias Element = RPCResponsePart<Bytes>
+  typealias Failure = any Error
+
+  let base: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>
+  let observer: MeshAttemptObserver<Bytes>
+
+  func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(base: self.base.makeAsyncIterator(), observer: self.observer)
+  }
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    var base: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>.AsyncIterator
+    let observer: MeshAttemptObserver<Bytes>
+
+    mutating func next() async throws -> RPCResponsePart<Bytes>? {
+      do {
+        let part = try await self.base.next()
+        self.observer.observe(part)
+        return part
+      } catch {
+        self.observer.observe(error)
+        throw error
+      }
+    }
+  }
+}
+
+/// The attempt's outbound stream, setting headers on its metadata: `grpc-previous-rpc-attempts`
+/// (grpc-swift 2.4 computes it but does not send it) and a shorter `grpc-timeout` where a
+/// propagated deadline or the method's timeout is nearer than the caller's.
+struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPCWriterProtocol {
+  typealias Element = RPCRequestPart<Bytes>
+
+  let base: RPCWriter<RPCRequestPart<Bytes>>.Closable
+  let previousAttempts: Int
+  let deadline: ContinuousClock.Instant?
+
+  func write(_ element: RPCRequestPart<Bytes>) async throws {
+    try await self.base.write(self.rewrite(element))
+  }
+
+  func write(contentsOf elements: some Sequence<RPCRequestPart<Bytes>>) async throws {
+    try await self.base.write(contentsOf: elements.map { self.rewrite($0) })
+  }
+
+  func finish() async {
+    await self.base.finish()
+  }
+
+  func finish(throwing error: any Error) async {
+    await self.base.finish(throwing: error)
+  }
+
+  private func rewrite(_ part: RPCRequestPart<Bytes>) -> RPCRequestPart<Bytes> {
+    guard case .metadata(var metadata) = part else { return part }
+    if self.previousAttempts > 0 {
+      metadata.replaceOrAddString(
+        String(self.previousAttempts),
+        forKey: "grpc-previous-rpc-attempts"
+      )
+    }
+    if let deadline = self.deadline {
+      let remaining = ContinuousClock.now.duration(to: deadline)
+      let current = metadata.meshFirstString("grpc-timeout").flatMap(MeshGRPCTimeout.decode)
+      if current.map({ remaining < $0 }) ?? true {
+        metadata.replaceOrAddString(MeshGRPCTimeout.encode(remaining), forKey: "grpc-timeout")
+      }
+    }
+    return .metadata(metadata)
+  }
+}
+
+extension Metadata {
+  /// The first string value of `key`.
+  func meshFirstString(_ key: String) -> String? {
+    var values = self[stringValues: key].makeIterator()
+    return values.next()
+  }
+}

@@ -1,0 +1,452 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import GRPCCore
+
+/// A resilience setting that cannot be used, naming the field (`retry.maxAttempts`).
+public struct MeshResilienceError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// The field's path, as the configuration file spells it where one was read.
+  public var field: String
+  public var reason: String
+
+  public init(field: String, _ reason: String) {
+    self.field = field
+    self.reason = reason
+  }
+
+  public var description: String { "\(self.field): \(self.reason)" }
+
+  /// The same error, its field prefixed with `path` (`services.greeter.` + `retry.maxAttempts`).
+  public func nested(in path: String) -> Self {
+    Self(field: path.isEmpty ? self.field : "\(path).\(self.field)", self.reason)
+  }
+}
+
+/// Retries of failed attempts (gRFC A6), each on another endpoint when there is one.
+///
+/// Only methods that are safe to run twice should retry. A streaming RPC is retried only while
+/// nothing has come back from the server, and only while its sent messages are still buffered
+/// (grpc-swift keeps the first 64); past that the attempt is committed.
+public struct MeshRetryPolicy: Hashable, Sendable {
+  /// Attempts in all, the first included: 2...5 (gRPC caps attempts at 5). The seed's
+  /// `num_retries: 3` is 4.
+  public var maxAttempts: Int
+  /// The codes that are retried. UNAVAILABLE covers Envoy's `5xx`, `reset`, `connect-failure` and
+  /// `refused-stream`: transport failures surface as UNAVAILABLE.
+  public var retryableStatusCodes: Set<Status.Code>
+  /// How long one attempt may wait for its response to start before it is abandoned and retried
+  /// (as UNAVAILABLE) on another endpoint. Nil: only the RPC's deadline bounds an attempt.
+  public var perTryTimeout: Duration?
+  /// The first backoff's ceiling; each retry waits a random time up to the current ceiling (full
+  /// jitter), and the ceiling grows by ``backoffMultiplier`` up to ``maxBackoff``.
+  public var initialBackoff: Duration
+  public var maxBackoff: Duration
+  public var backoffMultiplier: Double
+
+  /// The seed's Envoy retry policy: 3 retries on UNAVAILABLE, 5 s per try, 0.25 s to 2 s backoff.
+  public init(
+    maxAttempts: Int = 4,
+    retryableStatusCodes: Set<Status.Code> = [.unavailable],
+    perTryTimeout: Duration? = .seconds(5),
+    initialBackoff: Duration = .milliseconds(250),
+    maxBackoff: Duration = .seconds(2),
+    backoffMultiplier: Double = 2
+  ) {
+    self.maxAttempts = maxAttempts
+    self.retryableStatusCodes = retryableStatusCodes
+    self.perTryTimeout = perTryTimeout
+    self.initialBackoff = initialBackoff
+    self.maxBackoff = maxBackoff
+    self.backoffMultiplier = backoffMultiplier
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    guard (2...5).contains(self.maxAttempts) else {
+      throw MeshResilienceError(
+        field: "maxAttempts",
+        "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
+      )
+    }
+    guard !self.retryableStatusCodes.isEmpty else {
+      throw MeshResilienceError(field: "retryableStatusCodes", "must name at least one code")
+    }
+    guard !self.retryableStatusCodes.contains(.ok) else {
+      throw MeshResilienceError(field: "retryableStatusCodes", "OK is not a failure")
+    }
+    if let perTryTimeout = self.perTryTimeout, perTryTimeout <= .zero {
+      throw MeshResilienceError(field: "perTryTimeout", "must be positive, not \(perTryTimeout)")
+    }
+    guard self.initialBackoff > .zero else {
+      throw MeshResilienceError(
+        field: "initialBackoff",
+        "must be positive, not \(self.initialBackoff)"
+      )
+    }
+    guard self.maxBackoff >= self.initialBackoff else {
+      throw MeshResilienceError(
+        field: "maxBackoff",
+        "must be at least initialBackoff (\(self.initialBackoff)), not \(self.maxBackoff)"
+      )
+    }
+    guard self.backoffMultiplier >= 1, self.backoffMultiplier.isFinite else {
+      throw MeshResilienceError(
+        field: "backoffMultiplier",
+        "must be a finite number of at least 1, not \(self.backoffMultiplier)"
+      )
+    }
+  }
+
+  /// grpc-swift's policy; call only after ``validate()`` (its initialiser traps on bad values).
+  var grpcPolicy: RetryPolicy {
+    RetryPolicy(
+      maxAttempts: self.maxAttempts,
+      initialBackoff: self.initialBackoff,
+      maxBackoff: self.maxBackoff,
+      backoffMultiplier: self.backoffMultiplier,
+      retryableStatusCodes: self.retryableStatusCodes
+    )
+  }
+}
+
+/// Hedging (gRFC A6): further attempts, on other endpoints, when the first is slow to answer.
+/// The first usable answer wins and the others are cancelled. Idempotent methods only.
+public struct MeshHedgingPolicy: Hashable, Sendable {
+  /// Attempts in all, the first included: 2...5.
+  public var maxAttempts: Int
+  /// The wait before each further attempt; zero sends them all at once.
+  public var hedgingDelay: Duration
+  /// Codes after which the other attempts go on; any other code ends the RPC.
+  public var nonFatalStatusCodes: Set<Status.Code>
+
+  public init(
+    maxAttempts: Int = 2,
+    hedgingDelay: Duration = .milliseconds(50),
+    nonFatalStatusCodes: Set<Status.Code> = [.unavailable]
+  ) {
+    self.maxAttempts = maxAttempts
+    self.hedgingDelay = hedgingDelay
+    self.nonFatalStatusCodes = nonFatalStatusCodes
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    guard (2...5).contains(self.maxAttempts) else {
+      throw MeshResilienceError(
+        field: "maxAttempts",
+        "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
+      )
+    }
+    guard self.hedgingDelay >= .zero else {
+      throw MeshResilienceError(
+        field: "hedgingDelay",
+        "must not be negative, not \(self.hedgingDelay)"
+      )
+    }
+  }
+}
+
+/// How one method (or every method of a target) is called: its timeout and retries or hedging.
+public struct MeshMethodPolicy: Hashable, Sendable {
+  /// The RPC's timeout over all its attempts. A caller's explicit timeout wins when shorter.
+  public var timeout: Duration?
+  /// Retries; nil: none.
+  public var retry: MeshRetryPolicy?
+  /// Hedging instead of retries; nil: none.
+  public var hedging: MeshHedgingPolicy?
+
+  public init(
+    timeout: Duration? = nil,
+    retry: MeshRetryPolicy? = nil,
+    hedging: MeshHedgingPolicy? = nil
+  ) {
+    self.timeout = timeout
+    self.retry = retry
+    self.hedging = hedging
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    if let timeout = self.timeout, timeout <= .zero {
+      throw MeshResilienceError(field: "timeout", "must be positive, not \(timeout)")
+    }
+    if self.retry != nil && self.hedging != nil {
+      throw MeshResilienceError(field: "hedging", "a method either retries or hedges, not both")
+    }
+    do { try self.retry?.validate() } catch { throw error.nested(in: "retry") }
+    do { try self.hedging?.validate() } catch { throw error.nested(in: "hedging") }
+  }
+
+  /// The settings of `self`, with `override`'s where it sets them.
+  func merged(with override: MeshMethodPolicy) -> MeshMethodPolicy {
+    var merged = self
+    if let timeout = override.timeout { merged.timeout = timeout }
+    if override.retry != nil || override.hedging != nil {
+      merged.retry = override.retry
+      merged.hedging = override.hedging
+    }
+    return merged
+  }
+}
+
+/// Caps retries at a share of recent requests plus a floor per second (Finagle, linkerd2), so
+/// retries cannot multiply an outage.
+public struct MeshRetryBudgetPolicy: Hashable, Sendable {
+  /// Retries allowed per request in the window: 0.2 is 20 %.
+  public var ratio: Double
+  /// Retries always allowed per second, whatever the traffic.
+  public var minRetriesPerSecond: Int
+  /// How long a request counts toward the budget.
+  public var window: Duration
+
+  public init(ratio: Double = 0.2, minRetriesPerSecond: Int = 10, window: Duration = .seconds(10)) {
+    self.ratio = ratio
+    self.minRetriesPerSecond = minRetriesPerSecond
+    self.window = window
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    guard self.ratio >= 0, self.ratio <= 1000, self.ratio.isFinite else {
+      throw MeshResilienceError(field: "ratio", "must be 0 or more, not \(self.ratio)")
+    }
+    guard self.minRetriesPerSecond >= 0 else {
+      throw MeshResilienceError(
+        field: "minRetriesPerSecond",
+        "must be 0 or more, not \(self.minRetriesPerSecond)"
+      )
+    }
+    guard self.window >= .seconds(1), self.window <= .seconds(600) else {
+      throw MeshResilienceError(field: "window", "must be 1 s to 10 min, not \(self.window)")
+    }
+  }
+}
+
+/// Envoy-style circuit breakers of one target service. Past a threshold, RPCs fail fast with
+/// UNAVAILABLE and a message naming the breaker.
+public struct MeshCircuitBreakerThresholds: Hashable, Sendable {
+  /// Connections to all the target's endpoints. The first connection of each endpoint is always
+  /// made; past the threshold pools stop growing and streams queue on the open connections.
+  public var maxConnections: Int
+  /// RPCs waiting for an endpoint to become pickable.
+  public var maxPendingRequests: Int
+  /// RPC attempts in flight.
+  public var maxRequests: Int
+  /// Retry attempts in flight.
+  public var maxRetries: Int
+
+  /// The seed's thresholds: 100 / 200 / 500 / 5.
+  public init(
+    maxConnections: Int = 100,
+    maxPendingRequests: Int = 200,
+    maxRequests: Int = 500,
+    maxRetries: Int = 5
+  ) {
+    self.maxConnections = maxConnections
+    self.maxPendingRequests = maxPendingRequests
+    self.maxRequests = maxRequests
+    self.maxRetries = maxRetries
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    for (field, value, minimum) in [
+      ("maxConnections", self.maxConnections, 1),
+      ("maxPendingRequests", self.maxPendingRequests, 0),
+      ("maxRequests", self.maxRequests, 1), ("maxRetries", self.maxRetries, 0),
+    ] where value < minimum {
+      throw MeshResilienceError(field: field, "must be at least \(minimum), not \(value)")
+    }
+  }
+}
+
+/// Per-endpoint outlier detection: endpoints that fail are ejected (not picked) for a while.
+///
+/// An endpoint is ejected after ``consecutiveFailures`` failed attempts in a row, or when, over
+/// an ``interval`` with enough traffic, its success rate falls more than ``successRateStdevFactor``
+/// standard deviations below the mean of the endpoints. Each ejection lasts ``baseEjectionTime``
+/// times the number of times it was ejected, up to ``maxEjectionTime``; then the endpoint is
+/// half-open: it takes one probe at a time, and ``halfOpenSuccesses`` successes in a row readmit
+/// it (a failure ejects it again, for longer). At most ``maxEjectionShare`` of the endpoints are
+/// ejected at once (one at least, never all).
+///
+/// Failures are UNAVAILABLE, INTERNAL, UNKNOWN and DATA_LOSS answers, transport failures and
+/// per-try timeouts; other codes are the application's answers, not the endpoint's fault.
+public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
+  public var consecutiveFailures: Int
+  public var interval: Duration
+  public var baseEjectionTime: Duration
+  public var maxEjectionTime: Duration
+  /// 0...1: 0.5 is half of the endpoints.
+  public var maxEjectionShare: Double
+  /// Nil turns success-rate ejection off.
+  public var successRateStdevFactor: Double?
+  /// Success rate needs this many endpoints with enough traffic.
+  public var successRateMinimumHosts: Int
+  /// ...and this many attempts on an endpoint in the interval.
+  public var successRateRequestVolume: Int
+  public var halfOpenSuccesses: Int
+
+  public init(
+    consecutiveFailures: Int = 5,
+    interval: Duration = .seconds(10),
+    baseEjectionTime: Duration = .seconds(30),
+    maxEjectionTime: Duration = .seconds(300),
+    maxEjectionShare: Double = 0.5,
+    successRateStdevFactor: Double? = 1.9,
+    successRateMinimumHosts: Int = 3,
+    successRateRequestVolume: Int = 100,
+    halfOpenSuccesses: Int = 1
+  ) {
+    self.consecutiveFailures = consecutiveFailures
+    self.interval = interval
+    self.baseEjectionTime = baseEjectionTime
+    self.maxEjectionTime = maxEjectionTime
+    self.maxEjectionShare = maxEjectionShare
+    self.successRateStdevFactor = successRateStdevFactor
+    self.successRateMinimumHosts = successRateMinimumHosts
+    self.successRateRequestVolume = successRateRequestVolume
+    self.halfOpenSuccesses = halfOpenSuccesses
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    guard self.consecutiveFailures >= 1 else {
+      throw MeshResilienceError(
+        field: "consecutiveFailures",
+        "must be at least 1, not \(self.consecutiveFailures)"
+      )
+    }
+    guard self.interval > .zero else {
+      throw MeshResilienceError(field: "interval", "must be positive, not \(self.interval)")
+    }
+    guard self.baseEjectionTime > .zero else {
+      throw MeshResilienceError(
+        field: "baseEjectionTime",
+        "must be positive, not \(self.baseEjectionTime)"
+      )
+    }
+    guard self.maxEjectionTime >= self.baseEjectionTime else {
+      throw MeshResilienceError(
+        field: "maxEjectionTime",
+        "must be at least baseEjectionTime (\(self.baseEjectionTime)), not \(self.maxEjectionTime)"
+      )
+    }
+    guard self.maxEjectionShare >= 0, self.maxEjectionShare <= 1 else {
+      throw MeshResilienceError(
+        field: "maxEjectionShare",
+        "must be 0 to 1, not \(self.maxEjectionShare)"
+      )
+    }
+    if let factor = self.successRateStdevFactor, !(factor > 0 && factor.isFinite) {
+      throw MeshResilienceError(field: "successRateStdevFactor", "must be positive, not \(factor)")
+    }
+    guard self.successRateMinimumHosts >= 2 else {
+      throw MeshResilienceError(
+        field: "successRateMinimumHosts",
+        "must be at least 2, not \(self.successRateMinimumHosts)"
+      )
+    }
+    guard self.successRateRequestVolume >= 1 else {
+      throw MeshResilienceError(
+        field: "successRateRequestVolume",
+        "must be at least 1, not \(self.successRateRequestVolume)"
+      )
+    }
+    guard self.halfOpenSuccesses >= 1 else {
+      throw MeshResilienceError(
+        field: "halfOpenSuccesses",
+        "must be at least 1, not \(self.halfOpenSuccesses)"
+      )
+    }
+  }
+}
+
+/// The resilience of calls to one target service.
+public struct MeshResiliencePolicy: Hashable, Sendable {
+  /// Every method's timeout and retries.
+  public var defaults: MeshMethodPolicy
+  /// Per-method settings over ``defaults``, keyed by `"package.Service/Method"` or by
+  /// `"package.Service"` for all of a service's methods (the exact method wins).
+  public var methods: [String: MeshMethodPolicy]
+  /// Nil: retries are limited only by their attempts and the breaker.
+  public var retryBudget: MeshRetryBudgetPolicy?
+  public var circuitBreakers: MeshCircuitBreakerThresholds
+  /// Nil: no ejection.
+  public var outlierDetection: MeshOutlierDetectionPolicy?
+  /// Taken off the remaining time of an incoming RPC when a server handler calls on (deadline
+  /// propagation), for the time the answer takes to travel back.
+  public var propagationMargin: Duration
+
+  public init(
+    defaults: MeshMethodPolicy = MeshMethodPolicy(retry: MeshRetryPolicy()),
+    methods: [String: MeshMethodPolicy] = [:],
+    retryBudget: MeshRetryBudgetPolicy? = MeshRetryBudgetPolicy(),
+    circuitBreakers: MeshCircuitBreakerThresholds = MeshCircuitBreakerThresholds(),
+    outlierDetection: MeshOutlierDetectionPolicy? = MeshOutlierDetectionPolicy(),
+    propagationMargin: Duration = .milliseconds(10)
+  ) {
+    self.defaults = defaults
+    self.methods = methods
+    self.retryBudget = retryBudget
+    self.circuitBreakers = circuitBreakers
+    self.outlierDetection = outlierDetection
+    self.propagationMargin = propagationMargin
+  }
+
+  public func validate() throws(MeshResilienceError) {
+    do { try self.defaults.validate() } catch { throw error.nested(in: "defaults") }
+    for (name, method) in self.methods.sorted(by: { $0.key < $1.key }) {
+      guard MethodKey(name) != nil else {
+        throw MeshResilienceError(
+          field: "methods.\(name)",
+          "must be 'package.Service/Method' or 'package.Service'"
+        )
+      }
+      do { try method.validate() } catch { throw error.nested(in: "methods.\(name)") }
+    }
+    do { try self.retryBudget?.validate() } catch { throw error.nested(in: "retryBudget") }
+    do { try self.circuitBreakers.validate() } catch {
+      throw error.nested(in: "circuitBreakers")
+    }
+    do { try self.outlierDetection?.validate() } catch {
+      throw error.nested(in: "outlierDetection")
+    }
+    guard self.propagationMargin >= .zero else {
+      throw MeshResilienceError(
+        field: "propagationMargin",
+        "must not be negative, not \(self.propagationMargin)"
+      )
+    }
+  }
+
+  /// The policy of `method`: the defaults, then the service's section, then the method's.
+  public func policy(for method: MethodDescriptor) -> MeshMethodPolicy {
+    if self.methods.isEmpty { return self.defaults }
+    var policy = self.defaults
+    if let service = self.methods[method.service.fullyQualifiedService] {
+      policy = policy.merged(with: service)
+    }
+    if let exact = self.methods[method.fullyQualifiedMethod] {
+      policy = policy.merged(with: exact)
+    }
+    return policy
+  }
+
+  /// A method key's parts, to validate it.
+  private struct MethodKey {
+    init?(_ text: String) {
+      let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+      guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }),
+        !parts[0].contains(where: \.isWhitespace)
+      else { return nil }
+    }
+  }
+}
