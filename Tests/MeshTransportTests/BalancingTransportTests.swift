@@ -36,6 +36,7 @@ struct LoopbackFleet {
   var endpoints: [MeshEndpoint] = []
   var counters: [RPCCounter] = []
   var healths: [MeshHealthService] = []
+  var faults: [FaultInjector] = []
   var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
 
   /// Starts one more server in `group`.
@@ -45,6 +46,7 @@ struct LoopbackFleet {
     weight: Int = 1
   ) async throws {
     let counter = RPCCounter()
+    let fault = FaultInjector()
     let health = MeshHealthService()
     let transport = HTTP2ServerTransport.Posix(
       address: .ipv4(host: "127.0.0.1", port: 0),
@@ -53,7 +55,7 @@ struct LoopbackFleet {
     let server = GRPCServer(
       transport: transport,
       services: [health],
-      interceptors: [counter]
+      interceptors: [counter, fault]
     )
     group.addTask { try await server.serve() }
     let port = try #require(try await transport.listeningAddress.ipv4?.port)
@@ -68,6 +70,7 @@ struct LoopbackFleet {
     )
     self.counters.append(counter)
     self.healths.append(health)
+    self.faults.append(fault)
     self.servers.append(server)
   }
 
@@ -81,6 +84,7 @@ func withBalancedClient(
   discovery: any MeshDiscovery,
   policy: MeshBalancingPolicy,
   healthChecking: MeshBalancingTransport<MeshHTTP2SubchannelFactory>.HealthChecking? = nil,
+  resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   waitForPickable: Int? = nil,
   _ body: (
     Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
@@ -92,7 +96,8 @@ func withBalancedClient(
     discovery: discovery,
     factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
     policy: policy,
-    healthChecking: healthChecking
+    healthChecking: healthChecking,
+    resilience: resilience
   )
   try await withGRPCClient(transport: transport) { client in
     if let count = waitForPickable {

@@ -685,6 +685,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         state.stats.retriesInFlight += 1
         state.stats.retriesTotal += 1
       }
+      state.notifyObservers()
       return record
     }
   }

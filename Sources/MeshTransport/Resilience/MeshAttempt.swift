@@ -73,6 +73,8 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     var pushback: Duration?
     var transportError: RPCError?
     var abandoned: Abandonment?
+    /// The error the attempt was abandoned with: what its inbound stream throws.
+    var abandonment: RPCError?
     var outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable?
   }
 
@@ -88,8 +90,16 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     self.state.withLock { $0.outbound = outbound }
   }
 
-  func observe(_ part: RPCResponsePart<Bytes>?) {
+  /// Records a part; returns the part to pass on: for a status that ends an abandoned attempt,
+  /// the abandonment's (the transport reports the stream's end in its own words).
+  func observe(_ part: RPCResponsePart<Bytes>?) -> RPCResponsePart<Bytes>? {
     self.state.withLock { state in
+      if case .status = part, let abandonment = state.abandonment {
+        return .status(
+          Status(code: Status.Code(abandonment.code), message: abandonment.message),
+          abandonment.metadata
+        )
+      }
       state.receivedFirstPart = true
       switch part {
       case .metadata: ()
@@ -105,16 +115,21 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
         }
       case .none: ()
       }
+      return part
     }
   }
 
-  func observe(_ error: any Error) {
+  /// Records the stream's error; returns the error to throw: the abandonment's, if it was
+  /// abandoned (the transport reports the stream's end in its own words).
+  func observe(_ error: any Error) -> any Error {
     self.state.withLock { state in
+      if let abandonment = state.abandonment { return abandonment }
       if state.transportError == nil {
         state.transportError =
           (error as? RPCError)
           ?? RPCError(code: .unavailable, message: "The stream failed: \(error)")
       }
+      return error
     }
   }
 
@@ -125,6 +140,7 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       guard state.status == nil, state.abandoned == nil else { return nil }
       if case .perTryTimeout = reason, state.receivedFirstPart { return nil }
       state.abandoned = reason
+      state.abandonment = error
       return state.outbound
     }
     await outbound?.finish(throwing: error)
@@ -150,11 +166,9 @@ struct MeshObservedInbound<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequence
     mutating func next() async throws -> RPCResponsePart<Bytes>? {
       do {
         let part = try await self.base.next()
-        self.observer.observe(part)
-        return part
+        return self.observer.observe(part)
       } catch {
-        self.observer.observe(error)
-        throw error
+        throw self.observer.observe(error)
       }
     }
   }

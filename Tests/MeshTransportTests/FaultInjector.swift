@@ -1,0 +1,135 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import GRPCCore
+import Synchronization
+
+/// A fault-injecting test service: a server interceptor that makes any unary RPC (the health
+/// `Watch` stream excepted, so the balancer's view stays up) fail, slow down or never answer,
+/// and records what each RPC carried.
+final class FaultInjector: ServerInterceptor, Sendable {
+  enum Fault: Sendable {
+    /// Answer normally.
+    case none
+    /// Fail the next `times` RPCs with `code` (and a `grpc-retry-pushback-ms` trailer), then
+    /// answer normally.
+    case fail(Status.Code, times: Int = .max, pushback: String? = nil)
+    /// Fail every other RPC with `code`: half of them, deterministically.
+    case failAlternate(Status.Code)
+    /// Answer after `delay`.
+    case delay(Duration)
+    /// Never answer; end only when the RPC is cancelled.
+    case hang
+  }
+
+  private struct State {
+    var fault: Fault
+    var calls = 0
+    var failures = 0
+    var cancellations = 0
+    var metadata: [Metadata] = []
+    var cancellationWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
+  }
+
+  private let state: Mutex<State>
+
+  init(_ fault: Fault = .none) {
+    self.state = Mutex(State(fault: fault))
+  }
+
+  func set(_ fault: Fault) {
+    self.state.withLock { $0.fault = fault }
+  }
+
+  /// RPCs seen (Watch excepted), failed, and cancelled while hanging.
+  var calls: Int { self.state.withLock { $0.calls } }
+  var failures: Int { self.state.withLock { $0.failures } }
+  var cancellations: Int { self.state.withLock { $0.cancellations } }
+  /// The request metadata of each RPC, in order.
+  var metadata: [Metadata] { self.state.withLock { $0.metadata } }
+
+  /// Returns once `count` hanging RPCs were cancelled.
+  func waitForCancellations(_ count: Int) async {
+    await withCheckedContinuation { continuation in
+      let ready = self.state.withLock { state in
+        if state.cancellations >= count { return true }
+        state.cancellationWaiters.append((count, continuation))
+        return false
+      }
+      if ready { continuation.resume() }
+    }
+  }
+
+  private enum Action {
+    case answer
+    case fail(Status.Code, pushback: String?)
+    case delay(Duration)
+    case hang
+  }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws ->
+      StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    if context.descriptor.method == "Watch" {
+      return try await next(request, context)
+    }
+    let action = self.state.withLock { state -> Action in
+      state.calls += 1
+      state.metadata.append(request.metadata)
+      switch state.fault {
+      case .none:
+        return .answer
+      case .fail(let code, let times, let pushback):
+        guard times > 0 else { return .answer }
+        state.fault = .fail(code, times: times == .max ? .max : times - 1, pushback: pushback)
+        state.failures += 1
+        return .fail(code, pushback: pushback)
+      case .failAlternate(let code):
+        guard state.calls % 2 == 1 else { return .answer }
+        state.failures += 1
+        return .fail(code, pushback: nil)
+      case .delay(let delay):
+        return .delay(delay)
+      case .hang:
+        return .hang
+      }
+    }
+    switch action {
+    case .answer:
+      return try await next(request, context)
+    case .fail(let code, let pushback):
+      var trailers: Metadata = [:]
+      if let pushback { trailers.addString(pushback, forKey: "grpc-retry-pushback-ms") }
+      throw RPCError(code: RPCError.Code(code)!, message: "injected fault", metadata: trailers)
+    case .delay(let delay):
+      try await Task.sleep(for: delay)
+      return try await next(request, context)
+    case .hang:
+      try? await context.cancellation.cancelled
+      let waiters = self.state.withLock { state in
+        state.cancellations += 1
+        let ready = state.cancellationWaiters.filter { $0.0 <= state.cancellations }
+        state.cancellationWaiters.removeAll { $0.0 <= state.cancellations }
+        return ready.map(\.1)
+      }
+      for waiter in waiters { waiter.resume() }
+      throw RPCError(code: .cancelled, message: "cancelled while hanging")
+    }
+  }
+}
