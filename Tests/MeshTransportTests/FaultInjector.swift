@@ -42,6 +42,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
     var cancellations = 0
     var metadata: [Metadata] = []
     var cancellationWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
+    var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
   }
 
   private let state: Mutex<State>
@@ -73,11 +74,43 @@ final class FaultInjector: ServerInterceptor, Sendable {
     }
   }
 
+  /// Returns once `count` RPCs arrived.
+  func waitForCalls(_ count: Int) async {
+    await withCheckedContinuation { continuation in
+      let ready = self.state.withLock { state in
+        if state.calls >= count { return true }
+        state.callWaiters.append((count, continuation))
+        return false
+      }
+      if ready { continuation.resume() }
+    }
+  }
+
   private enum Action {
     case answer
     case fail(Status.Code, pushback: String?)
     case delay(Duration)
     case hang
+  }
+
+  private static func action(_ state: inout State) -> Action {
+    switch state.fault {
+    case .none:
+      return .answer
+    case .fail(let code, let times, let pushback):
+      guard times > 0 else { return .answer }
+      state.fault = .fail(code, times: times == .max ? .max : times - 1, pushback: pushback)
+      state.failures += 1
+      return .fail(code, pushback: pushback)
+    case .failAlternate(let code):
+      guard state.calls % 2 == 1 else { return .answer }
+      state.failures += 1
+      return .fail(code, pushback: nil)
+    case .delay(let delay):
+      return .delay(delay)
+    case .hang:
+      return .hang
+    }
   }
 
   func intercept<Input: Sendable, Output: Sendable>(
@@ -89,27 +122,16 @@ final class FaultInjector: ServerInterceptor, Sendable {
     if context.descriptor.method == "Watch" {
       return try await next(request, context)
     }
-    let action = self.state.withLock { state -> Action in
+    let (action, arrived) = self.state.withLock {
+      state -> (Action, [CheckedContinuation<Void, Never>]) in
       state.calls += 1
       state.metadata.append(request.metadata)
-      switch state.fault {
-      case .none:
-        return .answer
-      case .fail(let code, let times, let pushback):
-        guard times > 0 else { return .answer }
-        state.fault = .fail(code, times: times == .max ? .max : times - 1, pushback: pushback)
-        state.failures += 1
-        return .fail(code, pushback: pushback)
-      case .failAlternate(let code):
-        guard state.calls % 2 == 1 else { return .answer }
-        state.failures += 1
-        return .fail(code, pushback: nil)
-      case .delay(let delay):
-        return .delay(delay)
-      case .hang:
-        return .hang
-      }
+      let calls = state.calls
+      let arrived = state.callWaiters.filter { $0.0 <= calls }.map(\.1)
+      state.callWaiters.removeAll { $0.0 <= calls }
+      return (Self.action(&state), arrived)
     }
+    for waiter in arrived { waiter.resume() }
     switch action {
     case .answer:
       return try await next(request, context)

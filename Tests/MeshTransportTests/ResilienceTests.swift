@@ -37,14 +37,16 @@ extension MeshResiliencePolicy {
     methods: [String: MeshMethodPolicy] = [:],
     budget: MeshRetryBudgetPolicy? = nil,
     breakers: MeshCircuitBreakerThresholds = MeshCircuitBreakerThresholds(),
-    outlierDetection: MeshOutlierDetectionPolicy? = nil
+    outlierDetection: MeshOutlierDetectionPolicy? = nil,
+    propagationMargin: Duration = .milliseconds(10)
   ) -> Self {
     MeshResiliencePolicy(
       defaults: method,
       methods: methods,
       retryBudget: budget,
       circuitBreakers: breakers,
-      outlierDetection: outlierDetection
+      outlierDetection: outlierDetection,
+      propagationMargin: propagationMargin
     )
   }
 }
