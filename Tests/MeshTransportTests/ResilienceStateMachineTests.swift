@@ -75,7 +75,7 @@ struct ResilienceStateMachineTests {
         maxEjectionShare: share,
         successRateStdevFactor: stdev,
         successRateMinimumHosts: minimumHosts,
-        successRateRequestVolume: volume,
+        minimumRequests: volume,
         halfOpenSuccesses: halfOpenSuccesses
       )
     )
@@ -255,5 +255,34 @@ struct ResilienceStateMachineTests {
     for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S"] {
       #expect(MeshGRPCTimeout.decode(bad) == nil)
     }
+  }
+}
+
+@Suite("Outlier detection: failure percentage")
+struct FailurePercentageTests {
+  @Test("An endpoint failing at least the threshold's share of enough attempts is ejected")
+  func failurePercentage() {
+    var detector = MeshOutlierDetector<ManualClock.Instant>(
+      policy: MeshOutlierDetectionPolicy(
+        consecutiveFailures: 1000,
+        interval: .seconds(1),
+        successRateStdevFactor: nil,
+        minimumRequests: 10,
+        failurePercentageThreshold: 0.4
+      )
+    )
+    let start = ManualClock.Instant(offset: .zero)
+    detector.setEndpoints(["flaky", "steady"])
+    _ = detector.tick(now: start)
+    for index in 0..<10 {
+      _ = detector.finished("flaky", success: index % 2 == 0, now: start)
+      _ = detector.finished("steady", success: index != 0, now: start)
+    }
+    let changes = detector.tick(now: start.advanced(by: .seconds(1)))
+    #expect(
+      changes == [
+        .ejected("flaky", until: start.advanced(by: .seconds(31)), reason: .failurePercentage)
+      ]
+    )
   }
 }

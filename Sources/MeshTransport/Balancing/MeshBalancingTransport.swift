@@ -171,6 +171,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         stats.ejected = detector.ejectedCount
         stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
         stats.ejectionsTotal = detector.ejectionsTotal
+        stats.readmissionsTotal = detector.readmissionsTotal
       }
       stats.retriesRefusedByBudget = self.budget?.refused ?? 0
       return stats
@@ -195,7 +196,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   struct RetryRecord {
     var rpcStart: ContinuousClock.Instant
     var attempts: Int
-    var endpoint: String
+    /// The endpoints its attempts failed on: the retry goes elsewhere while it can.
+    var failedEndpoints: Set<String>
     var failure: Status
     /// Past this, the record is stale (the executor did not retry after all).
     var expires: ContinuousClock.Instant
@@ -504,54 +506,65 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let retryPolicy = options.executionPolicy?.retry
     let taskKey = retryPolicy == nil ? nil : withUnsafeCurrentTask { $0?.hashValue }
     let record = try self.admit(taskKey: taskKey, now: start)
-    var picked: Picked?
-    var thrown = false
     let observer = MeshAttemptObserver<Bytes>()
+    // The endpoint the attempt ended on, and its failure: for the retry that may follow.
+    var last: (id: String, failure: Status?)?
     defer {
-      self.finish(
-        picked: picked,
+      self.complete(
         record: record,
         taskKey: taskKey,
         retryPolicy: retryPolicy,
         observer: observer,
-        thrown: thrown
+        last: last
       )
     }
-    do {
-      try await self.waitUntilDecidable()
-      picked = self.pick(avoiding: record?.endpoint, now: start)
-      guard let picked else {
+    try await self.waitUntilDecidable()
+    let method = self.resilience.policy(for: descriptor)
+    if let timeout = method.timeout, options.timeout.map({ $0 > timeout }) ?? false {
+      // The caller asked for longer than the method's timeout: the shorter wins.
+      let limit = (record?.rpcStart ?? start).advanced(by: timeout)
+      bound = bound.map { min($0, limit) } ?? limit
+    }
+    let attempt = Attempt(
+      previousAttempts: record?.attempts ?? 0,
+      bound: bound,
+      perTryTimeout: retryPolicy == nil ? nil : method.retry?.perTryTimeout,
+      observer: observer
+    )
+    var avoid = record?.failedEndpoints ?? []
+    var transparentRetries = 0
+    while true {
+      guard let picked = self.pick(avoiding: avoid, now: .now) else {
         throw RPCError(
           code: .unavailable,
           message: "No endpoint of '\(self.service)' is available."
         )
       }
-      let method = self.resilience.policy(for: descriptor)
-      if let timeout = method.timeout, options.timeout.map({ $0 > timeout }) ?? false {
-        // The caller asked for longer than the method's timeout: the shorter wins.
-        let limit = (record?.rpcStart ?? start).advanced(by: timeout)
-        bound = bound.map { min($0, limit) } ?? limit
-      }
-      let perTryTimeout = retryPolicy == nil ? nil : method.retry?.perTryTimeout
-      let attempt = Attempt(
-        previousAttempts: record?.attempts ?? 0,
-        bound: bound,
-        perTryTimeout: perTryTimeout,
-        observer: observer
-      )
-      return try await withRPCCancellationHandler {
-        try await self.run(attempt, on: picked.subchannel, descriptor, options, closure)
-      } onCancelRPC: {
-        Task {
-          await observer.abandon(
-            .cancelled,
-            error: RPCError(code: .cancelled, message: "The RPC being served was cancelled.")
-          )
+      do {
+        let result = try await withRPCCancellationHandler {
+          try await self.run(attempt, on: picked.subchannel, descriptor, options, closure)
+        } onCancelRPC: {
+          Task {
+            await observer.abandon(
+              .cancelled,
+              error: RPCError(code: .cancelled, message: "The RPC being served was cancelled.")
+            )
+          }
         }
+        last = (picked.id, self.release(picked, observer: observer, thrown: false))
+        return result
+      } catch {
+        let opened = observer.snapshot.outbound != nil
+        last = (picked.id, self.release(picked, observer: observer, thrown: true))
+        avoid.insert(picked.id)
+        // The stream never opened (no connection): the RPC never left, so it goes to another
+        // endpoint at once, whatever the method's policy (gRFC A6's transparent retry).
+        if !opened, transparentRetries < 2, !Task.isCancelled, self.hasEndpoint(outside: avoid) {
+          transparentRetries += 1
+          continue
+        }
+        throw error
       }
-    } catch {
-      thrown = true
-      throw error
     }
   }
 
@@ -705,13 +718,13 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     )
   }
 
-  /// Picks the endpoint of an attempt, avoiding the one the attempt retries when another is
-  /// available, and half-open endpoints already probed.
-  private func pick(avoiding failed: String?, now: ContinuousClock.Instant) -> Picked? {
+  /// Picks the endpoint of an attempt, avoiding those the RPC's earlier attempts failed on while
+  /// another is available, and half-open endpoints already probed.
+  private func pick(avoiding failed: Set<String>, now: ContinuousClock.Instant) -> Picked? {
     var newConnection: (GRPCClient<Factory.Subchannel>, MeshSignal)?
     let picked = self.state.withLock { state -> Picked? in
       guard !state.isShutDown else { return nil }
-      var excluded: Set<String> = failed.map { [$0] } ?? []
+      var excluded = failed
       var choice = state.picker.pick(excluding: excluded, now: now, using: &state.random)
       if let id = choice, state.detector?.admits(id) == false {
         excluded.insert(id)
@@ -751,19 +764,22 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     return picked
   }
 
-  /// Accounts for an ended attempt: load, outlier detection, and the record of a failure that
-  /// grpc-swift's retry executor is about to retry.
-  private func finish(
-    picked: Picked?,
-    record: RetryRecord?,
-    taskKey: Int?,
-    retryPolicy: RetryPolicy?,
+  /// Whether some pickable endpoint is not in `excluded`.
+  private func hasEndpoint(outside excluded: Set<String>) -> Bool {
+    self.state.withLock { state in
+      state.picker.endpoints.contains { !excluded.contains($0.id) }
+    }
+  }
+
+  /// Accounts for the end of a stream on `picked`: its load, and outlier detection. Returns the
+  /// endpoint's failure, if the stream ended in one.
+  private func release(
+    _ picked: Picked,
     observer: MeshAttemptObserver<Bytes>,
     thrown: Bool
-  ) {
+  ) -> Status? {
     let seen = observer.snapshot
     let end = ContinuousClock.now
-    // The endpoint's failure, if the attempt ended in one.
     var failure: Status?
     var perTryTimedOut = false
     switch seen.abandoned {
@@ -782,35 +798,49 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         if error.code != .cancelled && error.code != .deadlineExceeded {
           failure = Status(code: .unavailable, message: error.message)
         }
-      } else if thrown && picked != nil && !seen.receivedFirstPart {
+      } else if thrown && !seen.receivedFirstPart && !Task.isCancelled {
         failure = Status(code: .unavailable, message: "The attempt failed before a response.")
       }
     }
     self.state.withLock { state in
+      state.picker.finished(picked.id, latency: picked.started.duration(to: end), now: end)
+      if state.entries[picked.id]?.removed === picked.generation {
+        state.entries[picked.id]?.pool[picked.connection].streams -= 1
+      }
+      if failure != nil { state.stats.failedAttempts += 1 }
+      if perTryTimedOut { state.stats.perTryTimeouts += 1 }
+      if let changes = state.detector?.finished(picked.id, success: failure == nil, now: end),
+        !changes.isEmpty
+      {
+        self.log(changes)
+        state.refresh()
+      }
+    }
+    return failure
+  }
+
+  /// Accounts for the end of an attempt: the breakers' counts, and the record of a failure that
+  /// grpc-swift's retry executor is about to retry.
+  private func complete(
+    record: RetryRecord?,
+    taskKey: Int?,
+    retryPolicy: RetryPolicy?,
+    observer: MeshAttemptObserver<Bytes>,
+    last: (id: String, failure: Status?)?
+  ) {
+    let seen = observer.snapshot
+    let end = ContinuousClock.now
+    self.state.withLock { state in
       state.stats.attemptsInFlight -= 1
       if record != nil { state.stats.retriesInFlight -= 1 }
-      if let picked {
-        state.picker.finished(picked.id, latency: picked.started.duration(to: end), now: end)
-        if state.entries[picked.id]?.removed === picked.generation {
-          state.entries[picked.id]?.pool[picked.connection].streams -= 1
-        }
-        if failure != nil { state.stats.failedAttempts += 1 }
-        if perTryTimedOut { state.stats.perTryTimeouts += 1 }
-        if let changes = state.detector?.finished(picked.id, success: failure == nil, now: end),
-          !changes.isEmpty
-        {
-          self.log(changes)
-          state.refresh()
-        }
-      }
-      if let taskKey, let retryPolicy, let failure, let picked,
+      if let taskKey, let retryPolicy, let last, let failure = last.failure,
         retryPolicy.retryableStatusCodes.contains(failure.code), !seen.committed,
         !seen.pushbackStops, (record?.attempts ?? 0) + 1 < retryPolicy.maxAttempts
       {
         state.retryRecords[taskKey] = RetryRecord(
           rpcStart: record?.rpcStart ?? end,
           attempts: (record?.attempts ?? 0) + 1,
-          endpoint: picked.id,
+          failedEndpoints: (record?.failedEndpoints ?? []).union([last.id]),
           failure: failure,
           expires: end.advanced(by: (seen.pushback ?? retryPolicy.maxBackoff) + .seconds(1))
         )

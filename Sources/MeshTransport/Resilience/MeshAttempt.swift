@@ -25,8 +25,9 @@ public struct MeshTransportStats: Hashable, Sendable {
   /// Endpoints ejected by outlier detection now, and those half-open (taking probes).
   public var ejected = 0
   public var halfOpen = 0
-  /// Ejections since the start.
+  /// Ejections and readmissions (after a successful half-open probe) since the start.
   public var ejectionsTotal = 0
+  public var readmissionsTotal = 0
   /// Connections open to all endpoints.
   public var connections = 0
   /// Attempts in flight, of which retries.
@@ -98,6 +99,20 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
         return .status(
           Status(code: Status.Code(abandonment.code), message: abandonment.message),
           abandonment.metadata
+        )
+      }
+      var part = part
+      if !state.receivedFirstPart, case .status(let status, let trailers) = part,
+        status.code == .cancelled, !Task.isCancelled
+      {
+        // The server cancelled the call before answering it (a server going away does): a reset,
+        // which the mesh retries as UNAVAILABLE (Envoy's `reset`).
+        part = .status(
+          Status(
+            code: .unavailable,
+            message: "The server reset the call before answering (CANCELLED: \(status.message))."
+          ),
+          trailers
         )
       }
       state.receivedFirstPart = true

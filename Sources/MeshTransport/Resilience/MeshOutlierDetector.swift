@@ -20,8 +20,9 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
   public let policy: MeshOutlierDetectionPolicy
   private var hosts: [String: Host] = [:]
   private var nextEvaluation: Instant?
-  /// Ejections since the start, for a counter.
+  /// Ejections and readmissions since the start, for counters.
   public private(set) var ejectionsTotal = 0
+  public private(set) var readmissionsTotal = 0
 
   /// Where an endpoint stands.
   public enum State: Hashable, Sendable {
@@ -35,6 +36,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
   public enum Reason: String, Hashable, Sendable {
     case consecutiveFailures = "consecutive failures"
     case successRate = "success rate"
+    case failurePercentage = "failure percentage"
     case failedProbe = "failed half-open probe"
   }
 
@@ -123,6 +125,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
         if host.probeSuccesses >= self.policy.halfOpenSuccesses {
           host.state = .active
           host.probeSuccesses = 0
+          self.readmissionsTotal += 1
           changes.append(.readmitted(id))
         }
       } else {
@@ -161,6 +164,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     guard next <= now else { return changes }
     self.nextEvaluation = now.advanced(by: self.policy.interval)
     changes += self.evaluateSuccessRates(now: now)
+    changes += self.evaluateFailurePercentages(now: now)
     for id in self.hosts.keys {
       if case .active = self.hosts[id]!.state, self.hosts[id]!.intervalFailures == 0 {
         self.hosts[id]!.multiplier = max(0, self.hosts[id]!.multiplier - 1)
@@ -175,7 +179,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     guard let factor = self.policy.successRateStdevFactor else { return [] }
     let rates = self.hosts.compactMap { id, host -> (String, Double)? in
       let total = host.intervalSuccesses + host.intervalFailures
-      guard case .active = host.state, total >= self.policy.successRateRequestVolume else {
+      guard case .active = host.state, total >= self.policy.minimumRequests else {
         return nil
       }
       return (id, Double(host.intervalSuccesses) / Double(total))
@@ -187,6 +191,22 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     var changes: [Change] = []
     for (id, rate) in rates.sorted(by: { $0.1 < $1.1 }) where rate < threshold {
       if let change = self.eject(id, now: now, reason: .successRate) {
+        changes.append(change)
+      }
+    }
+    return changes
+  }
+
+  private mutating func evaluateFailurePercentages(now: Instant) -> [Change] {
+    guard let threshold = self.policy.failurePercentageThreshold else { return [] }
+    var changes: [Change] = []
+    let judged = self.hosts.compactMap { id, host -> (String, Double)? in
+      let total = host.intervalSuccesses + host.intervalFailures
+      guard case .active = host.state, total >= self.policy.minimumRequests else { return nil }
+      return (id, Double(host.intervalFailures) / Double(total))
+    }
+    for (id, share) in judged.sorted(by: { $0.1 > $1.1 }) where share >= threshold {
+      if let change = self.eject(id, now: now, reason: .failurePercentage) {
         changes.append(change)
       }
     }

@@ -272,7 +272,9 @@ public struct MeshCircuitBreakerThresholds: Hashable, Sendable {
 ///
 /// An endpoint is ejected after ``consecutiveFailures`` failed attempts in a row, or when, over
 /// an ``interval`` with enough traffic, its success rate falls more than ``successRateStdevFactor``
-/// standard deviations below the mean of the endpoints. Each ejection lasts ``baseEjectionTime``
+/// standard deviations below the mean of the endpoints, or when its share of failures over an
+/// interval reaches ``failurePercentageThreshold`` (gRFC A50's failure-percentage ejection, for
+/// few endpoints, where a standard deviation says little). Each ejection lasts ``baseEjectionTime``
 /// times the number of times it was ejected, up to ``maxEjectionTime``; then the endpoint is
 /// half-open: it takes one probe at a time, and ``halfOpenSuccesses`` successes in a row readmit
 /// it (a failure ejects it again, for longer). At most ``maxEjectionShare`` of the endpoints are
@@ -291,8 +293,11 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
   public var successRateStdevFactor: Double?
   /// Success rate needs this many endpoints with enough traffic.
   public var successRateMinimumHosts: Int
-  /// ...and this many attempts on an endpoint in the interval.
-  public var successRateRequestVolume: Int
+  /// Attempts an endpoint needs in an interval for either rate to judge it.
+  public var minimumRequests: Int
+  /// 0...1: an endpoint failing at least this share of its attempts in an interval is ejected.
+  /// Nil turns failure-percentage ejection off.
+  public var failurePercentageThreshold: Double?
   public var halfOpenSuccesses: Int
 
   public init(
@@ -303,7 +308,8 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
     maxEjectionShare: Double = 0.5,
     successRateStdevFactor: Double? = 1.9,
     successRateMinimumHosts: Int = 3,
-    successRateRequestVolume: Int = 100,
+    minimumRequests: Int = 100,
+    failurePercentageThreshold: Double? = nil,
     halfOpenSuccesses: Int = 1
   ) {
     self.consecutiveFailures = consecutiveFailures
@@ -313,7 +319,8 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
     self.maxEjectionShare = maxEjectionShare
     self.successRateStdevFactor = successRateStdevFactor
     self.successRateMinimumHosts = successRateMinimumHosts
-    self.successRateRequestVolume = successRateRequestVolume
+    self.minimumRequests = minimumRequests
+    self.failurePercentageThreshold = failurePercentageThreshold
     self.halfOpenSuccesses = halfOpenSuccesses
   }
 
@@ -354,10 +361,16 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
         "must be at least 2, not \(self.successRateMinimumHosts)"
       )
     }
-    guard self.successRateRequestVolume >= 1 else {
+    guard self.minimumRequests >= 1 else {
       throw MeshResilienceError(
-        field: "successRateRequestVolume",
-        "must be at least 1, not \(self.successRateRequestVolume)"
+        field: "minimumRequests",
+        "must be at least 1, not \(self.minimumRequests)"
+      )
+    }
+    if let threshold = self.failurePercentageThreshold, !(threshold > 0 && threshold <= 1) {
+      throw MeshResilienceError(
+        field: "failurePercentageThreshold",
+        "must be above 0 and at most 1, not \(threshold)"
       )
     }
     guard self.halfOpenSuccesses >= 1 else {
