@@ -44,6 +44,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+  .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
 ]
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
@@ -115,6 +116,7 @@ var targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "Yams", package: "Yams"),
     ],
     swiftSettings: defaultSwiftSettings
   ),

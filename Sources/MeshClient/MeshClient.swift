@@ -69,14 +69,17 @@ public final class MeshClient: Sendable {
   /// Loads the credentials (for mTLS) and prepares discovery.
   ///
   /// - Throws: ``MeshTLSError`` for bad certificates, ``MeshConsulError`` for an unusable Consul
-  ///   address, ``MeshBalancingError`` for invalid policies.
+  ///   address, ``MeshBalancingError`` for invalid policies, ``MeshResilienceError`` (naming the
+  ///   field) for invalid resilience settings.
   public init(
     configuration: MeshClientConfiguration,
     logger: Logger = Logger(label: "mesh.client", factory: { _ in SwiftLogNoOpLogHandler() })
   ) async throws {
     try configuration.policy.validate()
+    try configuration.resilience.validate()
     for target in configuration.targets.values {
       try target.policy?.validate()
+      try target.resilience?.validate()
     }
     self.configuration = configuration
     self.logger = logger
@@ -115,6 +118,7 @@ public final class MeshClient: Sendable {
       defaultTimeout: timeout ?? settings?.timeout ?? self.configuration.defaultTimeout,
       healthChecking: (settings?.healthCheckServiceName ?? self.configuration.healthCheckServiceName)
         .map { .init(serviceName: $0) },
+      resilience: settings?.resilience ?? self.configuration.resilience,
       logger: self.logger
     )
     let created = GRPCClient(transport: transport)

@@ -165,15 +165,21 @@ public struct MeshMethodPolicy: Hashable, Sendable {
   public var retry: MeshRetryPolicy?
   /// Hedging instead of retries; nil: none.
   public var hedging: MeshHedgingPolicy?
+  /// In a per-method or per-service section: this method never retries or hedges, whatever the
+  /// sections under it say (a section with neither `retry` nor `hedging` otherwise inherits
+  /// them).
+  public var retriesDisabled: Bool
 
   public init(
     timeout: Duration? = nil,
     retry: MeshRetryPolicy? = nil,
-    hedging: MeshHedgingPolicy? = nil
+    hedging: MeshHedgingPolicy? = nil,
+    retriesDisabled: Bool = false
   ) {
     self.timeout = timeout
     self.retry = retry
     self.hedging = hedging
+    self.retriesDisabled = retriesDisabled
   }
 
   public func validate() throws(MeshResilienceError) {
@@ -183,6 +189,12 @@ public struct MeshMethodPolicy: Hashable, Sendable {
     if self.retry != nil && self.hedging != nil {
       throw MeshResilienceError(field: "hedging", "a method either retries or hedges, not both")
     }
+    if self.retriesDisabled && (self.retry != nil || self.hedging != nil) {
+      throw MeshResilienceError(
+        field: "retriesDisabled",
+        "a method with retries disabled sets neither retry nor hedging"
+      )
+    }
     do { try self.retry?.validate() } catch { throw error.nested(in: "retry") }
     do { try self.hedging?.validate() } catch { throw error.nested(in: "hedging") }
   }
@@ -191,9 +203,10 @@ public struct MeshMethodPolicy: Hashable, Sendable {
   func merged(with override: MeshMethodPolicy) -> MeshMethodPolicy {
     var merged = self
     if let timeout = override.timeout { merged.timeout = timeout }
-    if override.retry != nil || override.hedging != nil {
+    if override.retry != nil || override.hedging != nil || override.retriesDisabled {
       merged.retry = override.retry
       merged.hedging = override.hedging
+      merged.retriesDisabled = override.retriesDisabled
     }
     return merged
   }

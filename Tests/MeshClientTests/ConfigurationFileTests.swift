@@ -1,0 +1,202 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import MeshClient
+import MeshTransport
+import Testing
+
+private let repositoryRoot = URL(fileURLWithPath: #filePath)
+  .deletingLastPathComponent()  // MeshClientTests
+  .deletingLastPathComponent()  // Tests
+  .deletingLastPathComponent()
+
+private func parse(_ yaml: String) throws(MeshConfigurationError) -> MeshConfigurationFile {
+  try MeshConfigurationFile.parse(Data(yaml.utf8), format: .yaml, file: "test.yaml")
+}
+
+private func failure(_ yaml: String) -> MeshConfigurationError? {
+  do {
+    _ = try parse(yaml)
+    return nil
+  } catch {
+    return error
+  }
+}
+
+@Suite("Configuration file")
+struct ConfigurationFileTests {
+  @Test("The README's example file: defaults, a service, per-method sections")
+  func exampleFile() throws {
+    let path = repositoryRoot.appendingPathComponent("Examples/mesh.yaml").path
+    let file = try MeshConfigurationFile.load(path: path)
+
+    let defaults = file.defaults.resilience
+    #expect(file.defaults.policy == .leastRequest)
+    #expect(defaults.defaults.timeout == .seconds(10))
+    #expect(
+      defaults.defaults.retry
+        == MeshRetryPolicy(
+          maxAttempts: 4,
+          retryableStatusCodes: [.unavailable],
+          perTryTimeout: .seconds(5),
+          initialBackoff: .milliseconds(250),
+          maxBackoff: .seconds(2)
+        )
+    )
+    #expect(defaults.retryBudget == MeshRetryBudgetPolicy(ratio: 0.2, minRetriesPerSecond: 10))
+    #expect(defaults.circuitBreakers == MeshCircuitBreakerThresholds())
+    #expect(defaults.outlierDetection == MeshOutlierDetectionPolicy())
+    #expect(defaults.propagationMargin == .milliseconds(10))
+
+    let orders = try #require(file.services["orders"])
+    #expect(orders.policy == .roundRobin)
+    #expect(orders.resilience.defaults.timeout == .seconds(2))
+    #expect(orders.resilience.defaults.retry == defaults.defaults.retry)  // inherited
+    #expect(
+      orders.resilience.circuitBreakers
+        == MeshCircuitBreakerThresholds(maxRequests: 1000, maxRetries: 10)
+    )
+    #expect(orders.resilience.outlierDetection == defaults.outlierDetection)
+    let create = MethodDescriptor(fullyQualifiedService: "orders.Orders", method: "CreateOrder")
+    let get = MethodDescriptor(fullyQualifiedService: "orders.Orders", method: "GetOrder")
+    let list = MethodDescriptor(fullyQualifiedService: "orders.Orders", method: "ListOrders")
+    #expect(
+      orders.resilience.policy(for: create)
+        == MeshMethodPolicy(timeout: .seconds(2), retriesDisabled: true)
+    )
+    #expect(
+      orders.resilience.policy(for: get)
+        == MeshMethodPolicy(
+          timeout: .milliseconds(500),
+          hedging: MeshHedgingPolicy(
+            maxAttempts: 3,
+            hedgingDelay: .milliseconds(50),
+            nonFatalStatusCodes: [.unavailable]
+          )
+        )
+    )
+    #expect(orders.resilience.policy(for: list) == orders.resilience.defaults)
+  }
+
+  @Test("JSON with the same fields reads the same")
+  func json() throws {
+    let json = """
+      {"defaults": {"timeout": 1.5, "retry_policy": {"retry_on": ["unavailable", "resource-exhausted"],
+       "num_retries": 2}}, "services": {"a": {"outlier_detection": {"enabled": false}}}}
+      """
+    let file = try MeshConfigurationFile.parse(Data(json.utf8), format: .json)
+    #expect(file.defaults.resilience.defaults.timeout == .milliseconds(1500))
+    #expect(file.defaults.resilience.defaults.retry?.maxAttempts == 3)
+    #expect(
+      file.defaults.resilience.defaults.retry?.retryableStatusCodes
+        == [.unavailable, .resourceExhausted]
+    )
+    #expect(file.services["a"]?.resilience.outlierDetection == nil)
+    #expect(file.services["a"]?.resilience.defaults.retry?.maxAttempts == 3)
+  }
+
+  @Test(
+    "Bad fields and values are refused, naming the field",
+    arguments: [
+      ("defaults:\n  retry_polcy: {}\n", "defaults.retry_polcy", "is not a known field"),
+      ("defaults:\n  timeout: soon\n", "defaults.timeout", "expected a duration"),
+      ("defaults:\n  timeout: -1s\n", "defaults.timeout", "expected a duration"),
+      ("defaults:\n  timeout: 0s\n", "defaults.timeout", "must be positive"),
+      (
+        "defaults:\n  retry_policy: {num_retries: 7}\n", "defaults.retry_policy.num_retries",
+        "must be 0 to 4"
+      ),
+      (
+        "defaults:\n  retry_policy: {num_retries: three}\n", "defaults.retry_policy.num_retries",
+        "expected an integer"
+      ),
+      (
+        "defaults:\n  retry_policy: {retry_on: \"5xx,sometimes\"}\n", "defaults.retry_policy.retry_on",
+        "'sometimes' is not a retry condition"
+      ),
+      (
+        "defaults:\n  retry_policy: {retry_back_off: {base_interval: 2s, max_interval: 1s}}\n",
+        "defaults.retry_policy.retry_back_off.max_interval", "must be at least base_interval"
+      ),
+      (
+        "defaults:\n  retry_policy: {retry_back_off: {base: 1s}}\n",
+        "defaults.retry_policy.retry_back_off.base", "is not a known field"
+      ),
+      ("defaults:\n  lb_policy: random\n", "defaults.lb_policy", "must be round_robin"),
+      (
+        "services:\n  a:\n    circuit_breakers: {max_requests: 0}\n",
+        "services.a.circuit_breakers.max_requests", "must be at least 1"
+      ),
+      (
+        "services:\n  a:\n    outlier_detection: {max_ejection_percent: 150}\n",
+        "services.a.outlier_detection.max_ejection_percent", "must be 0 to 100"
+      ),
+      (
+        "services:\n  a:\n    methods:\n      'no/such/method': {timeout: 1s}\n",
+        "services.a.methods.no/such/method", "must be named"
+      ),
+      (
+        "services:\n  a:\n    methods:\n      p.S/M: {retry_policy: {}, hedge_policy: {}}\n",
+        "services.a.methods.p.S/M.hedge_policy", "either retries or hedges"
+      ),
+      (
+        "services:\n  a:\n    hedge_policy: {max_attempts: 9}\n",
+        "services.a.hedge_policy.max_attempts", "must be 2 to 5"
+      ),
+      ("defaults: [1, 2]\n", "defaults", "expected"),
+      ("services: {a: {timeout: 1s}\n", "", "is not valid YAML"),
+    ]
+  )
+  func badFields(yaml: String, field: String, reason: String) {
+    let error = failure(yaml)
+    #expect(error?.field == field, "\(String(describing: error))")
+    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+    #expect(error?.file == "test.yaml")
+  }
+
+  @Test("A missing file, and an empty one")
+  func missingAndEmpty() throws {
+    #expect(throws: MeshConfigurationError.self) {
+      try MeshConfigurationFile.load(path: "/nonexistent/mesh.yaml")
+    }
+    let empty = try parse("")
+    #expect(empty.services.isEmpty)
+    #expect(empty.defaults.resilience == MeshResiliencePolicy())
+  }
+
+  @Test("MESH_CONFIG_FILE applies a file; a bad one is an error naming the variable and field")
+  func environment() throws {
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("mesh-config-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let good = directory.appendingPathComponent("good.yaml")
+    try Data("services:\n  orders: {retry_policy: {num_retries: 1}}\n".utf8).write(to: good)
+    let configuration = try MeshClientConfiguration.fromEnvironment(["MESH_CONFIG_FILE": good.path])
+    #expect(configuration.targets["orders"]?.resilience?.defaults.retry?.maxAttempts == 2)
+    #expect(configuration.resilience == MeshResiliencePolicy())
+
+    let bad = directory.appendingPathComponent("bad.json")
+    try Data(#"{"defaults": {"timeout": "later"}}"#.utf8).write(to: bad)
+    let error = #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["MESH_CONFIG_FILE": bad.path])
+    }
+    #expect(error?.message.contains("MESH_CONFIG_FILE") == true)
+    #expect(error?.message.contains("defaults.timeout") == true)
+  }
+}
