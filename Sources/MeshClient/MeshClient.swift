@@ -135,6 +135,19 @@ public final class MeshClient: Sendable {
     return client
   }
 
+  /// The resilience gauges and counters of calls to `target` (all its clients), or nil before
+  /// ``client(for:timeout:)`` made one.
+  public func stats(for target: String) -> MeshTransportStats? {
+    let transports = self.state.withLock { state in
+      state.transports.filter { $0.key.target == target }.map(\.value)
+    }
+    guard var total = transports.first?.stats else { return nil }
+    for transport in transports.dropFirst() {
+      total.add(transport.stats)
+    }
+    return total
+  }
+
   /// The balancing transport behind ``client(for:timeout:)``'s client, once made.
   package func transport(
     for target: String,

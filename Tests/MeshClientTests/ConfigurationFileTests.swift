@@ -126,7 +126,8 @@ struct ConfigurationFileTests {
         "expected an integer"
       ),
       (
-        "defaults:\n  retry_policy: {retry_on: \"5xx,sometimes\"}\n", "defaults.retry_policy.retry_on",
+        "defaults:\n  retry_policy: {retry_on: \"5xx,sometimes\"}\n",
+        "defaults.retry_policy.retry_on",
         "'sometimes' is not a retry condition"
       ),
       (

@@ -32,10 +32,13 @@ import Synchronization
 //   - three instances of "greeter" (mTLS with certificates made on the fly, a health servicer,
 //     registered with gRPC health checks that the agent runs over mTLS),
 //   - a mesh client sending steady traffic to "greeter" by name.
-// A third of the way in, instance 0 is killed (kill -9); two thirds in, instance 1 turns
-// NOT_SERVING. Per-instance counts include the agent's own gRPC health checks (one a second).
-// Every second it prints per-instance request counts, errors and latency percentiles; the last
-// line is a summary: total=<n> failed=<n> p50_ms=<x> p99_ms=<x>.
+// Instance 2 is flaky from the start: it fails every third call from the client with UNAVAILABLE
+// (the mesh retries those on another instance, and outlier detection ejects it, probes it and
+// lets it back). A third of the way in, instance 0 is killed (kill -9: its calls in flight are
+// retried elsewhere); two thirds in, instance 1 turns NOT_SERVING. Per-instance counts include
+// the agent's own gRPC health checks (one a second). Every second it prints per-instance request
+// counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
+// total=<n> failed=<n> retries=<n> budget_refused=<n> ejections=<n> p50_ms=<x> p99_ms=<x>.
 
 /// `--duration <seconds>` (default 15) and `--concurrency <n>` (default 8).
 struct Options {
@@ -71,9 +74,12 @@ struct DemoError: Error, CustomStringConvertible {
   init(_ description: String) { self.description = description }
 }
 
-/// Counts the RPCs an instance serves (not the balancer's own health streams).
+/// Counts the RPCs an instance serves (not the balancer's own health streams); when flaky, fails
+/// every third call from the demo client (not the agent's health checks) with UNAVAILABLE.
 final class Served: ServerInterceptor, Sendable {
   private let count = Mutex(0)
+  private let fromClient = Mutex(0)
+  let flaky = Mutex(false)
   var value: Int { self.count.withLock { $0 } }
 
   func intercept<Input: Sendable, Output: Sendable>(
@@ -85,6 +91,16 @@ final class Served: ServerInterceptor, Sendable {
   ) async throws -> StreamingServerResponse<Output> {
     if context.descriptor.method == "Check" {
       self.count.withLock { $0 += 1 }
+      let caller = MeshCaller.current(in: context)?.identity.spiffeID ?? ""
+      if caller.hasSuffix("/demo-client") && self.flaky.withLock({ $0 }) {
+        let call = self.fromClient.withLock {
+          $0 += 1
+          return $0
+        }
+        if call % 3 == 0 {
+          throw RPCError(code: .unavailable, message: "flaky instance")
+        }
+      }
     }
     return try await next(request, context)
   }
@@ -97,7 +113,7 @@ final class Results: Sendable {
   func record(milliseconds: Double) { self.state.withLock { $0.latencies.append(milliseconds) } }
 
   func fail(_ error: any Error) {
-    let key = (error as? RPCError).map { "\($0.code)" } ?? "\(type(of: error))"
+    let key = (error as? RPCError).map { "\($0.code) (\($0.message.prefix(90)))" } ?? "\(error)"
     self.state.withLock {
       $0.failures += 1
       $0.errors[key, default: 0] += 1
@@ -117,7 +133,7 @@ final class Results: Sendable {
 // MARK: - An instance (a child process of the demo)
 
 /// `mesh-demo --instance <certs>`: one greeter instance. It prints `LISTENING <port>`, then
-/// answers commands on stdin: `count` (prints `COUNT <n>`), `not-serving`, `serving`.
+/// answers commands on stdin: `count` (prints `COUNT <n>`), `not-serving`, `serving`, `flaky`.
 func runInstance(certificates: String) async throws {
   let credentials = try await MeshCredentials(.directory(certificates, service: "greeter"))
   let served = Served()
@@ -141,6 +157,7 @@ func runInstance(certificates: String) async throws {
         case "count": print("COUNT \(served.value)")
         case "not-serving": health.setNotServing(service: "greeter")
         case "serving": health.setServing(service: "greeter")
+        case "flaky": served.flaky.withLock { $0 = true }
         default: break
         }
         fflush(nil)
@@ -304,9 +321,25 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     "MESH_SERVICE_NAME": "demo-client",
     "MESH_CERTS_DIR": certs.path,
   ])
-  configuration.targets["greeter"] = .init(timeout: .seconds(2))
+  // The seed's retries (3 on UNAVAILABLE, 20 % + 10/s budget), with a short per-try timeout and
+  // backoff, and outlier detection that acts within the demo's seconds.
+  var resilience = MeshResiliencePolicy()
+  resilience.defaults.retry = MeshRetryPolicy(
+    perTryTimeout: .seconds(1),
+    initialBackoff: .milliseconds(10),
+    maxBackoff: .milliseconds(100)
+  )
+  resilience.outlierDetection = MeshOutlierDetectionPolicy(
+    interval: .seconds(1),
+    baseEjectionTime: .seconds(2),
+    maxEjectionTime: .seconds(6),
+    minimumRequests: 20,
+    failurePercentageThreshold: 0.2
+  )
+  configuration.targets["greeter"] = .init(timeout: .seconds(2), resilience: resilience)
   configuration.healthCheckServiceName = "greeter"  // client-side health checking (gRFC A17)
   let results = Results()
+  var totals = MeshTransportStats()
 
   try await withMeshClient(configuration) { mesh in
     let greeter = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
@@ -315,6 +348,8 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     print(
       "demo: sending traffic to 'greeter' for \(options.duration) s with \(options.concurrency) workers"
     )
+    instances[2].send("flaky")
+    print("demo: >>> greeter-2 is flaky: it fails every third call with UNAVAILABLE")
 
     try await withThrowingTaskGroup(of: Void.self) { traffic in
       for _ in 0..<options.concurrency {
@@ -337,6 +372,8 @@ try await withThrowingTaskGroup(of: Void.self) { group in
       var drained = false
       var previous = instances.map { _ in 0 }
       var previousCount = 0
+      var previousRetries = 0
+      var previousEjected: Set<String> = []
       while ContinuousClock.now < end {
         try await Task.sleep(for: .seconds(1))
         second += 1
@@ -355,32 +392,53 @@ try await withThrowingTaskGroup(of: Void.self) { group in
         for (index, instance) in instances.enumerated() {
           counts.append(await instance.servedCount() ?? previous[index])
         }
+        let stats = mesh.stats(for: "greeter") ?? MeshTransportStats()
+        for id in stats.ejectedEndpoints.subtracting(previousEjected).sorted() {
+          print("demo: >>> outlier detection ejected \(id)")
+        }
+        for id in previousEjected.subtracting(stats.ejectedEndpoints).sorted() {
+          print("demo: >>> \(id)'s ejection ended: probing it")
+        }
+        previousEjected = stats.ejectedEndpoints
         let snapshot = results.snapshot
         let recent = Array(snapshot.latencies[previousCount...]).sorted()
         let perInstance = zip(counts, previous).enumerated()
           .map { "greeter-\($0.offset)=\($0.element.0 - $0.element.1)" }.joined(separator: " ")
         print(
           String(
-            format: "t=%2ds %@ errors=%d p50_ms=%.2f p99_ms=%.2f",
+            format: "t=%2ds %@ errors=%d retries=%d ejected=%@ p50_ms=%.2f p99_ms=%.2f",
             second,
             perInstance,
             snapshot.failures,
+            stats.retriesTotal - previousRetries,
+            stats.ejectedEndpoints.isEmpty
+              ? "-" : stats.ejectedEndpoints.sorted().joined(separator: ","),
             Results.percentile(recent, 0.5),
             Results.percentile(recent, 0.99)
           )
         )
         previous = counts
         previousCount = snapshot.latencies.count
+        previousRetries = stats.retriesTotal
       }
       try await traffic.waitForAll()
     }
+    totals = mesh.stats(for: "greeter") ?? MeshTransportStats()
   }
 
   let snapshot = results.snapshot
   let sorted = snapshot.latencies.sorted()
   if !snapshot.errors.isEmpty {
     print(
-      "demo: errors by code: \(snapshot.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+      "demo: errors: \(snapshot.errors.sorted { $0.key < $1.key }.map { "\($0.value)× \($0.key)" }.joined(separator: "; "))"
+    )
+  }
+  if totals.retriesRefusedByBudget > 0 {
+    print(
+      """
+      demo: the retry budget (20 % of calls + 10/s) refused \(totals.retriesRefusedByBudget) \
+      retries once the flaky instance was the only one serving: retries never multiply an outage
+      """
     )
   }
   let passing = try await consul.healthService("greeter").value.map(\.service.id)
@@ -391,9 +449,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
   try await group.waitForAll()
   print(
     String(
-      format: "total=%d failed=%d p50_ms=%.2f p99_ms=%.2f",
+      format:
+        "total=%d failed=%d retries=%d budget_refused=%d ejections=%d p50_ms=%.2f p99_ms=%.2f",
       sorted.count + snapshot.failures,
       snapshot.failures,
+      totals.retriesTotal,
+      totals.retriesRefusedByBudget,
+      totals.ejectionsTotal,
       Results.percentile(sorted, 0.5),
       Results.percentile(sorted, 0.99)
     )

@@ -142,7 +142,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         candidates = known  // none is healthy: try them all rather than fail them all
       }
       if let ejected = self.detector?.ejected, !ejected.isEmpty {
-        candidates.removeAll { ejected.contains($0.endpoint.id) }
+        // Ejection never takes the last candidates: with all of them ejected, all are used.
+        let remaining = candidates.filter { !ejected.contains($0.endpoint.id) }
+        if !remaining.isEmpty { candidates = remaining }
       }
       self.picker.update(
         candidates.map {
@@ -168,7 +170,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       stats.connections = self.connections
       stats.pending = self.waiters.count
       if let detector = self.detector {
-        stats.ejected = detector.ejectedCount
+        stats.ejectedEndpoints = detector.ejected
+        stats.ejected = stats.ejectedEndpoints.count
         stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
         stats.ejectionsTotal = detector.ejectionsTotal
         stats.readmissionsTotal = detector.readmissionsTotal
@@ -518,13 +521,20 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         last: last
       )
     }
-    try await self.waitUntilDecidable()
     let method = self.resilience.policy(for: descriptor)
     if let timeout = method.timeout, options.timeout.map({ $0 > timeout }) ?? false {
       // The caller asked for longer than the method's timeout: the shorter wins.
       let limit = (record?.rpcStart ?? start).advanced(by: timeout)
       bound = bound.map { min($0, limit) } ?? limit
     }
+    // Waiting for an endpoint ends at the RPC's deadline: grpc-swift's executors act on their
+    // deadline only once the stream is open.
+    var waitLimit = bound
+    if let timeout = options.timeout {
+      let rpcDeadline = (record?.rpcStart ?? start).advanced(by: timeout)
+      waitLimit = waitLimit.map { min($0, rpcDeadline) } ?? rpcDeadline
+    }
+    try await self.waitUntilDecidable(deadline: waitLimit)
     let attempt = Attempt(
       previousAttempts: record?.attempts ?? 0,
       bound: bound,
@@ -897,7 +907,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   /// Returns once an endpoint can be picked (or none will be: no endpoints, shutdown), or when
   /// the RPC is cancelled (its deadline passed): the pick that follows then fails as it should.
   /// Fails fast when ``MeshCircuitBreakerThresholds/maxPendingRequests`` RPCs already wait.
-  private func waitUntilDecidable() async throws(RPCError) {
+  private func waitUntilDecidable(
+    deadline: ContinuousClock.Instant?
+  ) async throws(RPCError) {
     let maxPending = self.resilience.circuitBreakers.maxPendingRequests
     let id = try self.state.withLock { state throws(RPCError) -> UInt64? in
       if state.isDecidable { return nil }
@@ -915,6 +927,31 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       return state.nextWaiterID
     }
     guard let id else { return }
+    guard let deadline else {
+      await self.waitForDecision(id)
+      return
+    }
+    let timedOut = await withTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        (try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous)) != nil
+      }
+      group.addTask {
+        await self.waitForDecision(id)
+        return false
+      }
+      let first = await group.next()!
+      group.cancelAll()
+      return first
+    }
+    if timedOut {
+      throw RPCError(
+        code: .deadlineExceeded,
+        message: "No endpoint of '\(self.service)' could be picked before the RPC's deadline."
+      )
+    }
+  }
+
+  private func waitForDecision(_ id: UInt64) async {
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let ready = self.state.withLock { state in

@@ -22,8 +22,9 @@ public struct MeshTransportStats: Hashable, Sendable {
   /// Endpoints known from discovery, and those that can be picked now.
   public var endpoints = 0
   public var pickable = 0
-  /// Endpoints ejected by outlier detection now, and those half-open (taking probes).
+  /// Endpoints ejected by outlier detection now (their IDs), and those half-open (taking probes).
   public var ejected = 0
+  public var ejectedEndpoints: Set<String> = []
   public var halfOpen = 0
   /// Ejections and readmissions (after a successful half-open probe) since the start.
   public var ejectionsTotal = 0
@@ -47,6 +48,27 @@ public struct MeshTransportStats: Hashable, Sendable {
   public var perTryTimeouts = 0
 
   public init() {}
+
+  /// Adds `other`'s gauges and counters (two clients of the same target).
+  public mutating func add(_ other: MeshTransportStats) {
+    self.endpoints = max(self.endpoints, other.endpoints)
+    self.pickable = max(self.pickable, other.pickable)
+    self.ejected += other.ejected
+    self.ejectedEndpoints.formUnion(other.ejectedEndpoints)
+    self.halfOpen += other.halfOpen
+    self.ejectionsTotal += other.ejectionsTotal
+    self.readmissionsTotal += other.readmissionsTotal
+    self.connections += other.connections
+    self.attemptsInFlight += other.attemptsInFlight
+    self.retriesInFlight += other.retriesInFlight
+    self.pending += other.pending
+    self.attemptsTotal += other.attemptsTotal
+    self.retriesTotal += other.retriesTotal
+    self.retriesRefusedByBudget += other.retriesRefusedByBudget
+    self.breakerRejections.merge(other.breakerRejections, uniquingKeysWith: +)
+    self.failedAttempts += other.failedAttempts
+    self.perTryTimeouts += other.perTryTimeouts
+  }
 }
 
 /// The circuit breakers of a target service.
