@@ -7,7 +7,6 @@ Check answers SERVING, after --delay-ms, and fails every --fail-every'th call wi
 endpoint up. On stdin, one JSON object per line:
 
   {"op": "goaway"}  -> stops gracefully (GOAWAY; calls in flight finish), then {"op": "stopped"}
-  {"op": "reset"}   -> exits at once: every connection is reset mid-call
   {"op": "quit"}    -> stops
 
 On start it prints {"op": "listening", "port": N}; it counts calls in {"op": "calls", "n": N}
@@ -17,7 +16,6 @@ Usage: fault_peer.py [--delay-ms N] [--fail-every K]
 """
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -70,8 +68,6 @@ def main():
         if op == "goaway":
             server.stop(grace=1).wait()
             emit({"op": "stopped"})
-        elif op == "reset":
-            os._exit(1)
         elif op == "count":
             emit({"op": "calls", "n": servicer.calls})
         elif op == "quit":

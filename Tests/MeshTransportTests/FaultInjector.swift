@@ -37,6 +37,8 @@ final class FaultInjector: ServerInterceptor, Sendable {
 
   private struct State {
     var fault: Fault
+    /// Whether faults apply to `Watch` streams too (after the balancer's own is up).
+    var includesWatch = false
     var calls = 0
     var failures = 0
     var cancellations = 0
@@ -51,8 +53,11 @@ final class FaultInjector: ServerInterceptor, Sendable {
     self.state = Mutex(State(fault: fault))
   }
 
-  func set(_ fault: Fault) {
-    self.state.withLock { $0.fault = fault }
+  func set(_ fault: Fault, includingWatch: Bool = false) {
+    self.state.withLock {
+      $0.fault = fault
+      $0.includesWatch = includingWatch
+    }
   }
 
   /// RPCs seen (Watch excepted), failed, and cancelled while hanging.
@@ -119,7 +124,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
     next: (StreamingServerRequest<Input>, ServerContext) async throws ->
       StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    if context.descriptor.method == "Watch" {
+    if context.descriptor.method == "Watch" && !self.state.withLock({ $0.includesWatch }) {
       return try await next(request, context)
     }
     let (action, arrived) = self.state.withLock {

@@ -373,3 +373,34 @@ struct ResilienceTests {
     }
   }
 }
+
+@Suite("Streaming retries", .timeLimit(.minutes(2)))
+struct StreamingRetryTests {
+  @Test("A server stream that fails before its first message is retried on another endpoint")
+  func serverStreamRetriedBeforeFirstMessage() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var fleet = LoopbackFleet()
+      for _ in 0..<2 { try await fleet.add(in: &group) }
+      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        resilience: .testing(),
+        waitForPickable: 2
+      ) { health, transport in
+        // From now on every Watch on the first server fails before answering.
+        fleet.faults[0].set(.fail(.unavailable), includingWatch: true)
+        for _ in 0..<4 {
+          let first = try await health.watch(.init()) { response in
+            var messages = response.messages.makeAsyncIterator()
+            return try await messages.next()?.status
+          }
+          #expect(first == .serving)
+        }
+        #expect(fleet.faults[0].failures > 0)
+        #expect(transport.stats.retriesTotal == fleet.faults[0].failures)
+      }
+      fleet.stop()
+    }
+  }
+}

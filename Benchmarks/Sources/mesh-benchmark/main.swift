@@ -152,49 +152,80 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     ),
     config: clientCredentials.clientConfig()
   )
-  let configuration = try MeshClientConfiguration.fromEnvironment([
+  let environmentConfiguration = try MeshClientConfiguration.fromEnvironment([
     "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "MESH_SERVICE_NAME": "bench-client",
     "MESH_CERTS_DIR": certs.path,
   ])
 
+  // The same mesh client with resilience off (no retries, per-try timeout, budget or ejection):
+  // the difference to "mesh" is what the resilience machinery costs per call.
+  var configuration = environmentConfiguration
+  if ProcessInfo.processInfo.environment["MESH_BENCH_NO_PER_TRY"] != nil {
+    configuration.resilience.defaults.retry?.perTryTimeout = nil
+  }
+  if ProcessInfo.processInfo.environment["MESH_BENCH_NO_RETRY"] != nil {
+    configuration.resilience.defaults.retry = nil
+  }
+  var bareConfiguration = configuration
+  bareConfiguration.resilience = MeshResiliencePolicy(
+    defaults: MeshMethodPolicy(),
+    retryBudget: nil,
+    outlierDetection: nil
+  )
+
   try await withGRPCClient(transport: rawTransport) { rawClient in
     try await withMeshClient(configuration) { mesh in
-      let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
-      let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
-      // Warm up both paths (connections, discovery, JIT-free but caches and pools).
-      _ = try await measure(concurrency: 8, seconds: 1) { _ = try await raw.check(.init()) }
-      _ = try await measure(concurrency: 8, seconds: 1) { _ = try await meshed.check(.init()) }
+      try await withMeshClient(bareConfiguration) { bareMesh in
+        let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
+        let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
+        let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
+        // Warm up every path (connections, discovery, caches and pools).
+        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await raw.check(.init()) }
+        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await meshed.check(.init()) }
+        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await bare.check(.init()) }
 
-      print(
-        "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
-      )
-      print("in flight | client | RPC/s   | p50 µs | p99 µs")
-      print("----------|--------|---------|--------|-------")
-      for concurrency in [1, 64] {
-        var rawTotal = Measurement()
-        var meshTotal = Measurement()
-        for _ in 0..<rounds {
-          rawTotal.merge(
-            try await measure(concurrency: concurrency, seconds: roundSeconds) {
-              _ = try await raw.check(.init())
-            }
-          )
-          meshTotal.merge(
-            try await measure(concurrency: concurrency, seconds: roundSeconds) {
-              _ = try await meshed.check(.init())
-            }
-          )
-        }
-        for (name, m) in [("raw", rawTotal), ("mesh", meshTotal)] {
-          print(
-            "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
-          )
-        }
         print(
-          "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
-            + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
-            + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
+          "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
         )
+        print("in flight | client | RPC/s   | p50 µs | p99 µs")
+        print("----------|--------|---------|--------|-------")
+        for concurrency in [1, 64] {
+          var rawTotal = Measurement()
+          var meshTotal = Measurement()
+          var bareTotal = Measurement()
+          for _ in 0..<rounds {
+            bareTotal.merge(
+              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+                _ = try await bare.check(.init())
+              }
+            )
+            rawTotal.merge(
+              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+                _ = try await raw.check(.init())
+              }
+            )
+            meshTotal.merge(
+              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+                _ = try await meshed.check(.init())
+              }
+            )
+          }
+          for (name, m) in [("raw", rawTotal), ("bare", bareTotal), ("mesh", meshTotal)] {
+            print(
+              "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+            )
+          }
+          print(
+            "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
+              + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
+              + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
+          )
+          print(
+            "ratio mesh/bare (resilience on/off) at \(concurrency) in flight: throughput \(format(meshTotal.throughput / bareTotal.throughput, 3))x, "
+              + "p50 \(format(meshTotal.percentile(0.5) / bareTotal.percentile(0.5), 3))x, "
+              + "p99 \(format(meshTotal.percentile(0.99) / bareTotal.percentile(0.99), 3))x"
+          )
+        }
       }
     }
   }

@@ -77,6 +77,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   private let state: Mutex<State>
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
+  /// Attempts' per-try timeouts and deadlines.
+  private let timers = MeshTimers()
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
@@ -308,6 +310,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   public func connect() async throws {
     await withDiscardingTaskGroup { group in
+      group.addTask { await self.timers.run() }
       group.addTask {
         do {
           for try await set in self.discovery.watch(self.service) {
@@ -594,7 +597,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var started: ContinuousClock.Instant
   }
 
-  /// Runs the attempt on the subchannel, with a watchdog for its per-try timeout and deadline.
+  /// Runs the attempt on the subchannel, with timers for its per-try timeout and deadline.
   private func run<T: Sendable>(
     _ attempt: Attempt,
     on subchannel: Factory.Subchannel,
@@ -602,39 +605,44 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     _ options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
-    guard attempt.bound != nil || attempt.perTryTimeout != nil else {
-      return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
+    var timers: [UInt64] = []
+    if let perTryTimeout = attempt.perTryTimeout {
+      let perTryDeadline = ContinuousClock.now.advanced(by: perTryTimeout)
+      if attempt.bound.map({ perTryDeadline < $0 }) ?? true {
+        timers.append(
+          self.timers.arm(at: perTryDeadline) {
+            Task {
+              await attempt.observer.abandon(
+                .perTryTimeout(perTryTimeout),
+                error: RPCError(
+                  code: .unavailable,
+                  message: "No response within the per-try timeout of \(perTryTimeout)."
+                )
+              )
+            }
+          }
+        )
+      }
     }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        let start = ContinuousClock.now
-        if let perTryTimeout = attempt.perTryTimeout {
-          let perTryDeadline = start.advanced(by: perTryTimeout)
-          if attempt.bound.map({ perTryDeadline < $0 }) ?? true {
-            try await Task.sleep(until: perTryDeadline, clock: .continuous)
+    if let bound = attempt.bound {
+      timers.append(
+        self.timers.arm(at: bound) {
+          Task {
             await attempt.observer.abandon(
-              .perTryTimeout(perTryTimeout),
+              .deadline,
               error: RPCError(
-                code: .unavailable,
-                message: "No response within the per-try timeout of \(perTryTimeout)."
+                code: .deadlineExceeded,
+                message: "The deadline passed (the RPC being served, or the method's timeout)."
               )
             )
           }
         }
-        if let bound = attempt.bound {
-          try await Task.sleep(until: bound, clock: .continuous)
-          await attempt.observer.abandon(
-            .deadline,
-            error: RPCError(
-              code: .deadlineExceeded,
-              message: "The deadline passed (the RPC being served, or the method's timeout)."
-            )
-          )
-        }
-      }
-      defer { group.cancelAll() }
-      return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
+      )
     }
+    defer {
+      for timer in timers { self.timers.disarm(timer) }
+    }
+    return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
   }
 
   private func stream<T: Sendable>(
