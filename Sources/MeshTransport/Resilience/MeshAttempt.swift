@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-public import GRPCCore
+internal import GRPCCore
 private import Synchronization
 
 /// A snapshot of a balancing transport's resilience state: the gauges and counters to export.

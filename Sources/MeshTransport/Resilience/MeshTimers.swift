@@ -14,7 +14,6 @@
  * limitations under the License.
  */
 
-
 private import Synchronization
 
 /// Timers for attempts' per-try timeouts and deadlines, shared by all of a transport's RPCs.
