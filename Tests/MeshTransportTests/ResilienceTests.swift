@@ -58,6 +58,31 @@ struct SilentDiscovery: MeshDiscovery {
   }
 }
 
+/// Runs `body` with `count` loopback servers behind a round-robin client with `resilience`.
+func withFleet(
+  _ count: Int,
+  resilience: MeshResiliencePolicy = .testing(),
+  _ body: (
+    LoopbackFleet,
+    Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
+    MeshBalancingTransport<MeshHTTP2SubchannelFactory>
+  ) async throws -> Void
+) async throws {
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    var fleet = LoopbackFleet()
+    for _ in 0..<count { try await fleet.add(in: &group) }
+    try await withBalancedClient(
+      discovery: MeshStaticDiscovery(["greeter": fleet.endpoints]),
+      policy: .roundRobin,
+      resilience: resilience,
+      waitForPickable: count
+    ) { health, transport in
+      try await body(fleet, health, transport)
+    }
+    fleet.stop()
+  }
+}
+
 extension Metadata {
   func first(_ key: String) -> String? {
     var iterator = self[stringValues: key].makeIterator()
@@ -69,25 +94,15 @@ extension Metadata {
 struct ResilienceTests {
   @Test("A failed attempt is retried on another endpoint, which is told it is a retry")
   func retryGoesElsewhere() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<3 { try await fleet.add(in: &group) }
+    try await withFleet(3) { fleet, health, transport in
       fleet.faults[0].set(.fail(.unavailable))
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(),
-        waitForPickable: 3
-      ) { health, transport in
-        for _ in 0..<30 {
-          _ = try await health.check(.init())  // every RPC succeeds
-        }
-        let failed = fleet.faults[0].calls
-        #expect(failed > 0)
-        #expect(transport.stats.retriesTotal == failed)
-        #expect(transport.stats.failedAttempts == failed)
+      for _ in 0..<30 {
+        _ = try await health.check(.init())  // every RPC succeeds
       }
+      let failed = fleet.faults[0].calls
+      #expect(failed > 0)
+      #expect(transport.stats.retriesTotal == failed)
+      #expect(transport.stats.failedAttempts == failed)
       // No retry went back to the failing endpoint; each retry said it was the second attempt.
       #expect(fleet.faults[0].metadata.allSatisfy { $0.first("grpc-previous-rpc-attempts") == nil })
       let retries = fleet.faults[1...].flatMap(\.metadata).compactMap {
@@ -95,129 +110,92 @@ struct ResilienceTests {
       }
       #expect(retries.count == fleet.faults[0].calls)
       #expect(retries.allSatisfy { $0 == "1" })
-      fleet.stop()
     }
   }
 
   @Test("Server pushback: a negative value stops retries, a delay is honoured")
   func pushback() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &group) }
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(),
-        waitForPickable: 2
-      ) { health, transport in
-        for fault in fleet.faults { fault.set(.fail(.unavailable, pushback: "-1")) }
-        let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-        #expect(error?.code == .unavailable)
-        #expect(fleet.faults.map(\.calls).reduce(0, +) == 1)
-        #expect(transport.stats.retriesTotal == 0)
+    try await withFleet(2) { fleet, health, transport in
+      for fault in fleet.faults { fault.set(.fail(.unavailable, pushback: "-1")) }
+      let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+      #expect(error?.code == .unavailable)
+      #expect(fleet.faults.map(\.calls).reduce(0, +) == 1)
+      #expect(transport.stats.retriesTotal == 0)
 
-        // Each server fails once, asking for 20 ms: the RPC succeeds on its third attempt.
-        for fault in fleet.faults { fault.set(.fail(.unavailable, times: 1, pushback: "20")) }
-        _ = try await health.check(.init())
-        #expect(transport.stats.retriesTotal == 2)
-      }
-      fleet.stop()
+      // Each server fails once, asking for 20 ms: the RPC succeeds on its third attempt.
+      for fault in fleet.faults { fault.set(.fail(.unavailable, times: 1, pushback: "20")) }
+      _ = try await health.check(.init())
+      #expect(transport.stats.retriesTotal == 2)
     }
   }
 
   @Test("An attempt past its per-try timeout is abandoned (and cancelled) and retried elsewhere")
   func perTryTimeout() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &group) }
+    var retry = MeshRetryPolicy.fast
+    retry.perTryTimeout = .milliseconds(500)
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry))) {
+      fleet,
+      health,
+      transport in
       fleet.faults[0].set(.hang)
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      var retry = MeshRetryPolicy.fast
-      retry.perTryTimeout = .milliseconds(500)
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(MeshMethodPolicy(retry: retry)),
-        waitForPickable: 2
-      ) { health, transport in
-        for _ in 0..<2 {
-          _ = try await health.check(.init())
-        }
-        let hung = fleet.faults[0].calls
-        #expect(hung > 0)
-        #expect(transport.stats.perTryTimeouts == hung)
-        #expect(transport.stats.retriesTotal == hung)
-        await fleet.faults[0].waitForCancellations(hung)
+      for _ in 0..<2 {
+        _ = try await health.check(.init())
       }
-      fleet.stop()
+      let hung = fleet.faults[0].calls
+      #expect(hung > 0)
+      #expect(transport.stats.perTryTimeouts == hung)
+      #expect(transport.stats.retriesTotal == hung)
+      await fleet.faults[0].waitForCancellations(hung)
     }
   }
 
   @Test("The retry budget refuses retries past its cap, naming itself")
   func retryBudget() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &group) }
+    try await withFleet(
+      2,
+      resilience: .testing(budget: MeshRetryBudgetPolicy(ratio: 0.5, minRetriesPerSecond: 0))
+    ) { fleet, health, transport in
       for fault in fleet.faults { fault.set(.fail(.unavailable)) }
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(budget: MeshRetryBudgetPolicy(ratio: 0.5, minRetriesPerSecond: 0)),
-        waitForPickable: 2
-      ) { health, transport in
-        // One request allows half a retry: none. Two allow one.
-        let first = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-        #expect(first?.message.contains("circuit breaker 'retry budget'") == true)
-        #expect(first?.message.contains("injected fault") == true)
-        #expect(transport.stats.retriesRefusedByBudget == 1)
-        await #expect(throws: RPCError.self) { try await health.check(.init()) }
-        #expect(transport.stats.retriesTotal == 1)
-        #expect(transport.stats.breakerRejections[.retryBudget] == 2)
-      }
-      fleet.stop()
+      // One request allows half a retry: none. Two allow one.
+      let first = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+      #expect(first?.message.contains("circuit breaker 'retry budget'") == true)
+      #expect(first?.message.contains("injected fault") == true)
+      #expect(transport.stats.retriesRefusedByBudget == 1)
+      await #expect(throws: RPCError.self) { try await health.check(.init()) }
+      #expect(transport.stats.retriesTotal == 1)
+      #expect(transport.stats.breakerRejections[.retryBudget] == 2)
     }
   }
 
   @Test("Breakers fail fast with UNAVAILABLE naming them: max requests, retries, pending")
   func breakers() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      try await fleet.add(in: &group)
-      try await fleet.add(in: &group)
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(breakers: .init(maxRequests: 2, maxRetries: 0)),
-        waitForPickable: 2
-      ) { health, transport in
-        // Two RPCs hang on the first server; a third is refused at once.
-        fleet.faults[0].set(.hang)
-        fleet.faults[1].set(.hang)
-        await withThrowingTaskGroup(of: Void.self) { hanging in
-          for _ in 0..<2 {
-            hanging.addTask { _ = try await health.check(.init()) }
-          }
-          await transport.waitForStats { $0.attemptsInFlight == 2 }
-          let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-          #expect(error?.code == .unavailable)
-          #expect(error?.message.contains("Circuit breaker 'max requests' of 'greeter'") == true)
-          hanging.cancelAll()
+    try await withFleet(2, resilience: .testing(breakers: .init(maxRequests: 2, maxRetries: 0))) {
+      fleet,
+      health,
+      transport in
+      // Two RPCs hang on the first server; a third is refused at once.
+      fleet.faults[0].set(.hang)
+      fleet.faults[1].set(.hang)
+      await withThrowingTaskGroup(of: Void.self) { hanging in
+        for _ in 0..<2 {
+          hanging.addTask { _ = try await health.check(.init()) }
         }
-        // A retry is refused by max retries (0), with the failure it would have retried.
-        fleet.faults[0].set(.fail(.unavailable))
-        fleet.faults[1].set(.fail(.unavailable))
-        let refused = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-        #expect(
-          refused?.message.contains("circuit breaker 'max retries'") == true,
-          "\(String(describing: refused))"
-        )
-        #expect(transport.stats.breakerRejections[.maxRetries] == 1)
-        #expect(transport.stats.breakerRejections[.maxRequests] == 1)
+        await transport.waitForStats { $0.attemptsInFlight == 2 }
+        let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("Circuit breaker 'max requests' of 'greeter'") == true)
+        hanging.cancelAll()
       }
-      fleet.stop()
+      // A retry is refused by max retries (0), with the failure it would have retried.
+      fleet.faults[0].set(.fail(.unavailable))
+      fleet.faults[1].set(.fail(.unavailable))
+      let refused = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+      #expect(
+        refused?.message.contains("circuit breaker 'max retries'") == true,
+        "\(String(describing: refused))"
+      )
+      #expect(transport.stats.breakerRejections[.maxRetries] == 1)
+      #expect(transport.stats.breakerRejections[.maxRequests] == 1)
     }
 
     // RPCs waiting for endpoints: one may wait, the second is refused.
@@ -241,139 +219,101 @@ struct ResilienceTests {
 
   @Test("Hedging: a slow first attempt is overtaken by a hedge on another endpoint")
   func hedging() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &group) }
+    let hedging = MeshHedgingPolicy(maxAttempts: 2, hedgingDelay: .milliseconds(20))
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(hedging: hedging))) {
+      fleet,
+      health,
+      _ in
       fleet.faults[0].set(.hang)
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      let hedging = MeshHedgingPolicy(maxAttempts: 2, hedgingDelay: .milliseconds(20))
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(MeshMethodPolicy(hedging: hedging)),
-        waitForPickable: 2
-      ) { health, _ in
-        // Round robin sends one of each two first attempts to the server that never answers.
-        var options = CallOptions.defaults
-        options.timeout = .seconds(20)
-        for _ in 0..<2 {
-          _ = try await health.check(.init(), options: options)
-        }
+      // Round robin sends one of each two first attempts to the server that never answers.
+      var options = CallOptions.defaults
+      options.timeout = .seconds(20)
+      for _ in 0..<2 {
+        _ = try await health.check(.init(), options: options)
       }
       #expect(fleet.faults[0].calls >= 1)
       #expect(fleet.faults[1].calls >= 2)
       // The losing attempt was cancelled, so the hung handler ended.
       await fleet.faults[0].waitForCancellations(1)
-      fleet.stop()
     }
   }
 
   @Test("An expired propagated deadline fails at once with DEADLINE_EXCEEDED, never sent on")
   func expiredDeadline() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      try await fleet.add(in: &group)
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(),
-        waitForPickable: 1
-      ) { health, _ in
-        let past = ContinuousClock.now.advanced(by: .milliseconds(-1))
-        await MeshPropagatedDeadline.withDeadline(past) {
-          let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-          #expect(error?.code == .deadlineExceeded)
-        }
-        // Within the margin counts as expired too.
-        let soon = ContinuousClock.now.advanced(by: .milliseconds(5))
-        await MeshPropagatedDeadline.withDeadline(soon) {
-          let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
-          #expect(error?.code == .deadlineExceeded)
-        }
+    try await withFleet(1) { fleet, health, _ in
+      let past = ContinuousClock.now.advanced(by: .milliseconds(-1))
+      await MeshPropagatedDeadline.withDeadline(past) {
+        let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+        #expect(error?.code == .deadlineExceeded)
+      }
+      // Within the margin counts as expired too.
+      let soon = ContinuousClock.now.advanced(by: .milliseconds(5))
+      await MeshPropagatedDeadline.withDeadline(soon) {
+        let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
+        #expect(error?.code == .deadlineExceeded)
       }
       #expect(fleet.faults[0].calls == 0)
-      fleet.stop()
     }
   }
 
   @Test("A method's timeout wins over a longer one from the caller; the server is told")
   func methodTimeoutCapsCaller() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      try await fleet.add(in: &group)
+    let resilience = MeshResiliencePolicy.testing(
+      MeshMethodPolicy(),
+      methods: ["grpc.health.v1.Health/Check": MeshMethodPolicy(timeout: .milliseconds(200))]
+    )
+    try await withFleet(1, resilience: resilience) { fleet, health, _ in
       fleet.faults[0].set(.hang)
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      let resilience = MeshResiliencePolicy.testing(
-        MeshMethodPolicy(),
-        methods: ["grpc.health.v1.Health/Check": MeshMethodPolicy(timeout: .milliseconds(200))]
-      )
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: resilience,
-        waitForPickable: 1
-      ) { health, _ in
-        var options = CallOptions.defaults
-        options.timeout = .seconds(60)
-        let error = await #expect(throws: RPCError.self) {
-          try await health.check(.init(), options: options)
-        }
-        #expect(error?.code == .deadlineExceeded)
+      var options = CallOptions.defaults
+      options.timeout = .seconds(60)
+      let error = await #expect(throws: RPCError.self) {
+        try await health.check(.init(), options: options)
       }
+      #expect(error?.code == .deadlineExceeded)
       let sent = try #require(fleet.faults[0].metadata.first?.first("grpc-timeout"))
       let timeout = try #require(MeshGRPCTimeout.decode(sent))
       #expect(timeout <= .milliseconds(200))
       #expect(timeout > .zero)
-      fleet.stop()
     }
   }
 
   @Test("Consecutive failures eject an endpoint; a failed probe ejects it for longer; it returns")
   func outlierEjection() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<3 { try await fleet.add(in: &group) }
+    let detection = MeshOutlierDetectionPolicy(
+      consecutiveFailures: 3,
+      interval: .seconds(60),
+      baseEjectionTime: .milliseconds(500),
+      maxEjectionTime: .milliseconds(800),
+      successRateStdevFactor: nil
+    )
+    try await withFleet(3, resilience: .testing(outlierDetection: detection)) {
+      fleet,
+      health,
+      transport in
       fleet.faults[0].set(.fail(.unavailable))
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      let detection = MeshOutlierDetectionPolicy(
-        consecutiveFailures: 3,
-        interval: .seconds(60),
-        baseEjectionTime: .milliseconds(500),
-        maxEjectionTime: .milliseconds(800),
-        successRateStdevFactor: nil
-      )
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(outlierDetection: detection),
-        waitForPickable: 3
-      ) { health, transport in
-        // Steady load until the failing endpoint is ejected.
-        while transport.stats.ejectionsTotal == 0 {
-          _ = try await health.check(.init())
-        }
-        #expect(fleet.faults[0].calls == 3)
-        #expect(transport.stats.ejected == 1)
-        #expect(transport.stats.pickable == 2)
-        // Its half-open probe fails: ejected again, for longer.
-        while transport.stats.ejectionsTotal < 2 {
-          _ = try await health.check(.init())
-        }
-        #expect(fleet.faults[0].calls == 4)
-        // Healed: the next probe readmits it and it takes its share again.
-        fleet.faults[0].set(.none)
-        while transport.stats.ejected > 0 || transport.stats.halfOpen > 0 {
-          _ = try await health.check(.init())
-        }
-        let before = fleet.faults[0].calls
-        for _ in 0..<9 {
-          _ = try await health.check(.init())
-        }
-        #expect(fleet.faults[0].calls == before + 3)
-        #expect(transport.stats.ejectionsTotal == 2)
+      // Steady load until the failing endpoint is ejected.
+      while transport.stats.ejectionsTotal == 0 {
+        _ = try await health.check(.init())
       }
-      fleet.stop()
+      #expect(fleet.faults[0].calls == 3)
+      #expect(transport.stats.ejected == 1)
+      #expect(transport.stats.pickable == 2)
+      // Its half-open probe fails: ejected again, for longer.
+      while transport.stats.ejectionsTotal < 2 {
+        _ = try await health.check(.init())
+      }
+      #expect(fleet.faults[0].calls == 4)
+      // Healed: the next probe readmits it and it takes its share again.
+      fleet.faults[0].set(.none)
+      while transport.stats.ejected > 0 || transport.stats.halfOpen > 0 {
+        _ = try await health.check(.init())
+      }
+      let before = fleet.faults[0].calls
+      for _ in 0..<9 {
+        _ = try await health.check(.init())
+      }
+      #expect(fleet.faults[0].calls == before + 3)
+      #expect(transport.stats.ejectionsTotal == 2)
     }
   }
 }
@@ -382,29 +322,18 @@ struct ResilienceTests {
 struct StreamingRetryTests {
   @Test("A server stream that fails before its first message is retried on another endpoint")
   func serverStreamRetriedBeforeFirstMessage() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
-      for _ in 0..<2 { try await fleet.add(in: &group) }
-      let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(
-        discovery: discovery,
-        policy: .roundRobin,
-        resilience: .testing(),
-        waitForPickable: 2
-      ) { health, transport in
-        // From now on every Watch on the first server fails before answering.
-        fleet.faults[0].set(.fail(.unavailable), includingWatch: true)
-        for _ in 0..<4 {
-          let first = try await health.watch(.init()) { response in
-            var messages = response.messages.makeAsyncIterator()
-            return try await messages.next()?.status
-          }
-          #expect(first == .serving)
+    try await withFleet(2) { fleet, health, transport in
+      // From now on every Watch on the first server fails before answering.
+      fleet.faults[0].set(.fail(.unavailable), includingWatch: true)
+      for _ in 0..<4 {
+        let first = try await health.watch(.init()) { response in
+          var messages = response.messages.makeAsyncIterator()
+          return try await messages.next()?.status
         }
-        #expect(fleet.faults[0].failures > 0)
-        #expect(transport.stats.retriesTotal == fleet.faults[0].failures)
+        #expect(first == .serving)
       }
-      fleet.stop()
+      #expect(fleet.faults[0].failures > 0)
+      #expect(transport.stats.retriesTotal == fleet.faults[0].failures)
     }
   }
 }

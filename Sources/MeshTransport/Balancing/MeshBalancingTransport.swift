@@ -605,38 +605,34 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     _ options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
+    // Each timer abandons the attempt: its stream fails with the timer's error.
+    func arm(
+      at deadline: ContinuousClock.Instant,
+      _ reason: MeshAttemptObserver<Bytes>.Abandonment,
+      _ error: RPCError
+    ) -> UInt64 {
+      self.timers.arm(at: deadline) {
+        Task { await attempt.observer.abandon(reason, error: error) }
+      }
+    }
     var timers: [UInt64] = []
     if let perTryTimeout = attempt.perTryTimeout {
       let perTryDeadline = ContinuousClock.now.advanced(by: perTryTimeout)
       if attempt.bound.map({ perTryDeadline < $0 }) ?? true {
+        let message = "No response within the per-try timeout of \(perTryTimeout)."
         timers.append(
-          self.timers.arm(at: perTryDeadline) {
-            Task {
-              await attempt.observer.abandon(
-                .perTryTimeout(perTryTimeout),
-                error: RPCError(
-                  code: .unavailable,
-                  message: "No response within the per-try timeout of \(perTryTimeout)."
-                )
-              )
-            }
-          }
+          arm(
+            at: perTryDeadline,
+            .perTryTimeout(perTryTimeout),
+            RPCError(code: .unavailable, message: message)
+          )
         )
       }
     }
     if let bound = attempt.bound {
+      let message = "The deadline passed (the RPC being served, or the method's timeout)."
       timers.append(
-        self.timers.arm(at: bound) {
-          Task {
-            await attempt.observer.abandon(
-              .deadline,
-              error: RPCError(
-                code: .deadlineExceeded,
-                message: "The deadline passed (the RPC being served, or the method's timeout)."
-              )
-            )
-          }
-        }
+        arm(at: bound, .deadline, RPCError(code: .deadlineExceeded, message: message))
       )
     }
     defer {
