@@ -638,17 +638,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     defer {
       for timer in timers { self.timers.disarm(timer) }
     }
-    return try await self.stream(attempt, on: subchannel, descriptor, options, closure)
-  }
-
-  private func stream<T: Sendable>(
-    _ attempt: Attempt,
-    on subchannel: Factory.Subchannel,
-    _ descriptor: MethodDescriptor,
-    _ options: CallOptions,
-    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
-  ) async throws -> T {
-    try await subchannel.withStream(descriptor: descriptor, options: options) { stream, context in
+    return try await subchannel.withStream(descriptor: descriptor, options: options) {
+      stream,
+      context in
       attempt.observer.attach(stream.outbound)
       let outbound: Outbound
       if attempt.previousAttempts > 0 || attempt.bound != nil {
