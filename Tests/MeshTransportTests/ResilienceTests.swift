@@ -337,3 +337,29 @@ struct StreamingRetryTests {
     }
   }
 }
+
+@Suite("Retry bookkeeping", .timeLimit(.minutes(2)))
+struct RetryBookkeepingTests {
+  @Test(
+    "A retryable code that is the application's answer is retried elsewhere, not held against the endpoint"
+  )
+  func applicationCodeRetried() async throws {
+    var retry = MeshRetryPolicy.fast
+    retry.retryableStatusCodes = [.resourceExhausted]
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry))) {
+      fleet,
+      health,
+      transport in
+      fleet.faults[0].set(.fail(.resourceExhausted, times: 1))
+      fleet.faults[1].set(.fail(.resourceExhausted, times: 1))
+      _ = try await health.check(.init())
+      // Both servers failed once; the third attempt went back to the first with the header.
+      #expect(transport.stats.retriesTotal == 2)
+      #expect(transport.stats.failedAttempts == 0)
+      let attempts = fleet.faults.flatMap(\.metadata).compactMap {
+        $0.first("grpc-previous-rpc-attempts")
+      }
+      #expect(attempts.sorted() == ["1", "2"])
+    }
+  }
+}

@@ -513,7 +513,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let taskKey = retryPolicy == nil ? nil : withUnsafeCurrentTask { $0?.hashValue }
     let record = try self.admit(taskKey: taskKey, now: start)
     let observer = MeshAttemptObserver<Bytes>()
-    // The endpoint the attempt ended on, and its failure: for the retry that may follow.
+    // The endpoint the attempt ended on, and how it failed: for the retry that may follow.
     var last: (id: String, failure: Status?)?
     defer {
       self.complete(
@@ -777,8 +777,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     }
   }
 
-  /// Accounts for the end of a stream on `picked`: its load, and outlier detection. Returns the
-  /// endpoint's failure, if the stream ended in one.
+  /// Accounts for the end of a stream on `picked`: its load, and outlier detection. Returns how
+  /// the attempt ended, as grpc-swift's executor sees it (nil: not known to have failed).
   private func release(
     _ picked: Picked,
     observer: MeshAttemptObserver<Bytes>,
@@ -786,12 +786,15 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   ) -> Status? {
     let seen = observer.snapshot
     let end = ContinuousClock.now
-    var failure: Status?
+    // How the attempt ended, and whether that counts against the endpoint.
+    var outcome: Status?
+    var endpointFailed = false
     var perTryTimedOut = false
     switch seen.abandoned {
     case .perTryTimeout(let timeout):
       perTryTimedOut = true
-      failure = Status(
+      endpointFailed = true
+      outcome = Status(
         code: .unavailable,
         message: "No response within the per-try timeout of \(timeout)."
       )
@@ -799,13 +802,14 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       break  // the caller's limits, not the endpoint's fault
     case nil:
       if let status = seen.status {
-        if Self.endpointFailureCodes.contains(status.code) { failure = status }
+        outcome = status
+        endpointFailed = Self.endpointFailureCodes.contains(status.code)
       } else if let error = seen.transportError {
-        if error.code != .cancelled && error.code != .deadlineExceeded {
-          failure = Status(code: .unavailable, message: error.message)
-        }
+        outcome = Status(code: Status.Code(error.code), message: error.message)
+        endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
       } else if thrown && !seen.receivedFirstPart && !Task.isCancelled {
-        failure = Status(code: .unavailable, message: "The attempt failed before a response.")
+        outcome = Status(code: .unavailable, message: "The attempt failed before a response.")
+        endpointFailed = true
       }
     }
     self.state.withLock { state in
@@ -813,16 +817,16 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       if state.entries[picked.id]?.removed === picked.generation {
         state.entries[picked.id]?.pool[picked.connection].streams -= 1
       }
-      if failure != nil { state.stats.failedAttempts += 1 }
+      if endpointFailed { state.stats.failedAttempts += 1 }
       if perTryTimedOut { state.stats.perTryTimeouts += 1 }
-      if let changes = state.detector?.finished(picked.id, success: failure == nil, now: end),
+      if let changes = state.detector?.finished(picked.id, success: !endpointFailed, now: end),
         !changes.isEmpty
       {
         self.log(changes)
         state.refresh()
       }
     }
-    return failure
+    return outcome.flatMap { $0.code == .ok ? nil : $0 }
   }
 
   /// Accounts for the end of an attempt: the breakers' counts, and the record of a failure that
