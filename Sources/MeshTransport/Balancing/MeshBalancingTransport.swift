@@ -309,8 +309,16 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   }
 
   public func connect() async throws {
+    // The attempts' timers run until the subchannels have drained, after shutdown.
+    await withTaskGroup(of: Void.self) { timers in
+      timers.addTask { await self.timers.run() }
+      await self.runSubchannels()
+      timers.cancelAll()
+    }
+  }
+
+  private func runSubchannels() async {
     await withDiscardingTaskGroup { group in
-      group.addTask { await self.timers.run() }
       group.addTask {
         do {
           for try await set in self.discovery.watch(self.service) {
