@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import MeshClient
+import MeshDiscovery
 import MeshTransport
 import Testing
 
@@ -199,5 +200,50 @@ struct ConfigurationFileTests {
     }
     #expect(error?.message.contains("MESH_CONFIG_FILE") == true)
     #expect(error?.message.contains("defaults.timeout") == true)
+  }
+}
+
+@Suite("Configuration file in a mesh client")
+struct ConfigurationFileClientTests {
+  @Test("A target's clients run with its section's resilience and policy; others with the defaults")
+  func appliedToTransports() async throws {
+    let yaml = """
+      defaults:
+        retry_policy: { num_retries: 1 }
+      services:
+        orders:
+          lb_policy: round_robin
+          circuit_breakers: { max_requests: 7 }
+      """
+    let file = try MeshConfigurationFile.parse(Data(yaml.utf8), format: .yaml)
+    var configuration = MeshClientConfiguration(
+      discovery: MeshStaticDiscovery(["orders": [], "billing": []])
+    )
+    configuration.apply(file)
+    let mesh = try await MeshClient(configuration: configuration)
+    _ = try mesh.client(for: "orders")
+    _ = try mesh.client(for: "billing")
+    let orders = try #require(mesh.transport(for: "orders"))
+    let billing = try #require(mesh.transport(for: "billing"))
+    #expect(orders.resilience.circuitBreakers.maxRequests == 7)
+    #expect(orders.resilience.defaults.retry?.maxAttempts == 2)
+    #expect(billing.resilience.circuitBreakers.maxRequests == 500)
+    #expect(billing.resilience.defaults.retry?.maxAttempts == 2)
+    let check = MethodDescriptor(fullyQualifiedService: "orders.Orders", method: "Get")
+    #expect(orders.config(forMethod: check)?.executionPolicy?.retry?.maxAttempts == 2)
+    #expect(mesh.stats(for: "orders")?.attemptsTotal == 0)
+    #expect(mesh.stats(for: "unknown") == nil)
+    mesh.beginGracefulShutdown()
+    try await mesh.run()
+  }
+
+  @Test("Invalid resilience set in code is refused when the client is made, naming the field")
+  func invalidInCode() async throws {
+    var configuration = MeshClientConfiguration(discovery: MeshStaticDiscovery([:]))
+    configuration.resilience.circuitBreakers.maxRequests = 0
+    let error = await #expect(throws: MeshResilienceError.self) {
+      _ = try await MeshClient(configuration: configuration)
+    }
+    #expect(error?.field == "circuitBreakers.maxRequests")
   }
 }
