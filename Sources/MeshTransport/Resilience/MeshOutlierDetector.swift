@@ -20,6 +20,8 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
   public let policy: MeshOutlierDetectionPolicy
   private var hosts: [String: Host] = [:]
   private var nextEvaluation: Instant?
+  /// When the earliest ejection ends: ticks before it have nothing to end (a tick is O(1) then).
+  private var earliestEjectionEnd: Instant?
   /// Ejections and readmissions since the start, for counters.
   public private(set) var ejectionsTotal = 0
   public private(set) var readmissionsTotal = 0
@@ -148,13 +150,19 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
   /// there is nothing to do; the transport calls it before picks.
   public mutating func tick(now: Instant) -> [Change] {
     var changes: [Change] = []
-    for (id, host) in self.hosts {
-      if case .ejected(let until) = host.state, until <= now {
-        self.hosts[id]?.state = .halfOpen
-        self.hosts[id]?.probesInFlight = 0
-        self.hosts[id]?.probeSuccesses = 0
-        self.hosts[id]?.consecutiveFailures = 0
-        changes.append(.halfOpen(id))
+    if let earliest = self.earliestEjectionEnd, earliest <= now {
+      self.earliestEjectionEnd = nil
+      for (id, host) in self.hosts {
+        guard case .ejected(let until) = host.state else { continue }
+        if until <= now {
+          self.hosts[id]?.state = .halfOpen
+          self.hosts[id]?.probesInFlight = 0
+          self.hosts[id]?.probeSuccesses = 0
+          self.hosts[id]?.consecutiveFailures = 0
+          changes.append(.halfOpen(id))
+        } else {
+          self.earliestEjectionEnd = self.earliestEjectionEnd.map { min($0, until) } ?? until
+        }
       }
     }
     guard let next = self.nextEvaluation else {
@@ -233,6 +241,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     let time = min(base, self.policy.maxEjectionTime)
     let until = now.advanced(by: time)
     host.state = .ejected(until: until)
+    self.earliestEjectionEnd = self.earliestEjectionEnd.map { min($0, until) } ?? until
     host.consecutiveFailures = 0
     host.probesInFlight = 0
     host.probeSuccesses = 0
