@@ -365,9 +365,7 @@ private struct SectionFile: Decodable {
     ).policy(at: path, over: resilience.defaults)
     for (name, method) in self.methods ?? [:] {
       let methodPath = "\(path).methods.\(name)"
-      let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-      guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && !$0.contains(" ") })
-      else {
+      guard MeshResiliencePolicy.isMethodKey(name) else {
         throw FieldError(
           path: methodPath,
           "must be named 'package.Service/Method' or 'package.Service'"

@@ -18,8 +18,8 @@ import GRPCCore
 import Synchronization
 
 /// A fault-injecting test service: a server interceptor that makes any unary RPC (the health
-/// `Watch` stream excepted, so the balancer's view stays up) fail, slow down or never answer,
-/// and records what each RPC carried.
+/// `Watch` stream excepted, so the balancer's view stays up) fail or never answer, and records
+/// what each RPC carried. (A slow server is `Tests/Interop/fault_peer.py --delay-ms`.)
 final class FaultInjector: ServerInterceptor, Sendable {
   enum Fault: Sendable {
     /// Answer normally.
@@ -29,8 +29,6 @@ final class FaultInjector: ServerInterceptor, Sendable {
     case fail(Status.Code, times: Int = .max, pushback: String? = nil)
     /// Fail every other RPC with `code`: half of them, deterministically.
     case failAlternate(Status.Code)
-    /// Answer after `delay`.
-    case delay(Duration)
     /// Never answer; end only when the RPC is cancelled.
     case hang
   }
@@ -94,7 +92,6 @@ final class FaultInjector: ServerInterceptor, Sendable {
   private enum Action {
     case answer
     case fail(Status.Code, pushback: String?)
-    case delay(Duration)
     case hang
   }
 
@@ -111,8 +108,6 @@ final class FaultInjector: ServerInterceptor, Sendable {
       guard state.calls % 2 == 1 else { return .answer }
       state.failures += 1
       return .fail(code, pushback: nil)
-    case .delay(let delay):
-      return .delay(delay)
     case .hang:
       return .hang
     }
@@ -144,9 +139,6 @@ final class FaultInjector: ServerInterceptor, Sendable {
       var trailers: Metadata = [:]
       if let pushback { trailers.addString(pushback, forKey: "grpc-retry-pushback-ms") }
       throw RPCError(code: RPCError.Code(code)!, message: "injected fault", metadata: trailers)
-    case .delay(let delay):
-      try await Task.sleep(for: delay)
-      return try await next(request, context)
     case .hang:
       try? await context.cancellation.cancelled
       let waiters = self.state.withLock { state in

@@ -79,6 +79,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   private let eventSink: AsyncStream<Event>.Continuation
   /// Attempts' per-try timeouts and deadlines.
   private let timers = MeshTimers()
+  /// ``config(forMethod:)``'s answer for methods with no section of their own.
+  private let defaultMethodConfig: MethodConfig?
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
@@ -173,7 +175,6 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       stats.pending = self.waiters.count
       if let detector = self.detector {
         stats.ejectedEndpoints = detector.ejected
-        stats.ejected = stats.ejectedEndpoints.count
         stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
         stats.ejectionsTotal = detector.ejectionsTotal
         stats.readmissionsTotal = detector.readmissionsTotal
@@ -249,6 +250,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     state.budget = resilience.retryBudget.map { MeshRetryBudget(policy: $0) }
     self.state = Mutex(state)
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
+    self.defaultMethodConfig = Self.methodConfig(
+      resilience.defaults,
+      defaultTimeout: defaultTimeout
+    )
   }
 
   public var retryThrottle: RetryThrottle? { nil }
@@ -257,8 +262,18 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   /// policy. A call's own options win where they set a value; the transport still ends an
   /// attempt at the method's timeout when the caller's is longer.
   public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
-    let policy = self.resilience.policy(for: descriptor)
-    var config = MethodConfig(names: [], timeout: policy.timeout ?? self.defaultTimeout)
+    if self.resilience.methods.isEmpty { return self.defaultMethodConfig }
+    return Self.methodConfig(
+      self.resilience.policy(for: descriptor),
+      defaultTimeout: self.defaultTimeout
+    )
+  }
+
+  private static func methodConfig(
+    _ policy: MeshMethodPolicy,
+    defaultTimeout: Duration?
+  ) -> MethodConfig? {
+    var config = MethodConfig(names: [], timeout: policy.timeout ?? defaultTimeout)
     if let retry = policy.retry {
       config.executionPolicy = .retry(retry.grpcPolicy)
     } else if let hedging = policy.hedging {
@@ -631,7 +646,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         timers.append(
           arm(
             at: perTryDeadline,
-            .perTryTimeout(perTryTimeout),
+            .perTryTimeout,
             RPCError(code: .unavailable, message: message)
           )
         )
@@ -799,13 +814,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var endpointFailed = false
     var perTryTimedOut = false
     switch seen.abandoned {
-    case .perTryTimeout(let timeout):
+    case .perTryTimeout:
       perTryTimedOut = true
       endpointFailed = true
-      outcome = Status(
-        code: .unavailable,
-        message: "No response within the per-try timeout of \(timeout)."
-      )
+      outcome = seen.abandonment.map { Status(code: Status.Code($0.code), message: $0.message) }
     case .deadline, .cancelled:
       break  // the caller's limits, not the endpoint's fault
     case nil:

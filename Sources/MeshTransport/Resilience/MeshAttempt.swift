@@ -23,8 +23,8 @@ public struct MeshTransportStats: Hashable, Sendable {
   public var endpoints = 0
   public var pickable = 0
   /// Endpoints ejected by outlier detection now (their IDs), and those half-open (taking probes).
-  public var ejected = 0
   public var ejectedEndpoints: Set<String> = []
+  public var ejected: Int { self.ejectedEndpoints.count }
   public var halfOpen = 0
   /// Ejections and readmissions (after a successful half-open probe) since the start.
   public var ejectionsTotal = 0
@@ -53,7 +53,6 @@ public struct MeshTransportStats: Hashable, Sendable {
   public mutating func add(_ other: MeshTransportStats) {
     self.endpoints = max(self.endpoints, other.endpoints)
     self.pickable = max(self.pickable, other.pickable)
-    self.ejected += other.ejected
     self.ejectedEndpoints.formUnion(other.ejectedEndpoints)
     self.halfOpen += other.halfOpen
     self.ejectionsTotal += other.ejectionsTotal
@@ -102,7 +101,7 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
   }
 
   enum Abandonment: Sendable {
-    case perTryTimeout(Duration)
+    case perTryTimeout
     case deadline
     case cancelled
   }

@@ -430,7 +430,7 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
   public func validate() throws(MeshResilienceError) {
     do { try self.defaults.validate() } catch { throw error.nested(in: "defaults") }
     for (name, method) in self.methods.sorted(by: { $0.key < $1.key }) {
-      guard MethodKey(name) != nil else {
+      guard Self.isMethodKey(name) else {
         throw MeshResilienceError(
           field: "methods.\(name)",
           "must be 'package.Service/Method' or 'package.Service'"
@@ -466,13 +466,11 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
     return policy
   }
 
-  /// A method key's parts, to validate it.
-  private struct MethodKey {
-    init?(_ text: String) {
-      let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-      guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }),
-        !parts[0].contains(where: \.isWhitespace)
-      else { return nil }
-    }
+  /// Whether `key` names a method (`"package.Service/Method"`) or a service
+  /// (`"package.Service"`), the keys of ``methods``.
+  public static func isMethodKey(_ key: String) -> Bool {
+    let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+    return (1...2).contains(parts.count)
+      && parts.allSatisfy { !$0.isEmpty && !$0.contains(where: \.isWhitespace) }
   }
 }
