@@ -16,68 +16,27 @@
 
 package import MeshConsul
 
-/// An HTTP error the agent answers with: a status and Consul's plain-text message.
-public struct ConsulAgentError: Error, Hashable, Sendable {
-  public var status: Int
-  public var message: String
-
-  public init(_ status: Int, _ message: String) {
-    self.status = status
-    self.message = message
-  }
-}
-
-/// How the agent runs a check.
-package enum ConsulAgentCheckKind: Hashable, Sendable {
-  /// The application reports it; it turns critical when `ttl` passes without a report.
-  case ttl(Duration)
-  /// The agent calls grpc.health.v1 Check on `target` every `interval`.
-  case grpc(ConsulGRPCCheckTarget, interval: Duration, timeout: Duration)
-  /// Maintenance mode: always critical.
-  case maintenance
-}
-
-/// Where a gRPC check calls, parsed from `host:port[/service]`.
-package struct ConsulGRPCCheckTarget: Hashable, Sendable {
-  package var host: String
-  package var port: Int
-  package var service: String
-  package var useTLS: Bool
-  package var tlsServerName: String?
-  package var tlsSkipVerify: Bool
-  /// The text Consul shows in outputs (`host:port/service` as registered).
-  package var text: String
-
-  package init(parsing text: String, useTLS: Bool, tlsServerName: String?, tlsSkipVerify: Bool)
-    throws(ConsulAgentError)
-  {
-    let slash = text.firstIndex(of: "/")
-    let address = slash.map { text[..<$0] } ?? Substring(text)
-    let service = slash.map { String(text[text.index(after: $0)...]) } ?? ""
-    guard let colon = address.lastIndex(of: ":"),
-      let port = Int(address[address.index(after: colon)...]), (1...65_535).contains(port)
-    else {
-      throw ConsulAgentError(400, "Invalid check: GRPC must be host:port[/service], not '\(text)'")
-    }
-    var host = String(address[..<colon])
-    if host.hasPrefix("[") && host.hasSuffix("]") {
-      host = String(host.dropFirst().dropLast())
-    }
-    self.host = host
-    self.port = port
-    self.service = service
-    self.useTLS = useTLS
-    self.tlsServerName = tlsServerName
-    self.tlsSkipVerify = tlsSkipVerify
-    self.text = text
-  }
+/// What changes touched since the last ``ConsulAgentState/takeChange()``: who to wake, which
+/// probes to (re)start.
+package struct ConsulAgentChange: Sendable {
+  package var services: Set<ConsulAgentKey> = []
+  package var catalog = false
+  package var any = false
+  /// gRPC checks added or whose settings changed.
+  package var probes: Set<ConsulAgentKey> = []
 }
 
 /// The agent's catalog and checks, as a value with no I/O.
 ///
 /// Every change takes the next value of one agent-wide index, Consul's raft index; each service
-/// remembers the highest index of any change that touched it (deletions included), which is the
-/// `X-Consul-Index` of its queries. Blocking queries wait for that index to pass theirs.
+/// name remembers the highest index of any change that touched it (deletions included), which is
+/// the `X-Consul-Index` of its queries, and forgets it when its last instance goes (its queries
+/// then follow the services table, as Consul's do). Blocking queries wait for that index to pass
+/// theirs.
+///
+/// Every operation costs O(1) in the number of services (plus O(log n) for timers): services by
+/// name, checks by service and timers in a heap are kept as indexes, never found by scanning.
+/// IDs and names are ``ConsulAgentKey``s, compared byte for byte.
 package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration == Duration {
   package struct Check {
     package var health: ConsulHealthCheck
@@ -88,18 +47,25 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     package var deregisterCriticalAfter: Duration?
     /// When the check last turned critical.
     package var criticalSince: Instant?
+    /// The index at which the check's kind (target, interval, TTL) last changed: a probe started
+    /// for an older generation records nothing.
+    package var generation: UInt64 = 0
   }
 
   package let node: ConsulNode
-  package private(set) var services: [String: ConsulNodeService] = [:]
+  package private(set) var services: [ConsulAgentKey: ConsulNodeService] = [:]
   /// Checks by check ID.
-  package private(set) var checks: [String: Check] = [:]
+  package private(set) var checks: [ConsulAgentKey: Check] = [:]
   /// The agent-wide index of the last change.
   package private(set) var index: UInt64
-  /// The index of the last change that touched each service name.
-  private var serviceIndexes: [String: UInt64] = [:]
+  /// The index of the last change that touched each service name that has instances.
+  private var serviceIndexes: [ConsulAgentKey: UInt64] = [:]
   /// The index of the last change to the set of services or their tags.
   private var catalogIndex: UInt64
+  private var serviceIDsByName: [ConsulAgentKey: Set<ConsulAgentKey>] = [:]
+  private var checkIDsByService: [ConsulAgentKey: Set<ConsulAgentKey>] = [:]
+  private var deadlines = ConsulAgentDeadlines<Instant>()
+  private var change = ConsulAgentChange()
 
   package init(node: ConsulNode, startIndex: UInt64 = 10) {
     self.node = node
@@ -108,8 +74,14 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
   }
 
   /// The index queries of `service` report (never 0).
-  package func index(ofService service: String) -> UInt64 {
+  package func index(ofService service: ConsulAgentKey) -> UInt64 {
     max(self.serviceIndexes[service] ?? self.catalogIndex, 1)
+  }
+
+  /// Whether `service` has its own index (it has instances); if not its queries follow the
+  /// catalog's.
+  package func hasOwnIndex(_ service: ConsulAgentKey) -> Bool {
+    self.serviceIndexes[service] != nil
   }
 
   /// The index of `/v1/catalog/services` (never 0).
@@ -117,15 +89,52 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     max(self.catalogIndex, 1)
   }
 
-  private mutating func touch(_ serviceNames: some Sequence<String>, catalog: Bool) -> UInt64 {
+  /// How many service names keep an index entry (for tests: only names with instances do).
+  package var indexedServiceNames: Int { self.serviceIndexes.count }
+  /// How many timers are queued, stale ones included (for tests: bounded by the checks).
+  package var queuedTimers: Int { self.deadlines.count }
+
+  /// The IDs of the instances of `name`, in byte order.
+  package func serviceIDs(named name: ConsulAgentKey) -> [ConsulAgentKey] {
+    (self.serviceIDsByName[name] ?? []).sorted()
+  }
+
+  /// The checks of service `id`, in byte order of their IDs.
+  package func checks(ofService id: ConsulAgentKey) -> [Check] {
+    (self.checkIDsByService[id] ?? []).sorted().compactMap { self.checks[$0] }
+  }
+
+  /// Returns and clears what changed since the last call.
+  package mutating func takeChange() -> ConsulAgentChange {
+    defer { self.change = ConsulAgentChange() }
+    return self.change
+  }
+
+  private mutating func nextIndex() -> UInt64 {
     self.index += 1
-    for name in serviceNames {
-      self.serviceIndexes[name] = self.index
+    return self.index
+  }
+
+  /// Records that the change at `index` touched `names` (and the services table if `catalog`).
+  private mutating func mark(
+    _ names: some Sequence<ConsulAgentKey>,
+    catalog: Bool,
+    at index: UInt64
+  ) {
+    for name in names {
+      if self.serviceIDsByName[name]?.isEmpty == false {
+        self.serviceIndexes[name] = index
+      } else {
+        // Its queries follow the services table from now on, whose index is this one.
+        self.serviceIndexes[name] = nil
+      }
+      self.change.services.insert(name)
     }
     if catalog {
-      self.catalogIndex = self.index
+      self.catalogIndex = index
+      self.change.catalog = true
     }
-    return self.index
+    self.change.any = true
   }
 
   // MARK: - Registration
@@ -137,7 +146,10 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     now: Instant
   ) throws(ConsulAgentError) {
     guard !registration.name.isEmpty else { throw ConsulAgentError(400, "Missing service name") }
-    let serviceID = registration.id.flatMap { $0.isEmpty ? nil : $0 } ?? registration.name
+    let serviceID = ConsulAgentKey(
+      registration.id.flatMap { $0.isEmpty ? nil : $0 } ?? registration.name
+    )
+    let name = ConsulAgentKey(registration.name)
     if let address = registration.address, address == "0.0.0.0" || address == "::" {
       throw ConsulAgentError(400, "Invalid service address")
     }
@@ -150,34 +162,9 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     }
     try Self.validate(meta: registration.meta ?? [:])
 
-    // Validate every check before changing anything.
-    let definitions = registration.allChecks
-    var newChecks: [String: Check] = [:]
-    var order: [String] = []
-    for (position, definition) in definitions.enumerated() {
-      let checkID =
-        definition.checkID.flatMap { $0.isEmpty ? nil : $0 }
-        ?? (definitions.count > 1 ? "service:\(serviceID):\(position + 1)" : "service:\(serviceID)")
-      let check = try Self.makeCheck(
-        definition,
-        checkID: checkID,
-        node: self.node.node,
-        serviceID: serviceID,
-        serviceName: registration.name,
-        tags: registration.tags ?? [],
-        now: now
-      )
-      newChecks[checkID] = check
-      order.append(checkID)
-    }
-
     let previous = self.services[serviceID]
-    var touched: Set<String> = [registration.name]
-    if let previous { touched.insert(previous.service) }
-    let index = self.touch(touched, catalog: true)
-
     var service = ConsulNodeService(
-      id: serviceID,
+      id: serviceID.text,
       service: registration.name,
       tags: registration.tags ?? [],
       address: registration.address ?? "",
@@ -185,74 +172,141 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
       meta: registration.meta,
       port: registration.port ?? 0,
       weights: weights,
-      enableTagOverride: registration.enableTagOverride ?? false,
-      createIndex: previous?.createIndex ?? index,
-      modifyIndex: index
+      enableTagOverride: registration.enableTagOverride ?? false
     )
     if service.meta?.isEmpty == true { service.meta = nil }
+
+    // Validate every check before changing anything.
+    let definitions = registration.allChecks
+    var newChecks: [(ConsulAgentKey, Check)] = []
+    for (position, definition) in definitions.enumerated() {
+      let checkID = ConsulAgentKey(
+        definition.checkID.flatMap { $0.isEmpty ? nil : $0 }
+          ?? (definitions.count > 1
+            ? "service:\(serviceID.text):\(position + 1)" : "service:\(serviceID.text)")
+      )
+      if let existing = self.checks[checkID],
+        existing.health.serviceID.utf8.elementsEqual(
+          serviceID.text.utf8
+        ) == false
+      {
+        throw ConsulAgentError(
+          400,
+          "Invalid check: CheckID \"\(checkID.text)\" belongs to another service"
+        )
+      }
+      let check = try Self.makeCheck(
+        definition,
+        checkID: checkID,
+        node: self.node.node,
+        service: service,
+        now: now
+      )
+      newChecks.append((checkID, check))
+    }
+
+    let index = self.nextIndex()
+    service.createIndex = previous?.createIndex ?? index
+    service.modifyIndex = index
+    var touched: Set<ConsulAgentKey> = [name]
+    if let previous {
+      let previousName = ConsulAgentKey(previous.service)
+      if previousName != name {
+        self.serviceIDsByName[previousName]?.remove(serviceID)
+        if self.serviceIDsByName[previousName]?.isEmpty == true {
+          self.serviceIDsByName[previousName] = nil
+        }
+        touched.insert(previousName)
+      }
+    }
     self.services[serviceID] = service
+    self.serviceIDsByName[name, default: []].insert(serviceID)
 
     // Checks of this service not in the request stay unless asked to replace them.
-    for (checkID, check) in self.checks where check.health.serviceID == serviceID {
-      if check.kind == .maintenance { continue }
-      if newChecks[checkID] == nil && replaceExistingChecks {
-        self.checks[checkID] = nil
+    let requested = Set(newChecks.map(\.0))
+    for checkID in self.checkIDsByService[serviceID] ?? [] {
+      guard let check = self.checks[checkID], check.kind != .maintenance else { continue }
+      if !requested.contains(checkID) && replaceExistingChecks {
+        self.removeCheck(checkID, serviceID: serviceID)
       } else {
         self.checks[checkID]?.health.serviceTags = service.tags
         self.checks[checkID]?.health.serviceName = service.service
       }
     }
-    for checkID in order {
-      var check = newChecks[checkID]!
-      if let existing = self.checks[checkID] {
-        // Re-registering keeps a check's history, as Consul does.
+    for (checkID, new) in newChecks {
+      var check = new
+      let sameSettings = self.checks[checkID].map { $0.kind == check.kind } ?? false
+      if let existing = self.checks[checkID], sameSettings {
+        // Re-registering with the same settings keeps a check's history, as Consul does.
         check.health.createIndex = existing.health.createIndex
         check.health.status = existing.health.status
         check.health.output = existing.health.output
         check.criticalSince = existing.criticalSince
+        check.ttlDeadline = existing.ttlDeadline ?? check.ttlDeadline
+        check.generation = existing.generation
       } else {
-        check.health.createIndex = index
+        // New settings: a new check, whose old result must not linger.
+        check.health.createIndex = self.checks[checkID]?.health.createIndex ?? index
+        check.generation = index
+        if case .grpc = check.kind { self.change.probes.insert(checkID) }
       }
       check.health.modifyIndex = index
       self.checks[checkID] = check
+      self.checkIDsByService[serviceID, default: []].insert(checkID)
+      if !sameSettings {
+        self.scheduleTimers(of: checkID, ttl: true, reap: true)
+      }
     }
+    self.mark(touched, catalog: true, at: index)
+    self.compactTimersIfNeeded()
   }
 
   /// `PUT /v1/agent/service/deregister/:service_id`.
-  package mutating func deregister(serviceID: String) throws(ConsulAgentError) {
+  package mutating func deregister(serviceID: ConsulAgentKey) throws(ConsulAgentError) {
     guard let service = self.services.removeValue(forKey: serviceID) else {
       throw ConsulAgentError(
         404,
-        "Unknown service ID \"\(serviceID)\". Ensure that the service ID is passed, not the service name."
+        "Unknown service ID \"\(serviceID.text)\". Ensure that the service ID is passed, not the service name."
       )
     }
-    self.checks = self.checks.filter { $0.value.health.serviceID != serviceID }
-    _ = self.touch([service.service], catalog: true)
+    for checkID in self.checkIDsByService.removeValue(forKey: serviceID) ?? [] {
+      self.checks[checkID] = nil
+    }
+    let name = ConsulAgentKey(service.service)
+    self.serviceIDsByName[name]?.remove(serviceID)
+    if self.serviceIDsByName[name]?.isEmpty == true { self.serviceIDsByName[name] = nil }
+    self.mark([name], catalog: true, at: self.nextIndex())
+    self.compactTimersIfNeeded()
+  }
+
+  private mutating func removeCheck(_ checkID: ConsulAgentKey, serviceID: ConsulAgentKey) {
+    self.checks[checkID] = nil
+    self.checkIDsByService[serviceID]?.remove(checkID)
   }
 
   /// `PUT /v1/agent/service/maintenance/:service_id`.
   package mutating func setMaintenance(
-    serviceID: String,
+    serviceID: ConsulAgentKey,
     enabled: Bool,
     reason: String?
   ) throws(ConsulAgentError) {
     guard let service = self.services[serviceID] else {
-      throw ConsulAgentError(404, "No service registered with ID \"\(serviceID)\"")
+      throw ConsulAgentError(404, "No service registered with ID \"\(serviceID.text)\"")
     }
-    let checkID = "_service_maintenance:\(serviceID)"
+    let checkID = ConsulAgentKey("_service_maintenance:\(serviceID.text)")
     if enabled {
       guard self.checks[checkID] == nil else { return }  // idempotent
-      let index = self.touch([service.service], catalog: false)
+      let index = self.nextIndex()
       let notes =
         reason.flatMap { $0.isEmpty ? nil : $0 }
         ?? "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
       var health = ConsulHealthCheck(
         node: self.node.node,
-        checkID: checkID,
+        checkID: checkID.text,
         name: "Service Maintenance Mode",
         status: .critical,
         notes: notes,
-        serviceID: serviceID,
+        serviceID: serviceID.text,
         serviceName: service.service,
         serviceTags: service.tags,
         createIndex: index,
@@ -260,8 +314,11 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
       )
       health.type = ""
       self.checks[checkID] = Check(health: health, kind: .maintenance)
-    } else if self.checks.removeValue(forKey: checkID) != nil {
-      _ = self.touch([service.service], catalog: false)
+      self.checkIDsByService[serviceID, default: []].insert(checkID)
+      self.mark([ConsulAgentKey(service.service)], catalog: false, at: index)
+    } else if self.checks[checkID] != nil {
+      self.removeCheck(checkID, serviceID: serviceID)
+      self.mark([ConsulAgentKey(service.service)], catalog: false, at: self.nextIndex())
     }
   }
 
@@ -269,7 +326,7 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
 
   /// `PUT /v1/agent/check/{pass,warn,fail,update}/:check_id`: a TTL report.
   package mutating func reportTTL(
-    checkID: String,
+    checkID: ConsulAgentKey,
     status: ConsulCheckStatus,
     output: String,
     now: Instant
@@ -277,38 +334,48 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     guard let check = self.checks[checkID] else {
       throw ConsulAgentError(
         404,
-        "Unknown check ID \"\(checkID)\". Ensure that the check ID is passed, not the check name."
+        "Unknown check ID \"\(checkID.text)\". Ensure that the check ID is passed, not the check name."
       )
     }
     guard case .ttl(let ttl) = check.kind else {
-      throw ConsulAgentError(500, "CheckID \"\(checkID)\" does not have associated TTL")
+      throw ConsulAgentError(500, "CheckID \"\(checkID.text)\" does not have associated TTL")
     }
     self.checks[checkID]?.ttlDeadline = now.advanced(by: ttl)
-    self.setStatus(checkID: checkID, status: status, output: output, now: now)
+    let becameCritical = self.setStatus(checkID: checkID, status: status, output: output, now: now)
+    self.scheduleTimers(of: checkID, ttl: true, reap: becameCritical)
+    self.compactTimersIfNeeded()
   }
 
-  /// Records a probe's result (gRPC checks).
+  /// Records a probe's result (gRPC checks), if the check still has the settings it was made
+  /// with (`generation`).
   package mutating func recordProbe(
-    checkID: String,
+    checkID: ConsulAgentKey,
+    generation: UInt64,
     status: ConsulCheckStatus,
     output: String,
     now: Instant
   ) {
-    guard self.checks[checkID] != nil else { return }
-    self.setStatus(checkID: checkID, status: status, output: output, now: now)
+    guard self.checks[checkID]?.generation == generation else { return }
+    let becameCritical = self.setStatus(checkID: checkID, status: status, output: output, now: now)
+    self.scheduleTimers(of: checkID, ttl: false, reap: becameCritical)
+    self.compactTimersIfNeeded()
   }
 
+  /// Sets a check's status and output; returns whether it just turned critical.
+  @discardableResult
   private mutating func setStatus(
-    checkID: String,
+    checkID: ConsulAgentKey,
     status: ConsulCheckStatus,
     output: String,
     now: Instant
-  ) {
-    guard var check = self.checks[checkID] else { return }
-    let truncated = String(output.utf8.prefix(4096)) ?? output
+  ) -> Bool {
+    guard var check = self.checks[checkID] else { return false }
+    let truncated = ConsulAgentCheckLimits.truncated(output)
+    var becameCritical = false
     if status == .critical {
       if check.health.status != .critical || check.criticalSince == nil {
         check.criticalSince = now
+        becameCritical = true
       }
     } else {
       check.criticalSince = nil
@@ -316,272 +383,100 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
     // Like Consul, a report that changes nothing is not a change: blocking queries stay asleep.
     guard check.health.status != status || check.health.output != truncated else {
       self.checks[checkID] = check
-      return
+      return becameCritical
     }
-    let index = self.touch([check.health.serviceName], catalog: false)
+    let index = self.nextIndex()
     check.health.status = status
     check.health.output = truncated
     check.health.modifyIndex = index
     self.checks[checkID] = check
+    self.mark([ConsulAgentKey(check.health.serviceName)], catalog: false, at: index)
+    return becameCritical
+  }
+
+  // MARK: - Timers
+
+  /// Queues the check's TTL expiry (`ttl`) and removal (`reap`) if it has them. Each is queued
+  /// once per change of its instant, so the heap holds at most two live entries per check.
+  private mutating func scheduleTimers(of checkID: ConsulAgentKey, ttl: Bool, reap: Bool) {
+    guard let check = self.checks[checkID] else { return }
+    if ttl, let deadline = check.ttlDeadline, check.health.status != .critical {
+      self.deadlines.push(.init(instant: deadline, checkID: checkID, kind: .ttl))
+    }
+    if reap, let after = check.deregisterCriticalAfter, let since = check.criticalSince {
+      self.deadlines.push(.init(instant: since.advanced(by: after), checkID: checkID, kind: .reap))
+    }
+  }
+
+  private func isCurrent(_ entry: ConsulAgentDeadlines<Instant>.Entry) -> Bool {
+    Self.isCurrent(entry, in: self.checks)
+  }
+
+  private static func isCurrent(
+    _ entry: ConsulAgentDeadlines<Instant>.Entry,
+    in checks: [ConsulAgentKey: Check]
+  ) -> Bool {
+    guard let check = checks[entry.checkID] else { return false }
+    switch entry.kind {
+    case .ttl:
+      return check.ttlDeadline == entry.instant && check.health.status != .critical
+    case .reap:
+      guard let after = check.deregisterCriticalAfter, let since = check.criticalSince else {
+        return false
+      }
+      return since.advanced(by: after) == entry.instant
+    }
+  }
+
+  private mutating func compactTimersIfNeeded() {
+    while let first = self.deadlines.first, !self.isCurrent(first) {
+      self.deadlines.popFirst()
+    }
+    if self.deadlines.count > 64 && self.deadlines.count > 4 * self.checks.count {
+      let checks = self.checks
+      self.deadlines.compact { Self.isCurrent($0, in: checks) }
+    }
   }
 
   /// Expires TTLs that ran out and removes services critical for longer than their checks'
   /// `DeregisterCriticalServiceAfter`. Returns the IDs of the services removed.
   package mutating func tick(now: Instant) -> [String] {
-    for (checkID, check) in self.checks {
-      if let deadline = check.ttlDeadline, deadline <= now, check.health.status != .critical {
-        self.setStatus(
-          checkID: checkID,
+    var reaped: Set<ConsulAgentKey> = []
+    while let entry = self.deadlines.first, entry.instant <= now {
+      self.deadlines.popFirst()
+      guard self.isCurrent(entry), let check = self.checks[entry.checkID] else { continue }
+      switch entry.kind {
+      case .ttl:
+        let becameCritical = self.setStatus(
+          checkID: entry.checkID,
           status: .critical,
           output: "TTL expired (last output before timeout follows): \(check.health.output)",
           now: now
         )
+        self.scheduleTimers(of: entry.checkID, ttl: false, reap: becameCritical)
+      case .reap:
+        reaped.insert(ConsulAgentKey(check.health.serviceID))
       }
-    }
-    var reaped: Set<String> = []
-    for check in self.checks.values {
-      guard let after = check.deregisterCriticalAfter, let since = check.criticalSince,
-        since.advanced(by: after) <= now
-      else { continue }
-      reaped.insert(check.health.serviceID)
     }
     for serviceID in reaped {
       try? self.deregister(serviceID: serviceID)
     }
-    return reaped.sorted()
+    self.compactTimersIfNeeded()
+    return reaped.sorted().map(\.text)
   }
 
   /// The earliest moment ``tick(now:)`` has work to do, if any.
   package var nextDeadline: Instant? {
-    var deadlines: [Instant] = []
-    for check in self.checks.values {
-      if let deadline = check.ttlDeadline, check.health.status != .critical {
-        deadlines.append(deadline)
-      }
-      if let after = check.deregisterCriticalAfter, let since = check.criticalSince {
-        deadlines.append(since.advanced(by: after))
-      }
-    }
-    return deadlines.min()
+    self.deadlines.first?.instant
   }
 
-  /// The gRPC checks to run: check ID, target, interval and timeout.
-  package var grpcChecks:
-    [(checkID: String, target: ConsulGRPCCheckTarget, interval: Duration, timeout: Duration)]
-  {
-    self.checks.compactMap { checkID, check in
-      guard case .grpc(let target, let interval, let timeout) = check.kind else { return nil }
-      return (checkID, target, interval, timeout)
-    }
-  }
-
-  // MARK: - Queries
-
-  /// `GET /v1/health/service/:service`.
-  package func healthService(
-    _ name: String,
-    passingOnly: Bool,
-    tags: [String]
-  ) -> [ConsulServiceEntry] {
-    let wanted = tags.map { $0.lowercased() }
-    var entries: [ConsulServiceEntry] = []
-    for service in self.services.values.sorted(by: { $0.id < $1.id }) where service.service == name
-    {
-      let lowered = Set(service.tags.map { $0.lowercased() })
-      guard wanted.allSatisfy(lowered.contains) else { continue }
-      let checks =
-        [self.serfHealth]
-        + self.checks.values.map(\.health).filter { $0.serviceID == service.id }
-        .sorted { $0.checkID < $1.checkID }
-      if passingOnly && checks.contains(where: { $0.status != .passing }) { continue }
-      entries.append(ConsulServiceEntry(node: self.node, service: service, checks: checks))
-    }
-    return entries
-  }
-
-  /// `GET /v1/catalog/services`.
-  package var catalogServices: [String: [String]] {
-    var services: [String: [String]] = ["consul": []]
-    for service in self.services.values.sorted(by: { $0.id < $1.id }) {
-      var tags = services[service.service] ?? []
-      for tag in service.tags where !tags.contains(tag) {
-        tags.append(tag)
-      }
-      services[service.service] = tags
-    }
-    return services
-  }
-
-  /// `GET /v1/catalog/service/:service`.
-  package func catalogService(_ name: String, tags: [String]) -> [ConsulCatalogServiceNode] {
-    let wanted = tags.map { $0.lowercased() }
-    return self.services.values.sorted(by: { $0.id < $1.id }).filter { service in
-      let lowered = Set(service.tags.map { $0.lowercased() })
-      return service.service == name && wanted.allSatisfy(lowered.contains)
-    }.map { ConsulCatalogServiceNode(node: self.node, service: $0) }
-  }
-
-  /// The node's own health, always passing on a live agent.
-  private var serfHealth: ConsulHealthCheck {
-    ConsulHealthCheck(
-      node: self.node.node,
-      checkID: "serfHealth",
-      name: "Serf Health Status",
-      status: .passing,
-      output: "Agent alive and reachable",
-      createIndex: self.node.createIndex,
-      modifyIndex: self.node.createIndex
-    )
-  }
-
-  // MARK: - Validation
-
-  private static func validate(meta: [String: String]) throws(ConsulAgentError) {
-    guard meta.count <= 64 else {
-      throw ConsulAgentError(
-        400,
-        "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs"
-      )
-    }
-    for (key, value) in meta {
-      guard !key.isEmpty, key.count <= 128,
-        key.unicodeScalars.allSatisfy({
-          ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
-            || $0 == "_" || $0 == "-"
-        })
-      else {
-        throw ConsulAgentError(400, "Invalid Service Meta: Key contains invalid characters")
-      }
-      guard !key.hasPrefix("consul-") else {
-        throw ConsulAgentError(
-          400,
-          "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use"
-        )
-      }
-      guard value.count <= 512 else {
-        throw ConsulAgentError(
-          400,
-          "Invalid Service Meta: Value is too long (limit: 512 characters)"
-        )
-      }
-    }
-  }
-
-  private static func taggedAddresses(
-    _ registration: ConsulServiceRegistration
-  ) -> [String: ConsulServiceAddress]? {
-    var tagged = registration.taggedAddresses ?? [:]
-    // The agent adds lan/wan addresses of the family of an IP literal, unless set.
-    if let address = registration.address, !address.isEmpty,
-      let port = registration.port
-    {
-      let family: String? =
-        address.contains(":") ? "ipv6" : (address.split(separator: ".").count == 4 ? "ipv4" : nil)
-      if let family {
-        for key in ["lan_\(family)", "wan_\(family)"] where tagged[key] == nil {
-          tagged[key] = ConsulServiceAddress(address: address, port: port)
-        }
-      }
-    }
-    return tagged.isEmpty ? nil : tagged
-  }
-
-  private static func makeCheck(
-    _ definition: ConsulCheckDefinition,
-    checkID: String,
-    node: String,
-    serviceID: String,
-    serviceName: String,
-    tags: [String],
-    now: Instant
-  ) throws(ConsulAgentError) -> Check {
-    func duration(_ text: String?, _ field: String) throws(ConsulAgentError) -> Duration? {
-      guard let text, !text.isEmpty else { return nil }
-      guard let value = ConsulDuration.parse(text) else {
-        throw ConsulAgentError(
-          400,
-          "Request decode failed: time: invalid duration \"\(text)\" in \(field)"
-        )
-      }
-      return value
-    }
-    let interval = try duration(definition.interval, "Interval")
-    let ttl = try duration(definition.ttl, "TTL")
-    let timeout = try duration(definition.timeout, "Timeout") ?? .seconds(10)
-    let deregisterAfter = try duration(
-      definition.deregisterCriticalServiceAfter,
-      "DeregisterCriticalServiceAfter"
-    )
-    if interval != nil && ttl != nil {
-      throw ConsulAgentError(400, "Invalid check: Interval and TTL cannot both be specified")
-    }
-    if let warning = definition.failuresBeforeWarning,
-      let critical = definition.failuresBeforeCritical, warning > critical
-    {
-      throw ConsulAgentError(
-        400,
-        "Invalid check: FailuresBeforeWarning can't be higher than FailuresBeforeCritical"
-      )
-    }
-
-    let kind: ConsulAgentCheckKind
-    let type: String
-    if let grpc = definition.grpc, !grpc.isEmpty {
-      guard let interval, interval > .zero else {
-        throw ConsulAgentError(
-          400,
-          "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
-        )
-      }
-      let target = try ConsulGRPCCheckTarget(
-        parsing: grpc,
-        useTLS: definition.grpcUseTLS ?? false,
-        tlsServerName: definition.tlsServerName,
-        tlsSkipVerify: definition.tlsSkipVerify ?? false
-      )
-      kind = .grpc(target, interval: interval, timeout: timeout)
-      type = "grpc"
-    } else if definition.ttl != nil {
-      guard let ttl, ttl > .zero else {
-        throw ConsulAgentError(400, "Invalid check: TTL must be > 0 for TTL checks")
-      }
-      kind = .ttl(ttl)
-      type = "ttl"
-    } else if definition.http != nil || definition.tcp != nil {
-      throw ConsulAgentError(
-        400,
-        "Invalid check: the embedded agent runs GRPC and TTL checks only"
-      )
-    } else {
-      throw ConsulAgentError(400, "Invalid check: one of GRPC or TTL must be set")
-    }
-
-    let status = definition.status ?? .critical
-    var health = ConsulHealthCheck(
-      node: node,
-      checkID: checkID,
-      name: definition.name.flatMap { $0.isEmpty ? nil : $0 } ?? "Service '\(serviceName)' check",
-      status: status,
-      notes: definition.notes ?? "",
-      serviceID: serviceID,
-      serviceName: serviceName,
-      serviceTags: tags,
-      type: type
-    )
-    if case .grpc(_, let interval, let timeout) = kind {
-      health.interval = ConsulDuration.format(interval)
-      health.timeout = ConsulDuration.format(timeout)
-    }
-    var check = Check(
-      health: health,
-      kind: kind,
-      ttlDeadline: nil,
-      deregisterCriticalAfter: deregisterAfter,
-      criticalSince: status == .critical ? now : nil
-    )
-    if case .ttl(let ttl) = kind {
-      check.ttlDeadline = now.advanced(by: ttl)
-    }
-    return check
+  /// The settings a probe of gRPC check `checkID` runs with, if it is one.
+  package func grpcCheck(_ checkID: ConsulAgentKey) -> (
+    target: ConsulGRPCCheckTarget, interval: Duration, timeout: Duration, generation: UInt64
+  )? {
+    guard let check = self.checks[checkID],
+      case .grpc(let target, let interval, let timeout) = check.kind
+    else { return nil }
+    return (target, interval, timeout, check.generation)
   }
 }

@@ -16,6 +16,7 @@
 
 internal import Foundation
 internal import MeshConsul
+internal import MeshCore
 
 /// Decodes request bodies as Consul's agent does: unknown fields are rejected, field names match
 /// case-insensitively, and the documented snake_case aliases are accepted.
@@ -34,9 +35,17 @@ enum ConsulStrictJSON {
       case mapOfObjects(Schema)
     }
 
-    init(_ fields: [String: Field], aliases: [String: String] = [:]) {
+    /// Values Consul gives fields the body leaves out, where the Swift type would refuse it.
+    let defaults: [String: ConsulJSONValue]
+
+    init(
+      _ fields: [String: Field],
+      aliases: [String: String] = [:],
+      defaults: [String: ConsulJSONValue] = [:]
+    ) {
       self.fields = fields
       self.aliases = aliases
+      self.defaults = defaults
     }
 
     func canonical(_ key: String) -> String? {
@@ -45,7 +54,11 @@ enum ConsulStrictJSON {
     }
   }
 
-  static let weights = Schema(["Passing": .value, "Warning": .value])
+  // Consul accepts `{"Passing": 3}`; Warning then defaults to 1 (Passing to 0, which it refuses).
+  static let weights = Schema(
+    ["Passing": .value, "Warning": .value],
+    defaults: ["Passing": .number(0), "Warning": .number(1)]
+  )
   static let serviceAddress = Schema(["Address": .value, "Port": .value])
 
   static let check = Schema(
@@ -99,7 +112,7 @@ enum ConsulStrictJSON {
   ) throws(ConsulAgentError) -> T {
     do {
       let value = try JSONDecoder().decode(ConsulJSONValue.self, from: body)
-      let normalised = try self.normalise(value, schema: schema)
+      let normalised = try self.normalise(value, schema: schema, path: "")
       let data = try JSONEncoder().encode(normalised)
       return try JSONDecoder().decode(T.self, from: data)
     } catch let error as ConsulAgentError {
@@ -107,13 +120,15 @@ enum ConsulStrictJSON {
     } catch let error as DecodingError {
       throw ConsulAgentError(400, "Request decode failed: \(self.describe(error))")
     } catch {
-      throw ConsulAgentError(400, "Request decode failed: \(error)")
+      // Never the error's own description: it can quote the whole body.
+      throw ConsulAgentError(400, "Request decode failed: invalid JSON")
     }
   }
 
   private static func normalise(
     _ value: ConsulJSONValue,
-    schema: Schema
+    schema: Schema,
+    path: String
   ) throws(ConsulAgentError) -> ConsulJSONValue {
     guard case .object(let object) = value else {
       if case .null = value { return value }
@@ -122,24 +137,34 @@ enum ConsulStrictJSON {
     var result: [String: ConsulJSONValue] = [:]
     for (key, fieldValue) in object {
       guard let canonical = schema.canonical(key), let field = schema.fields[canonical] else {
-        throw ConsulAgentError(400, "Request decode failed: json: unknown field \"\(key)\"")
+        throw ConsulAgentError(
+          400,
+          "Request decode failed: json: unknown field \(MeshInput.quoted(key))"
+        )
       }
+      let fieldPath = path.isEmpty ? canonical : "\(path).\(canonical)"
       switch field {
       case .value:
         result[canonical] = fieldValue
       case .duration:
         if case .number(let nanoseconds) = fieldValue {
-          result[canonical] = .string("\(Int64(nanoseconds))ns")
+          // A JSON number of nanoseconds: checked, never `Int64(someDouble)`.
+          do {
+            let duration = try MeshInput.duration(nanoseconds: nanoseconds, field: fieldPath)
+            result[canonical] = .string(MeshGoDuration.format(duration))
+          } catch {
+            throw ConsulAgentError(400, "Request decode failed: \(error)")
+          }
         } else {
           result[canonical] = fieldValue
         }
       case .object(let nested):
-        result[canonical] = try self.normalise(fieldValue, schema: nested)
+        result[canonical] = try self.normalise(fieldValue, schema: nested, path: fieldPath)
       case .arrayOfObjects(let nested):
         if case .array(let elements) = fieldValue {
           var normalised: [ConsulJSONValue] = []
           for element in elements {
-            normalised.append(try self.normalise(element, schema: nested))
+            normalised.append(try self.normalise(element, schema: nested, path: fieldPath))
           }
           result[canonical] = .array(normalised)
         } else {
@@ -149,13 +174,16 @@ enum ConsulStrictJSON {
         if case .object(let entries) = fieldValue {
           var normalised: [String: ConsulJSONValue] = [:]
           for (entryKey, entry) in entries {
-            normalised[entryKey] = try self.normalise(entry, schema: nested)
+            normalised[entryKey] = try self.normalise(entry, schema: nested, path: fieldPath)
           }
           result[canonical] = .object(normalised)
         } else {
           result[canonical] = fieldValue
         }
       }
+    }
+    for (key, value) in schema.defaults where result[key] == nil {
+      result[key] = value
     }
     return .object(result)
   }
@@ -164,10 +192,12 @@ enum ConsulStrictJSON {
     switch error {
     case .typeMismatch(_, let context), .valueNotFound(_, let context),
       .keyNotFound(_, let context), .dataCorrupted(let context):
-      let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-      return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+      let path = String(context.codingPath.map(\.stringValue).joined(separator: ".").prefix(200))
+      // The description names a type or a problem, never the value; cut anyway.
+      let description = String(context.debugDescription.prefix(200))
+      return path.isEmpty ? description : "\(path): \(description)"
     @unknown default:
-      return "\(error)"
+      return "invalid request body"
     }
   }
 }
