@@ -1,0 +1,78 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+internal import Foundation
+internal import MeshConsul
+internal import MeshCore
+internal import MeshDiscovery
+
+/// Consul's answers as the mesh's Consul client reads them (`JSONDecoder` into the wire types),
+/// and the endpoints discovery makes of a health answer. A hostile agent or registration must
+/// not trap the client, and nothing invalid may leave discovery for NIO: every endpoint has a
+/// port in 1...65535 and a host that is an IPv4 or IPv6 address or a DNS name.
+///
+/// The first byte picks the document the rest is: 0 `/v1/health/service/:service`, 1
+/// `/v1/catalog/service/:service`, 2 `/v1/catalog/services`, 3 `/v1/agent/connect/ca/roots`,
+/// 4 `/v1/agent/connect/ca/leaf/:service`, 5 `/v1/agent/connect/authorize`.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+  let bytes = UnsafeRawBufferPointer(start: start, count: count)
+  guard let selector = bytes.first else { return 0 }
+  let body = Data(bytes.dropFirst())
+
+  switch selector % 6 {
+  case 0:
+    guard let entries = roundTrip([ConsulServiceEntry].self, body) else { break }
+    for taggedAddress in [nil, "lan", "wan", "lan_ipv4"] {
+      let set = ConsulEndpoints.endpointSet(
+        service: "fuzz",
+        entries: entries,
+        taggedAddress: taggedAddress
+      )
+      for endpoint in set.endpoints {
+        check(MeshInput.ports.contains(endpoint.port), "port \(endpoint.port) in 1...65535")
+        check((try? MeshHost(endpoint.host)) != nil, "host \(String(reflecting: endpoint.host))")
+        _ = endpoint.weight
+        _ = endpoint.description
+      }
+    }
+  case 1: _ = roundTrip([ConsulCatalogServiceNode].self, body)
+  case 2: _ = roundTrip([String: [String]].self, body)
+  case 3: _ = roundTrip(ConsulCARoots.self, body)
+  case 4: _ = roundTrip(ConsulIssuedCertificate.self, body)
+  default: _ = roundTrip(ConsulAuthorizeResponse.self, body)
+  }
+  return 0
+}
+
+/// Decodes `body` as `type` as the client does; what decodes must encode and decode back to
+/// itself (the agent and the tests write these types too).
+private func roundTrip<Value: Codable & Equatable>(_ type: Value.Type, _ body: Data) -> Value? {
+  guard let value = try? JSONDecoder().decode(type, from: body) else { return nil }
+  do {
+    let again = try JSONDecoder().decode(type, from: try JSONEncoder().encode(value))
+    check(again == value, "\(type) survives encode then decode")
+  } catch {
+    check(false, "\(type) re-encodes and decodes (\(error))")
+  }
+  return value
+}
+
+private func check(_ condition: @autoclosure () -> Bool, _ invariant: String) {
+  if !condition() {
+    fatalError("FuzzConsulResponse: broke '\(invariant)'")
+  }
+}
