@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Copyright 2026, swift-grpc-mesh contributors. Licensed under the Apache License, Version 2.0.
+#
+# Runs the whole test suite under ThreadSanitizer and/or AddressSanitizer, each in its own build
+# folder (.build-tsan, .build-asan) so that the main .build is left alone. A data race or memory
+# error fails the run.
+#
+# Usage: scripts/sanitize.sh [thread|address|both] [swift test arguments, e.g. --filter Suite]
+# The interop tests need their Python: $MESH_INTEROP_PYTHON, else .venv (made by scripts/test.sh).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+which=${1:-both}
+[ $# -gt 0 ] && shift
+case "$which" in
+  thread) kinds=(thread) ;;
+  address) kinds=(address) ;;
+  both) kinds=(thread address) ;;
+  *) echo "usage: $0 [thread|address|both] [swift test arguments]" >&2; exit 2 ;;
+esac
+
+if [ -z "${MESH_INTEROP_PYTHON:-}" ] && [ -x "$root/.venv/bin/python" ]; then
+  export MESH_INTEROP_PYTHON="$root/.venv/bin/python"
+fi
+export MESH_WARNINGS_AS_ERRORS=1
+# Report every race and error (not only the first), then fail at exit; leaks are not checked (the
+# Swift runtime's caches look like leaks to LeakSanitizer).
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=0:exitcode=66:second_deadlock_stack=1}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}"
+
+failed=()
+for kind in "${kinds[@]}"; do
+  case "$kind" in
+    thread) scratch=.build-tsan ;;
+    address) scratch=.build-asan ;;
+  esac
+  printf '\n==> Building the tests with --sanitize=%s in %s\n' "$kind" "$scratch"
+  swift build --build-tests --sanitize="$kind" --scratch-path "$scratch"
+  printf '\n==> Running the tests under --sanitize=%s\n' "$kind"
+  start=$(date +%s)
+  if swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" "$@"; then
+    echo "==> --sanitize=$kind: passed in $(( $(date +%s) - start ))s"
+  else
+    echo "==> --sanitize=$kind: FAILED after $(( $(date +%s) - start ))s"
+    failed+=("$kind")
+  fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "==> Sanitizer runs failed: ${failed[*]}"
+  exit 1
+fi
