@@ -18,6 +18,7 @@
 import PackageDescription
 
 let products: [Product] = [
+  .library(name: "MeshCore", targets: ["MeshCore"]),
   .library(name: "MeshProto", targets: ["MeshProto"]),
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
@@ -45,6 +46,8 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+  .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+  .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
 ]
 
 // Compiler settings are policy: Swift 6 mode and the upcoming features that make every import's
@@ -63,6 +66,13 @@ if Context.environment["MESH_WARNINGS_AS_ERRORS"] == "1" {
 }
 
 var targets: [Target] = [
+  // What every layer shares, with no dependency at all: the checked conversions of outside input
+  // (durations, ports, counts, hosts) and their error.
+  .target(
+    name: "MeshCore",
+    swiftSettings: defaultSwiftSettings
+  ),
+
   // Generated code only; regenerate with scripts/generate-protos.sh.
   .target(
     name: "MeshProto",
@@ -79,6 +89,7 @@ var targets: [Target] = [
   .target(
     name: "MeshTransport",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshProto"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -109,6 +120,7 @@ var targets: [Target] = [
   .target(
     name: "MeshClient",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),
       .target(name: "MeshDiscovery"),
@@ -125,6 +137,7 @@ var targets: [Target] = [
   .target(
     name: "MeshDiscovery",
     dependencies: [
+      .target(name: "MeshCore"),
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "NIOPosix", package: "swift-nio"),
     ],
@@ -135,6 +148,7 @@ var targets: [Target] = [
   .target(
     name: "MeshConsul",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshDiscovery"),
       .product(name: "AsyncHTTPClient", package: "async-http-client"),
       .product(name: "NIOCore", package: "swift-nio"),
@@ -150,6 +164,9 @@ var targets: [Target] = [
   .target(
     name: "MeshConsulAgent",
     dependencies: [
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HummingbirdTLS", package: "hummingbird"),
+      .target(name: "MeshCore"),
       .target(name: "MeshConsul"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshTransport"),
@@ -170,6 +187,7 @@ var targets: [Target] = [
   .target(
     name: "MeshCertificates",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshTransport"),
       .product(name: "X509", package: "swift-certificates"),
       .product(name: "Crypto", package: "swift-crypto"),
@@ -182,6 +200,7 @@ var targets: [Target] = [
   .target(
     name: "MeshCommands",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshConsulAgent"),
       .target(name: "MeshTransport"),
@@ -213,6 +232,15 @@ var targets: [Target] = [
   ),
 
   .testTarget(
+    name: "MeshCoreTests",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .product(name: "PropertyBased", package: "swift-property-based"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  .testTarget(
     name: "MeshHealthTests",
     dependencies: [
       .target(name: "InteropSupport"),
@@ -229,6 +257,8 @@ var targets: [Target] = [
   .testTarget(
     name: "MeshTransportTests",
     dependencies: [
+      .target(name: "MeshCore"),
+      .product(name: "PropertyBased", package: "swift-property-based"),
       .target(name: "InteropSupport"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshCertificates"),
@@ -255,6 +285,8 @@ targets.append(
   .testTarget(
     name: "MeshConsulTests",
     dependencies: [
+      .target(name: "MeshCore"),
+      .product(name: "HummingbirdTesting", package: "hummingbird"),
       .target(name: "MeshConsul"),
       .target(name: "MeshConsulAgent"),
       .target(name: "MeshDiscovery"),

@@ -35,6 +35,7 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   ],
   targets: [
     // The mesh end to end: the embedded Consul agent, three mTLS instances registered with gRPC
@@ -44,6 +45,7 @@ let package = Package(
       dependencies: [
         .product(name: "MeshClient", package: "swift-grpc-mesh"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
+        .product(name: "MeshCore", package: "swift-grpc-mesh"),
         .product(name: "MeshConsul", package: "swift-grpc-mesh"),
         .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
         .product(name: "MeshHealth", package: "swift-grpc-mesh"),
@@ -52,7 +54,14 @@ let package = Package(
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    // Runs the built mesh-demo as a user would: bad flags, and SIGINT/SIGTERM mid-run.
+    .testTarget(
+      name: "MeshDemoTests",
+      dependencies: [.target(name: "mesh-demo")],
       swiftSettings: defaultSwiftSettings
     ),
     // A server with the health servicer, and a client that checks and watches it.

@@ -2,7 +2,8 @@
 # Copyright 2026, swift-grpc-mesh contributors. Licensed under the Apache License, Version 2.0.
 #
 # Runs every test: unit tests, loopback HTTP/2 tests and the interop tests against real gRPC peers
-# (Python grpcio from PyPI), with this package's own warnings as errors; then builds the examples.
+# (Python grpcio from PyPI), with this package's own warnings as errors; then builds the examples,
+# runs the fuzz targets for a bounded time and the tests again under ThreadSanitizer.
 #
 # Sets up what it needs on first run: a virtual environment in .venv with
 # Tests/Interop/requirements.txt (remade when that file changes).
@@ -27,7 +28,7 @@ export MESH_WARNINGS_AS_ERRORS=1
 
 step "Checking the format (.swift-format)"
 swift format lint --strict --recursive Package.swift Sources Tests Examples/Package.swift Examples/Sources \
-  Benchmarks/Package.swift Benchmarks/Sources --configuration .swift-format
+  Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources --configuration .swift-format
 
 step "Building (warnings are errors)"
 swift build --build-tests
@@ -39,5 +40,19 @@ step "Building and running the examples"
 swift build --package-path Examples
 swift run --package-path Examples --skip-build health-demo
 swift run --package-path Examples --skip-build mesh-demo --duration 4
+
+# Last, what outside input and concurrency can break: each fuzz target for a bounded time
+# (MESH_FUZZ_SECONDS, default 20 s; 0 skips), then the suite under ThreadSanitizer
+# (MESH_SANITIZE: thread, address, both or none; default thread). Each is a build of its own.
+fuzz_seconds=${MESH_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ]; then
+  step "Fuzzing every target for ${fuzz_seconds}s (scripts/fuzz.sh)"
+  ./scripts/fuzz.sh "$fuzz_seconds"
+fi
+sanitize=${MESH_SANITIZE:-thread}
+if [ "$sanitize" != none ]; then
+  step "Running the tests under --sanitize=$sanitize (scripts/sanitize.sh)"
+  ./scripts/sanitize.sh "$sanitize"
+fi
 
 step "All tests passed"

@@ -16,6 +16,7 @@
 
 internal import Crypto
 public import Foundation
+internal import MeshCore
 public import MeshTransport
 internal import SwiftASN1
 public import X509
@@ -41,20 +42,23 @@ public struct MeshCertificateAuthority: Sendable {
   /// The trust domain of the SPIFFE IDs it issues.
   public let trustDomain: String
 
+  /// The longest validity, in days, of a CA or a certificate it issues: 100 years, well inside
+  /// what X.509's GeneralizedTime can write.
+  public static let maximumDays = 36_500
+
   /// Creates a new CA for `trustDomain`, valid from a little before `now` for `days` days.
+  ///
+  /// - Throws: ``MeshTLSError`` with code `invalidIdentity` for a trust domain that is not a
+  ///   SPIFFE trust domain (see ``validateTrustDomain(_:)``), `invalidConfiguration` for `days`
+  ///   outside 1...``maximumDays``.
   public static func create(
     trustDomain: String,
     days: Int = 3650,
     now: Date = Date()
   ) throws(MeshTLSError) -> Self {
-    // Validates the trust domain by the SPIFFE rules.
+    try Self.validateTrustDomain(trustDomain)
     let domainIdentity = try MeshServiceIdentity.spiffe("spiffe://\(trustDomain)")
-    guard days > 0 else {
-      throw MeshTLSError(
-        code: .invalidConfiguration,
-        message: "The CA's validity must be at least one day, not \(days)."
-      )
-    }
+    let validity = try Self.validity(days: days, of: "The CA")
     let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
     return try Self.wrapping {
       let name = try DistinguishedName {
@@ -72,7 +76,7 @@ public struct MeshCertificateAuthority: Sendable {
         serialNumber: Certificate.SerialNumber(),
         publicKey: key.publicKey,
         notValidBefore: now.addingTimeInterval(-3600),
-        notValidAfter: now.addingTimeInterval(Double(days) * 86_400),
+        notValidAfter: now.addingTimeInterval(validity),
         issuer: name,
         subject: name,
         signatureAlgorithm: .ecdsaWithSHA256,
@@ -149,11 +153,24 @@ public struct MeshCertificateAuthority: Sendable {
     try Self.wrapping { try self.privateKey.serializeAsPEM().pemString }
   }
 
+  /// The CA's remaining validity at `now`, in whole days: the most `days` that `issue` accepts.
+  public func remainingDays(now: Date = Date()) -> Int {
+    let seconds = self.certificate.notValidAfter.timeIntervalSince(now)
+    guard seconds > 0 else { return 0 }
+    return Int(min(seconds / 86_400, Double(Self.maximumDays)).rounded(.down))
+  }
+
   /// Issues a service certificate.
   ///
   /// The certificate names `spiffe://<trust-domain>/ns/<namespace>/svc/<service>` in a URI SAN,
   /// and `service`, `localhost` and `dnsNames` in DNS SANs, plus `ipAddresses`; it may serve both
-  /// ends of a connection (serverAuth and clientAuth).
+  /// ends of a connection (serverAuth and clientAuth). A certificate never outlives its CA: a
+  /// validity past the CA's own expiry is refused, not clamped.
+  ///
+  /// - Throws: ``MeshTLSError`` with code `invalidIdentity` for a service name that is not one
+  ///   DNS label (``validateServiceName(_:)``) or a namespace that is not one SPIFFE path segment
+  ///   (``validateNamespace(_:)``), `invalidConfiguration` for `days` outside 1...
+  ///   ``maximumDays`` or a validity past the CA's.
   ///
   /// - Parameters:
   ///   - notValidBefore: Defaults to five minutes before now, to absorb clock skew.
@@ -171,17 +188,14 @@ public struct MeshCertificateAuthority: Sendable {
     uriNames: [String]? = nil,
     includeDefaultDNSNames: Bool = true
   ) throws(MeshTLSError) -> MeshIssuedCertificate {
+    try Self.validateServiceName(service)
+    try Self.validateNamespace(namespace)
     let identity = try MeshServiceIdentity.spiffe(
       trustDomain: self.trustDomain,
       namespace: namespace,
       service: service
     )
-    guard days > 0 else {
-      throw MeshTLSError(
-        code: .invalidConfiguration,
-        message: "A certificate's validity must be at least one day, not \(days)."
-      )
-    }
+    let validity = try Self.validity(days: days, of: "A certificate")
     var dnsIdentities: [String] = []
     for name in (includeDefaultDNSNames ? [service, "localhost"] : []) + dnsNames {
       let dnsName = try MeshServiceIdentity.dns(name).dnsName!
@@ -197,6 +211,17 @@ public struct MeshCertificateAuthority: Sendable {
     }
 
     let now = Date()
+    let expiry = notValidAfter ?? now.addingTimeInterval(validity)
+    guard expiry <= self.certificate.notValidAfter else {
+      throw MeshTLSError(
+        code: .invalidConfiguration,
+        message: """
+          The certificate would outlive its CA, which expires at \(self.certificate.notValidAfter) \
+          (in \(self.remainingDays(now: now)) days); issue it for at most that long, or make a new \
+          CA.
+          """
+      )
+    }
     let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
     let uris = uriNames ?? [identity.spiffeID!]
     let sans: [GeneralName] =
@@ -221,7 +246,7 @@ public struct MeshCertificateAuthority: Sendable {
         serialNumber: Certificate.SerialNumber(),
         publicKey: key.publicKey,
         notValidBefore: notValidBefore ?? now.addingTimeInterval(-300),
-        notValidAfter: notValidAfter ?? now.addingTimeInterval(Double(days) * 86_400),
+        notValidAfter: expiry,
         issuer: self.certificate.subject,
         subject: subject,
         signatureAlgorithm: .ecdsaWithSHA256,
@@ -233,6 +258,104 @@ public struct MeshCertificateAuthority: Sendable {
         identity: identity,
         certificate: certificate,
         privateKey: key
+      )
+    }
+  }
+
+  /// Checks a SPIFFE trust domain as the SPIFFE ID specification defines it: 1 to 255 bytes of
+  /// lowercase letters, digits, `.`, `-` and `_`; no scheme, port, user info or path.
+  ///
+  /// - Throws: ``MeshTLSError`` with code `invalidIdentity`.
+  public static func validateTrustDomain(_ trustDomain: String) throws(MeshTLSError) {
+    try Self.check(
+      trustDomain,
+      isA: "SPIFFE trust domain",
+      of: Self.trustDomainBytes,
+      "use only lowercase letters, digits, '.', '-' and '_'"
+    ) {
+      $0.contains("/") || $0.contains(":")
+        ? "give the domain alone, with no scheme, port or path (such as 'mesh.local')" : nil
+    }
+  }
+
+  /// Checks a namespace: one SPIFFE path segment (letters, digits, `.`, `-`, `_`; not `.` or
+  /// `..`; at most 255 bytes).
+  ///
+  /// - Throws: ``MeshTLSError`` with code `invalidIdentity`.
+  public static func validateNamespace(_ namespace: String) throws(MeshTLSError) {
+    try Self.check(
+      namespace,
+      isA: "namespace",
+      of: Self.pathSegmentBytes,
+      "it must be one path segment of letters, digits, '.', '-' and '_'"
+    ) { $0 == "." || $0 == ".." ? "it is a dot segment" : nil }
+  }
+
+  /// Checks that `text` has 1 to 255 bytes, passes `problem` (which says what is wrong, if
+  /// anything) and holds only bytes of `allowed` (else `rule` says why).
+  private static func check(
+    _ text: String,
+    isA kind: String,
+    of allowed: String,
+    _ rule: String,
+    problem: (String) -> String?
+  ) throws(MeshTLSError) {
+    let why: String?
+    if text.isEmpty {
+      why = "it is empty"
+    } else if text.utf8.count > 255 {
+      why = "it is longer than 255 bytes"
+    } else if let found = problem(text) {
+      why = found
+    } else if !text.utf8.allSatisfy({ allowed.utf8.contains($0) }) {
+      why = rule
+    } else {
+      why = nil
+    }
+    if let why {
+      throw MeshTLSError(
+        code: .invalidIdentity,
+        message: "\(MeshInput.quoted(text)) is not a \(kind): \(why)."
+      )
+    }
+  }
+
+  /// Checks a service name: one DNS label of lowercase letters, digits and inner hyphens (1 to
+  /// 63 bytes), so that its file name (`services/<service>.crt`), its DNS SAN and its SPIFFE ID
+  /// (`…/svc/<service>`) all spell it the same way.
+  ///
+  /// - Throws: ``MeshTLSError`` with code `invalidIdentity`.
+  public static func validateServiceName(_ service: String) throws(MeshTLSError) {
+    let bytes = Array(service.utf8)
+    guard
+      (1...63).contains(bytes.count),
+      bytes.allSatisfy({ Self.serviceNameBytes.utf8.contains($0) }),
+      bytes.first != UInt8(ascii: "-"), bytes.last != UInt8(ascii: "-")
+    else {
+      throw MeshTLSError(
+        code: .invalidIdentity,
+        message: """
+          \(MeshInput.quoted(service)) is not a service name: use 1 to 63 lowercase letters, \
+          digits and inner '-' (one DNS label, such as 'orders').
+          """
+      )
+    }
+  }
+
+  private static let trustDomainBytes = "abcdefghijklmnopqrstuvwxyz0123456789.-_"
+  private static let pathSegmentBytes = trustDomainBytes + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  private static let serviceNameBytes = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+  /// `days` as seconds, once checked against 1...``maximumDays``.
+  private static func validity(days: Int, of what: String) throws(MeshTLSError) -> TimeInterval {
+    do {
+      let checked = try MeshInput.integer(days, field: "days", in: 1...Self.maximumDays)
+      return TimeInterval(checked) * 86_400
+    } catch {
+      throw MeshTLSError(
+        code: .invalidConfiguration,
+        message: "\(what)'s validity in days \(error.message).",
+        cause: error
       )
     }
   }

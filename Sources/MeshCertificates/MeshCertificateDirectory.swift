@@ -97,11 +97,23 @@ public struct MeshCertificateDirectory: Sendable, Hashable {
     )
   }
 
-  /// Checks every target first, so a refusal leaves the folder exactly as it was.
+  /// Writes `files` together or not at all.
+  ///
+  /// Every target is checked first, so a refusal leaves the folder exactly as it was. Each file
+  /// is written to a temporary file beside it, created with its final mode; only when all are
+  /// written are they renamed into place, and if a rename fails the files already renamed are
+  /// put back as they were (a certificate never ends up beside another certificate's key).
+  /// Folders that hold keys are created 0700, whatever the umask.
   private func writeAll(
     _ files: [(path: String, contents: String, mode: mode_t)],
     force: Bool
   ) throws(MeshTLSError) -> [String] {
+    guard !self.path.isEmpty else {
+      throw MeshTLSError(
+        code: .invalidConfiguration,
+        message: "The certificates folder is empty; name one (such as 'certs')."
+      )
+    }
     if !force {
       let existing = files.map(\.path).filter { FileManager.default.fileExists(atPath: $0) }
       guard existing.isEmpty else {
@@ -111,38 +123,111 @@ public struct MeshCertificateDirectory: Sendable, Hashable {
         )
       }
     }
+    try Self.createPrivateDirectory(self.path)
     for file in files {
-      try Self.createDirectory(for: file.path)
-      try Self.writeFile(file.path, contents: file.contents, mode: file.mode)
+      try Self.createPrivateDirectory((file.path as NSString).deletingLastPathComponent)
+    }
+
+    var staged: [(temporary: String, path: String)] = []
+    func discardStaged() {
+      for file in staged { unlink(file.temporary) }
+    }
+    for file in files {
+      do throws(MeshTLSError) {
+        staged.append(
+          (try Self.writeTemporary(file.path, contents: file.contents, mode: file.mode), file.path)
+        )
+      } catch {
+        discardStaged()
+        throw error
+      }
+    }
+
+    // Keep the files being replaced (as hard links) until every rename has succeeded.
+    var replaced: [(backup: String?, path: String)] = []
+    for (index, file) in staged.enumerated() {
+      var backup: String?
+      var failure: String?
+      var status = stat()
+      if lstat(file.path, &status) == 0, status.st_mode & S_IFMT == S_IFREG {
+        let name = "\(file.path).old-\(getpid())"
+        unlink(name)
+        if link(file.path, name) == 0 {
+          backup = name
+        } else {
+          failure = String(cString: strerror(errno))
+        }
+      }
+      if failure == nil && rename(file.temporary, file.path) != 0 {
+        failure = String(cString: strerror(errno))
+      }
+      if let failure {
+        if let backup { unlink(backup) }
+        // Put back what was replaced, newest first, and drop what was not renamed yet.
+        for entry in replaced.reversed() {
+          if let backup = entry.backup {
+            rename(backup, entry.path)
+          } else {
+            unlink(entry.path)
+          }
+        }
+        for rest in staged[index...] { unlink(rest.temporary) }
+        throw MeshTLSError(
+          code: .unreadableFile,
+          message: "Could not write \(file.path): \(failure); nothing was changed."
+        )
+      }
+      replaced.append((backup, file.path))
+    }
+    for entry in replaced {
+      if let backup = entry.backup { unlink(backup) }
     }
     return files.map(\.path)
   }
 
-  private static func createDirectory(for path: String) throws(MeshTLSError) {
-    let directory = (path as NSString).deletingLastPathComponent
-    guard !directory.isEmpty else { return }
+  /// Creates `directory` (and any missing parents) if it does not exist; the folder itself is
+  /// made 0700 whatever the umask, since it holds keys. An existing folder is left as it is.
+  private static func createPrivateDirectory(_ directory: String) throws(MeshTLSError) {
+    guard !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) else { return }
+    let parent = (directory as NSString).deletingLastPathComponent
     do {
-      try FileManager.default.createDirectory(
-        atPath: directory,
-        withIntermediateDirectories: true
-      )
+      if !parent.isEmpty {
+        try FileManager.default.createDirectory(
+          atPath: parent,
+          withIntermediateDirectories: true
+        )
+      }
     } catch {
       throw MeshTLSError(
         code: .unreadableFile,
-        message: "Could not create the folder \(directory).",
+        message: "Could not create the folder \(parent).",
         cause: error
+      )
+    }
+    guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+      throw MeshTLSError(
+        code: .unreadableFile,
+        message: "Could not create the folder \(directory): \(String(cString: strerror(errno)))."
+      )
+    }
+    // mkdir's mode is narrowed by the umask; set it exactly.
+    guard chmod(directory, 0o700) == 0 else {
+      throw MeshTLSError(
+        code: .unreadableFile,
+        message: "Could not make \(directory) private: \(String(cString: strerror(errno)))."
       )
     }
   }
 
-  /// Writes through a temporary file created with its final mode, then renames it into place:
-  /// a key is never readable by others, not even for a moment, and a crash leaves the old file.
-  private static func writeFile(
+  /// Writes `contents` to a temporary file beside `path`, created with its final mode (a key is
+  /// never readable by others, not even for a moment). Returns the temporary file's path.
+  private static func writeTemporary(
     _ path: String,
     contents: String,
     mode: mode_t
-  ) throws(MeshTLSError) {
+  ) throws(MeshTLSError) -> String {
     let temporary = "\(path).tmp-\(getpid())"
+    unlink(temporary)  // one left by a crashed run of this process ID
     let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, mode)
     guard descriptor >= 0 else {
       throw MeshTLSError(
@@ -165,14 +250,16 @@ public struct MeshCertificateDirectory: Sendable, Hashable {
       }
       written += result
     }
-    // The umask may have narrowed the mode; set it exactly.
-    fchmod(descriptor, mode)
-    close(descriptor)
-    guard rename(temporary, path) == 0 else {
+    // The umask may have narrowed the mode; set it exactly. And the bytes reach the disk before
+    // the rename makes them the file.
+    guard fchmod(descriptor, mode) == 0, fsync(descriptor) == 0 else {
       let reason = String(cString: strerror(errno))
+      close(descriptor)
       unlink(temporary)
       throw MeshTLSError(code: .unreadableFile, message: "Could not write \(path): \(reason).")
     }
+    close(descriptor)
+    return temporary
   }
 
   private static func readText(_ path: String) throws(MeshTLSError) -> String {

@@ -16,6 +16,7 @@
 
 public import Foundation
 public import MeshConsul
+internal import MeshCore
 public import MeshDiscovery
 public import MeshTransport
 
@@ -143,11 +144,11 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_SERVICE_NAME` | this service's name |
   /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
-  /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout, in seconds |
+  /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
   /// | `MESH_CONFIG_FILE` | a configuration file (``MeshConfigurationFile``) to apply |
   ///
   /// - Throws: ``MeshClientError`` naming the variable for a bad value (and the field, for the
-  ///   configuration file).
+  ///   configuration file); its ``MeshClientError/configuration`` holds the setting at fault.
   public static func fromEnvironment(
     _ environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws(MeshClientError) -> Self {
@@ -170,18 +171,28 @@ public struct MeshClientConfiguration: Sendable {
       )
     }
     if let text = environment["MESH_DEFAULT_TIMEOUT"], !text.isEmpty {
-      guard let seconds = Double(text), seconds > 0, seconds.isFinite else {
-        throw MeshClientError(
-          "MESH_DEFAULT_TIMEOUT must be a positive number of seconds, not '\(text)'."
+      do {
+        configuration.defaultTimeout = try MeshInput.duration(
+          text,
+          field: "MESH_DEFAULT_TIMEOUT",
+          bareSeconds: true,
+          in: .nanoseconds(1)...MeshResiliencePolicy.maximumDuration
         )
+      } catch {
+        let setting = MeshConfigurationError(
+          file: MeshConfigurationError.environment,
+          field: error.field,
+          "must be a positive number of seconds (such as 2.5) or a duration (such as 2500ms): "
+            + error.message
+        )
+        throw MeshClientError("\(setting.field): \(setting.reason)", configuration: setting)
       }
-      configuration.defaultTimeout = .milliseconds(Int64(seconds * 1000))
     }
     if let path = environment["MESH_CONFIG_FILE"], !path.isEmpty {
       do {
         try configuration.load(configurationFile: path)
       } catch {
-        throw MeshClientError("MESH_CONFIG_FILE: \(error)")
+        throw MeshClientError("MESH_CONFIG_FILE: \(error)", configuration: error)
       }
     }
     return configuration
@@ -191,9 +202,13 @@ public struct MeshClientConfiguration: Sendable {
 /// A mesh client configuration or use error.
 public struct MeshClientError: Error, Hashable, Sendable, CustomStringConvertible {
   public var message: String
+  /// For a bad setting from outside (an environment variable, a configuration file): where it
+  /// is (the file, or ``MeshConfigurationError/environment``) and its field.
+  public var configuration: MeshConfigurationError?
 
-  public init(_ message: String) {
+  public init(_ message: String, configuration: MeshConfigurationError? = nil) {
     self.message = message
+    self.configuration = configuration
   }
 
   public var description: String { self.message }

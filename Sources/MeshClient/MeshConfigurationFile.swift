@@ -16,14 +16,17 @@
 
 public import Foundation
 internal import GRPCCore
-internal import MeshConsul
+internal import MeshCore
 public import MeshTransport
 internal import Yams
 
 /// A configuration file that cannot be used: the field's path (`services.orders.retry_policy.
 /// num_retries`) and why. Nothing of the file is applied.
 public struct MeshConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-  /// The file the error is in.
+  /// The ``file`` of a setting read from an environment variable (its ``field``).
+  public static let environment = "<environment>"
+
+  /// The file the error is in; ``environment`` for an environment variable.
   public var file: String
   /// The field's path in the file; empty for the file as a whole.
   public var field: String
@@ -243,31 +246,64 @@ private func dotted(_ path: [any CodingKey]) -> String {
   path.map(\.stringValue).joined(separator: ".")
 }
 
-/// A duration: `"250ms"`, `"0.25s"`, `"10s"`, `"1m"`, or a number of seconds.
+/// A duration: Go syntax (`"250ms"`, `"0.25s"`, `"10s"`, `"1m30s"`), or a number of seconds, from
+/// 0 to ``MeshResiliencePolicy/maximumDuration``; read through ``MeshInput``, so nothing out of
+/// range can trap.
 private struct FileDuration: Decodable {
   var value: Duration
+
+  static let range = Duration.zero...MeshResiliencePolicy.maximumDuration
 
   init(from decoder: any Decoder) throws {
     let container = try decoder.singleValueContainer()
     let path = dotted(decoder.codingPath)
-    if let seconds = try? container.decode(Double.self) {
-      guard seconds.isFinite, seconds >= 0, seconds < 1e9 else {
-        throw FieldError(path: path, "must be a duration of 0 or more, not \(seconds)")
+    let seconds = try? container.decode(Double.self)
+    let text = seconds == nil ? try? container.decode(String.self) : nil
+    let value: Duration?
+    do throws(MeshInputError) {
+      if let seconds {
+        value = try MeshInput.duration(seconds: seconds, field: path, in: Self.range)
+      } else if let text {
+        value = try MeshInput.duration(text, field: path, bareSeconds: true, in: Self.range)
+      } else {
+        value = nil
       }
-      self.value = .nanoseconds(Int64((seconds * 1e9).rounded()))
-      return
-    }
-    guard let text = try? container.decode(String.self) else {
-      throw FieldError(path: path, "expected a duration like \"250ms\" or \"10s\"")
-    }
-    guard let value = ConsulDuration.parse(text), value >= .zero else {
+    } catch {
       throw FieldError(
         path: path,
-        "expected a duration like \"250ms\" or \"10s\", not \"\(text)\""
+        "expected a duration like \"250ms\" or \"10s\": \(error.message)"
       )
+    }
+    guard let value else {
+      throw FieldError(path: path, "expected a duration like \"250ms\" or \"10s\"")
     }
     self.value = value
   }
+}
+
+/// A whole number: an integer, or a number with no fraction (`3.0`), read through ``MeshInput``
+/// so that values past 64 bits (`1e19`) are an error naming the field, not a trap or a
+/// decoder's message.
+private struct FileInteger: Decodable {
+  var value: Int
+
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    let path = dotted(decoder.codingPath)
+    if let integer = try? container.decode(Int.self) {
+      self.value = integer
+      return
+    }
+    guard let number = try? container.decode(Double.self) else {
+      throw FieldError(path: path, "expected an integer")
+    }
+    do {
+      self.value = Int(try MeshInput.integer(number, field: path))
+    } catch {
+      throw FieldError(path: path, "expected an integer: \(error.message)")
+    }
+  }
+
 }
 
 private struct FileRoot: Decodable {
@@ -525,7 +561,7 @@ private struct RetryFile: Decodable {
     } else if let text = try container.decodeIfPresent(String.self, forKey: .retryOn) {
       self.retryOn = text.split(separator: ",").map(String.init)
     }
-    self.numRetries = try container.decodeIfPresent(Int.self, forKey: .numRetries)
+    self.numRetries = try container.decodeIfPresent(FileInteger.self, forKey: .numRetries)?.value
     self.perTryTimeout = try container.decodeIfPresent(FileDuration.self, forKey: .perTryTimeout)
     if container.contains(.retryBackOff) {
       let backOff = try container.superDecoder(forKey: .retryBackOff)
@@ -592,7 +628,7 @@ private struct HedgeFile: Decodable {
   init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
     let container = try decoder.container(keyedBy: CodingKeys.self)
-    self.maxAttempts = try container.decodeIfPresent(Int.self, forKey: .maxAttempts)
+    self.maxAttempts = try container.decodeIfPresent(FileInteger.self, forKey: .maxAttempts)?.value
     self.hedgingDelay = try container.decodeIfPresent(FileDuration.self, forKey: .hedgingDelay)
     self.nonFatalCodes = try container.decodeIfPresent([String].self, forKey: .nonFatalCodes)
   }
@@ -628,26 +664,36 @@ private struct BudgetFile: Decodable {
     try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
     let container = try decoder.container(keyedBy: CodingKeys.self)
     self.budgetPercent = try container.decodeIfPresent(Double.self, forKey: .budgetPercent)
-    self.minRetriesPerSecond = try container.decodeIfPresent(Int.self, forKey: .minRetriesPerSecond)
+    self.minRetriesPerSecond = try container.decodeIfPresent(
+      FileInteger.self,
+      forKey: .minRetriesPerSecond
+    )?.value
     self.window = try container.decodeIfPresent(FileDuration.self, forKey: .window)
   }
 
   func policy(at path: String) throws(FieldError) -> MeshRetryBudgetPolicy {
     var policy = MeshRetryBudgetPolicy()
     if let percent = self.budgetPercent {
-      guard percent >= 0, percent <= 100_000, percent.isFinite else {
-        throw FieldError(path: "\(path).budget_percent", "must be 0 or more, not \(percent)")
+      guard MeshRetryBudgetPolicy.ratios.contains(percent / 100) else {
+        throw FieldError(
+          path: "\(path).budget_percent",
+          "must be 0 to \(Int(MeshRetryBudgetPolicy.ratios.upperBound * 100)), not \(percent)"
+        )
       }
       policy.ratio = percent / 100
     }
     if let floor = self.minRetriesPerSecond {
-      guard floor >= 0 else {
-        throw FieldError(path: "\(path).min_retries_per_second", "must be 0 or more, not \(floor)")
+      let range = MeshRetryBudgetPolicy.minRetriesPerSecondRange
+      guard range.contains(floor) else {
+        throw FieldError(
+          path: "\(path).min_retries_per_second",
+          "must be \(range.lowerBound) to \(range.upperBound), not \(floor)"
+        )
       }
       policy.minRetriesPerSecond = floor
     }
     if let window = self.window {
-      guard window.value >= .seconds(1), window.value <= .seconds(600) else {
+      guard MeshRetryBudgetPolicy.windows.contains(window.value) else {
         throw FieldError(path: "\(path).window", "must be 1s to 10m")
       }
       policy.window = window.value
@@ -667,7 +713,7 @@ private struct BreakersFile: Decodable {
     try rejectUnknownKeys(in: decoder, known: Self.fields)
     let container = try decoder.container(keyedBy: AnyKey.self)
     for key in container.allKeys {
-      self.values[key.stringValue] = try container.decode(Int.self, forKey: key)
+      self.values[key.stringValue] = try container.decode(FileInteger.self, forKey: key).value
     }
   }
 
@@ -719,7 +765,7 @@ private struct OutlierFile: Decodable {
   init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    self.consecutive5xx = try c.decodeIfPresent(Int.self, forKey: .consecutive5xx)
+    self.consecutive5xx = try c.decodeIfPresent(FileInteger.self, forKey: .consecutive5xx)?.value
     self.interval = try c.decodeIfPresent(FileDuration.self, forKey: .interval)
     self.baseEjectionTime = try c.decodeIfPresent(FileDuration.self, forKey: .baseEjectionTime)
     self.maxEjectionTime = try c.decodeIfPresent(FileDuration.self, forKey: .maxEjectionTime)
@@ -729,15 +775,16 @@ private struct OutlierFile: Decodable {
       forKey: .successRateStdevFactor
     )
     self.successRateMinimumHosts = try c.decodeIfPresent(
-      Int.self,
+      FileInteger.self,
       forKey: .successRateMinimumHosts
-    )
-    self.requestVolume = try c.decodeIfPresent(Int.self, forKey: .requestVolume)
+    )?.value
+    self.requestVolume = try c.decodeIfPresent(FileInteger.self, forKey: .requestVolume)?.value
     self.failurePercentageThreshold = try c.decodeIfPresent(
       Double.self,
       forKey: .failurePercentageThreshold
     )
-    self.halfOpenSuccesses = try c.decodeIfPresent(Int.self, forKey: .halfOpenSuccesses)
+    self.halfOpenSuccesses = try c.decodeIfPresent(FileInteger.self, forKey: .halfOpenSuccesses)?
+      .value
     self.enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled)
   }
 

@@ -17,6 +17,7 @@
 public import ArgumentParser
 internal import Foundation
 internal import MeshCertificates
+internal import MeshCore
 internal import MeshTransport
 internal import X509
 
@@ -60,24 +61,29 @@ public struct InitCommand: ParsableCommand {
     abstract: "Create a mesh certificate authority."
   )
 
-  @Option(name: .long, help: "The folder for the certificates.")
+  @Option(name: .long, help: "The folder for the certificates (created 0700).")
   var dir: String = "certs"
 
-  @Option(name: .long, help: "The SPIFFE trust domain of the mesh.")
+  @Option(
+    name: .long,
+    help: "The SPIFFE trust domain of the mesh: lowercase letters, digits, '.', '-', '_'."
+  )
   var trustDomain: String = "mesh.local"
 
-  @Option(name: .long, help: "How many days the CA is valid.")
+  @Option(name: .long, help: "How many days the CA is valid (1 to 36500).")
   var days: Int = 3650
 
-  @Flag(name: .long, help: "Replace an existing CA (every service certificate must be reissued).")
+  @Flag(
+    name: .long,
+    help: "Replace an existing CA, certificate and key together (every service must be reissued)."
+  )
   var force: Bool = false
 
   public init() {}
 
   public func validate() throws {
-    guard self.days > 0 else {
-      throw ValidationError("--days must be at least 1, not \(self.days).")
-    }
+    try validateDirectory(self.dir)
+    try validateDays(self.days)
   }
 
   public func run() throws {
@@ -107,10 +113,15 @@ public struct IssueCommand: ParsableCommand {
       """
   )
 
-  @Argument(help: "The service's name, as clients call it (a DNS label, such as 'orders').")
+  @Argument(
+    help: ArgumentHelp(
+      "The service's name, as clients call it: one DNS label of lowercase letters, digits and "
+        + "inner '-' (such as 'orders')."
+    )
+  )
   var service: String
 
-  @Option(name: .long, help: "The folder for the certificates.")
+  @Option(name: .long, help: "The folder for the certificates (created 0700).")
   var dir: String = "certs"
 
   @Option(name: .long, parsing: .singleValue, help: "An extra DNS name (repeatable).")
@@ -119,32 +130,47 @@ public struct IssueCommand: ParsableCommand {
   @Option(name: .long, parsing: .singleValue, help: "An IP address SAN (repeatable).")
   var ip: [String] = []
 
-  @Option(name: .long, help: "The namespace in the SPIFFE ID.")
+  @Option(
+    name: .long,
+    help: "The namespace in the SPIFFE ID: one path segment (letters, digits, '.', '-', '_')."
+  )
   var namespace: String = "default"
 
-  @Option(name: .long, help: "How many days the certificate is valid.")
+  @Option(
+    name: .long,
+    help: "How many days the certificate is valid; more than the CA has left is refused."
+  )
   var days: Int = 365
 
-  @Flag(name: .long, help: "Replace an existing certificate for this service.")
+  @Flag(name: .long, help: "Replace an existing certificate and key for this service, together.")
   var force: Bool = false
 
   public init() {}
 
   public func validate() throws {
-    guard self.days > 0 else {
-      throw ValidationError("--days must be at least 1, not \(self.days).")
-    }
-    // The service name becomes a path, a DNS SAN and a SPIFFE path segment.
-    guard (try? MeshServiceIdentity.dns(self.service)) != nil, !self.service.contains(".") else {
-      throw ValidationError(
-        "'\(self.service)' is not a service name: use letters, digits and inner '-' only."
-      )
+    try validateDirectory(self.dir)
+    try validateDays(self.days)
+    // The service name becomes a file name, a DNS SAN and a SPIFFE path segment.
+    do {
+      try MeshCertificateAuthority.validateServiceName(self.service)
+      try MeshCertificateAuthority.validateNamespace(self.namespace)
+    } catch {
+      throw ValidationError(error.message)
     }
   }
 
   public func run() throws {
     let directory = MeshCertificateDirectory(path: self.dir)
     let authority = try directory.loadAuthority()
+    let remaining = authority.remainingDays()
+    guard self.days <= remaining else {
+      throw ValidationError(
+        """
+        --days \(self.days) is past the CA's own expiry (\(authority.certificate.notValidAfter)): \
+        at most \(remaining) days are left. Issue for fewer days, or make a new CA.
+        """
+      )
+    }
     let issued = try authority.issue(
       service: self.service,
       namespace: self.namespace,
@@ -158,5 +184,21 @@ public struct IssueCommand: ParsableCommand {
       print("  \(path)")
     }
     print("Valid until \(issued.certificate.notValidAfter).")
+  }
+}
+
+/// `--dir`: an empty path would put the CA key at the filesystem root.
+private func validateDirectory(_ directory: String) throws {
+  guard !directory.isEmpty else {
+    throw ValidationError("--dir must name a folder (such as 'certs'), not be empty.")
+  }
+}
+
+/// `--days`: from 1 to ``MeshCertificateAuthority/maximumDays``.
+private func validateDays(_ days: Int) throws {
+  do {
+    _ = try MeshInput.integer(days, field: "--days", in: 1...MeshCertificateAuthority.maximumDays)
+  } catch {
+    throw ValidationError("\(error.field) \(error.message).")
   }
 }

@@ -22,9 +22,11 @@ public import MeshDiscovery
 /// Each watch keeps one request open for up to ``Configuration/wait`` and yields the service's
 /// healthy instances whenever they change. While Consul is down, slow, or answers garbage, the
 /// watch keeps the last good set, backs off exponentially (with jitter, to a cap) and tries
-/// again; an agent that restarts (its index goes backwards) is followed with a fresh read. The
-/// requests run inside the consumer's `next()`, so cancelling the consumer cancels the request
-/// in flight.
+/// again; an agent that restarts (its index goes backwards) is followed with a fresh read. A
+/// query Consul refuses (a 4xx other than 429: ACL denied, bad request) ends the watch with that
+/// ``MeshConsulError``. The requests run inside the consumer's `next()`, so
+/// cancelling the consumer cancels the request in flight, and `next()` throws
+/// `CancellationError`.
 public struct ConsulDiscovery<Clock: _Concurrency.Clock>: MeshDiscovery
 where Clock.Duration == Duration {
   /// How watches query Consul.
@@ -128,7 +130,7 @@ where Clock.Duration == Duration {
       let metadata: Logger.Metadata = ["mesh.consul.service": "\(self.service)"]
       while !Task.isCancelled {
         if let delay = self.state.takeToken(now: discovery.clock.now) {
-          guard (try? await discovery.clock.sleep(for: delay)) != nil else { return nil }
+          try await discovery.clock.sleep(for: delay)
           continue
         }
         let index = self.state.index
@@ -162,8 +164,23 @@ where Clock.Duration == Duration {
             self.last = set
             return set
           }
+        } catch where !error.isRetryable {
+          // Consul refused the query itself (ACL denied, bad request): asking again the same way
+          // cannot help, so the watch ends with it and the consumer decides (the balancing
+          // transport keeps the last set, reports it, and watches again with backoff).
+          if Task.isCancelled { throw CancellationError() }
+          // Logged at debug: the consumer reports the failure (the balancing transport logs it at
+          // error once per change).
+          discovery.logger.debug(
+            "Consul refused the watch",
+            metadata: metadata.merging(
+              ["mesh.consul.error": "\(error)"],
+              uniquingKeysWith: { $1 }
+            )
+          )
+          throw error
         } catch {
-          if Task.isCancelled { return nil }
+          if Task.isCancelled { throw CancellationError() }
           let backoff = self.state.failed(random: discovery.random())
           discovery.logger.info(
             "Consul watch failed; keeping the last endpoints",
@@ -176,10 +193,10 @@ where Clock.Duration == Duration {
               uniquingKeysWith: { $1 }
             )
           )
-          guard (try? await discovery.clock.sleep(for: backoff)) != nil else { return nil }
+          try await discovery.clock.sleep(for: backoff)
         }
       }
-      return nil
+      throw CancellationError()
     }
   }
 }

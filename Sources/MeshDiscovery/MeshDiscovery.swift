@@ -39,7 +39,8 @@ public protocol MeshDiscovery: Sendable {
 /// - **`nil` (the end)** means no update will ever come again, as for a fixed list; the last set
 ///   stays valid. Implementations that can change never finish on their own.
 /// - **Cancellation.** Cancelling the task that iterates stops the watch and frees what it holds
-///   (requests in flight, timers).
+///   (requests in flight, timers); `next()` then throws `CancellationError` (or returns nil),
+///   which is not a failure of the registry.
 /// - **One pass.** A value may be iterated once; call ``MeshDiscovery/watch(_:)`` again for an
 ///   independent watch.
 public struct MeshEndpointUpdates: AsyncSequence, Sendable {

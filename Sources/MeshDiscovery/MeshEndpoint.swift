@@ -50,7 +50,8 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
   }
 
-  /// The registry's ID of this instance (Consul's service ID); unique within the service.
+  /// The registry's ID of this instance (Consul's service ID): unique within the service on one
+  /// node; see ``instanceKey`` for what is unique across nodes.
   public var id: String
   /// The host: an IP address or a DNS name.
   public var host: String
@@ -93,6 +94,14 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
     self.node = node
     self.datacenter = datacenter
     self.zone = zone
+  }
+
+  /// What tells this instance apart from every other of the service: its node and its ID
+  /// (Consul's service IDs are unique per node only, so two nodes may each run a `web-1`); the
+  /// ID alone where no node is known. The balancer keeps one subchannel per key.
+  public var instanceKey: String {
+    guard let node = self.node, !node.isEmpty else { return self.id }
+    return "\(node)/\(self.id)"
   }
 
   /// The weight for its current health: `weights.passing` or `weights.warning`.

@@ -23,7 +23,6 @@ package final class MeshSignal: Sendable {
   private struct State {
     var fired = false
     var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-    var cancelled: Set<UInt64> = []
     var nextID: UInt64 = 0
   }
 
@@ -55,18 +54,16 @@ package final class MeshSignal: Sendable {
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let resumeNow = self.state.withLock { state in
-          if state.fired || state.cancelled.remove(id) != nil { return true }
+          // Checked under the lock: a cancellation handler that ran before this found no
+          // waiter to resume, so the waiter must not be stored (nothing would resume it).
+          if state.fired || Task.isCancelled { return true }
           state.waiters[id] = continuation
           return false
         }
         if resumeNow { continuation.resume() }
       }
     } onCancel: {
-      let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-        if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
-        state.cancelled.insert(id)
-        return nil
-      }
+      let continuation = self.state.withLock { $0.waiters.removeValue(forKey: id) }
       continuation?.resume()
     }
   }

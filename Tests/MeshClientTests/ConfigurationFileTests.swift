@@ -171,6 +171,129 @@ struct ConfigurationFileTests {
     #expect(error?.file == "test.yaml")
   }
 
+  @Test(
+    "Numbers out of range are errors naming the field, never a trap (YAML)",
+    arguments: [
+      ("defaults:\n  timeout: 1e308\n", "defaults.timeout", "expected a duration"),
+      ("defaults:\n  timeout: .inf\n", "defaults.timeout", "expected a duration"),
+      ("defaults:\n  timeout: 400000000\n", "defaults.timeout", "expected a duration"),
+      ("defaults:\n  timeout: 2562047h47m16.854775808s\n", "defaults.timeout", "out of range"),
+      ("defaults:\n  timeout: 9999999999999h\n", "defaults.timeout", "out of range"),
+      ("defaults:\n  timeout: 87601h\n", "defaults.timeout", "87600h"),
+      (
+        "defaults:\n  retry_policy: {per_try_timeout: 1e19}\n",
+        "defaults.retry_policy.per_try_timeout", "expected a duration"
+      ),
+      (
+        "defaults:\n  retry_policy: {retry_back_off: {max_interval: 2562047h48m}}\n",
+        "defaults.retry_policy.retry_back_off.max_interval", "out of range"
+      ),
+      (
+        "defaults:\n  outlier_detection: {max_ejection_time: 1000000000000}\n",
+        "defaults.outlier_detection.max_ejection_time", "expected a duration"
+      ),
+      (
+        "defaults:\n  hedge_policy: {hedging_delay: 99999999999h}\n",
+        "defaults.hedge_policy.hedging_delay", "out of range"
+      ),
+      (
+        "defaults:\n  deadline_propagation_margin: -1e19\n",
+        "defaults.deadline_propagation_margin", "expected a duration"
+      ),
+      (
+        "defaults:\n  retry_budget: {min_retries_per_second: 9223372036854775807}\n",
+        "defaults.retry_budget.min_retries_per_second", "must be"
+      ),
+      (
+        "defaults:\n  retry_budget: {min_retries_per_second: 9223372036854775806}\n",
+        "defaults.retry_budget.min_retries_per_second", "must be"
+      ),
+      (
+        "defaults:\n  retry_budget: {min_retries_per_second: 1000001}\n",
+        "defaults.retry_budget.min_retries_per_second", "must be 0 to 1000000"
+      ),
+      (
+        "defaults:\n  retry_budget: {budget_percent: 1e308}\n",
+        "defaults.retry_budget.budget_percent", "must be 0 to"
+      ),
+      (
+        "defaults:\n  retry_policy: {num_retries: 1e19}\n", "defaults.retry_policy.num_retries",
+        "expected an integer"
+      ),
+      (
+        "defaults:\n  retry_policy: {num_retries: 2.5}\n", "defaults.retry_policy.num_retries",
+        "expected an integer"
+      ),
+      (
+        "defaults:\n  circuit_breakers: {max_requests: -1e300}\n",
+        "defaults.circuit_breakers.max_requests", "expected an integer"
+      ),
+      (
+        "defaults:\n  outlier_detection: {consecutive_5xx: 99999999999999999999}\n",
+        "defaults.outlier_detection.consecutive_5xx", "expected an integer"
+      ),
+    ]
+  )
+  func numbersOutOfRangeYAML(yaml: String, field: String, reason: String) {
+    let error = failure(yaml)
+    #expect(error?.field == field, "\(String(describing: error))")
+    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+  }
+
+  @Test(
+    "Numbers out of range are errors naming the field, never a trap (JSON)",
+    arguments: [
+      (#"{"defaults": {"timeout": 1e19}}"#, "defaults.timeout", "expected a duration"),
+      (#"{"defaults": {"timeout": -1e19}}"#, "defaults.timeout", "expected a duration"),
+      (#"{"defaults": {"timeout": "1e308"}}"#, "defaults.timeout", "expected a duration"),
+      (
+        #"{"defaults": {"timeout": "2562047h47m16.854775807s"}}"#, "defaults.timeout",
+        "expected a duration"
+      ),
+      (
+        #"{"defaults": {"circuit_breakers": {"max_requests": 1e19}}}"#,
+        "defaults.circuit_breakers.max_requests", "expected an integer"
+      ),
+      (
+        #"{"defaults": {"retry_budget": {"min_retries_per_second": 9223372036854775807}}}"#,
+        "defaults.retry_budget.min_retries_per_second", "must be"
+      ),
+      (
+        #"{"defaults": {"retry_budget": {"window": 1e19}}}"#, "defaults.retry_budget.window",
+        "expected a duration"
+      ),
+    ]
+  )
+  func numbersOutOfRangeJSON(json: String, field: String, reason: String) {
+    var error: MeshConfigurationError?
+    do {
+      _ = try MeshConfigurationFile.parse(Data(json.utf8), format: .json, file: "test.json")
+    } catch let caught {
+      error = caught
+    }
+    #expect(error?.field == field, "\(String(describing: error))")
+    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+  }
+
+  @Test("Numbers in range still read: whole numbers written as decimals, Go and bare durations")
+  func numbersInRange() throws {
+    let file = try parse(
+      """
+      defaults:
+        timeout: "2.5"
+        retry_policy: {num_retries: 2.0, per_try_timeout: 1m30s}
+        retry_budget: {min_retries_per_second: 1000000}
+        outlier_detection: {max_ejection_time: 87600h}
+      """
+    )
+    let resilience = file.defaults.resilience
+    #expect(resilience.defaults.timeout == .milliseconds(2500))
+    #expect(resilience.defaults.retry?.maxAttempts == 3)
+    #expect(resilience.defaults.retry?.perTryTimeout == .seconds(90))
+    #expect(resilience.retryBudget?.minRetriesPerSecond == 1_000_000)
+    #expect(resilience.outlierDetection?.maxEjectionTime == MeshResiliencePolicy.maximumDuration)
+  }
+
   @Test("A missing file, and an empty one")
   func missingAndEmpty() throws {
     #expect(throws: MeshConfigurationError.self) {
@@ -230,7 +353,7 @@ struct ConfigurationFileClientTests {
     #expect(billing.resilience.circuitBreakers.maxRequests == 500)
     #expect(billing.resilience.defaults.retry?.maxAttempts == 2)
     let check = MethodDescriptor(fullyQualifiedService: "orders.Orders", method: "Get")
-    #expect(orders.config(forMethod: check)?.executionPolicy?.retry?.maxAttempts == 2)
+    #expect(orders.resilience.policy(for: check).retry?.maxAttempts == 2)
     #expect(mesh.stats(for: "orders")?.attemptsTotal == 0)
     #expect(mesh.stats(for: "unknown") == nil)
     mesh.beginGracefulShutdown()

@@ -98,6 +98,35 @@ struct MeshClientTests {
     }
   }
 
+  @Test(
+    "MESH_DEFAULT_TIMEOUT out of range is an error naming the variable, never a trap",
+    arguments: [
+      "1e16", "9223372036854775807", "9.3e9", "1e308", "inf", "-inf", "nan", "-1", "0", "0s",
+      "2562047h47m16.854775808s", "99999999999h", "87601h", "-5ms", "1.5 s",
+    ]
+  )
+  func environmentTimeoutOutOfRange(text: String) {
+    let error = #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["MESH_DEFAULT_TIMEOUT": text])
+    }
+    #expect(error?.configuration?.field == "MESH_DEFAULT_TIMEOUT", "\(String(describing: error))")
+    #expect(error?.configuration?.file == MeshConfigurationError.environment)
+    #expect(error?.message.hasPrefix("MESH_DEFAULT_TIMEOUT") == true)
+  }
+
+  @Test("MESH_DEFAULT_TIMEOUT takes seconds or Go durations")
+  func environmentTimeout() throws {
+    for (text, expected) in [
+      ("2.5", Duration.milliseconds(2500)), ("2500ms", .milliseconds(2500)),
+      ("1m30s", .seconds(90)),
+      ("0.001", .milliseconds(1)), ("87600h", MeshResiliencePolicy.maximumDuration),
+    ] {
+      let configuration = try MeshClientConfiguration.fromEnvironment(["MESH_DEFAULT_TIMEOUT": text]
+      )
+      #expect(configuration.defaultTimeout == expected, "\(text)")
+    }
+  }
+
   @Test("In a ServiceGroup, graceful shutdown reaches the mesh client and stops it")
   func serviceGroup() async throws {
     let mesh = try await createMeshClient(
@@ -136,14 +165,10 @@ struct MeshClientTests {
         #expect(try mesh.client(for: "greeter") === client)
         #expect(try mesh.client(for: "greeter", timeout: .seconds(1)) !== client)
         let descriptor = Grpc_Health_V1_Health.Method.Check.descriptor
-        #expect(
-          mesh.transport(for: "greeter")?.config(forMethod: descriptor)?.timeout == .seconds(10)
-        )
-        #expect(
-          mesh.transport(for: "greeter", timeout: .seconds(1))?.config(forMethod: descriptor)?
-            .timeout
-            == .seconds(1)
-        )
+        // The transport applies the timeout itself (grpc-swift is given no method config).
+        #expect(mesh.transport(for: "greeter")?.config(forMethod: descriptor) == nil)
+        #expect(mesh.transport(for: "greeter")?.defaultTimeout == .seconds(10))
+        #expect(mesh.transport(for: "greeter", timeout: .seconds(1))?.defaultTimeout == .seconds(1))
 
         await mesh.transport(for: "greeter")?.waitForPickableEndpoints(3)
         let health = Grpc_Health_V1_Health.Client(wrapping: client)

@@ -95,6 +95,62 @@ struct ConsulWatchTests {
     )
   }
 
+  @Test("A query Consul refuses (403 ACL, 400) ends the watch with Consul's words, not a retry")
+  func refusedQueryEndsTheWatch() async throws {
+    for (status, body) in [(403, "ACL not found"), (400, "Invalid wait time")] {
+      let consul = ScriptedConsul([
+        .respond(status: 200, index: 5, body: healthBody(["a"])),
+        .respond(status: status, index: nil, body: body),
+      ])
+      let clock = RecordingClock()
+      try await consul.run { port in
+        let client = try ConsulClient(
+          ConsulClientConfiguration(address: URL(string: "http://127.0.0.1:\(port)")!)
+        )
+        let discovery = ConsulDiscovery(
+          client: client,
+          configuration: .init(wait: .milliseconds(100), burst: 100, refillInterval: .zero),
+          clock: clock
+        )
+        var updates = discovery.watch("svc").makeAsyncIterator()
+        #expect(try await updates.next()?.endpoints.map(\.id) == ["a"])
+        let error = await #expect(throws: MeshConsulError.self) { try await updates.next() }
+        #expect(error?.status == status)
+        #expect(error?.description.contains(body) == true)
+      }
+      #expect(clock.sleeps.isEmpty, "a refused query is not retried with backoff")
+      #expect(consul.requested.count == 2)
+    }
+  }
+
+  @Test("Cancelling the consumer is reported as cancellation, not as the end of the watch")
+  func cancellationIsCancellation() async throws {
+    let consul = ScriptedConsul([.respond(status: 200, index: 5, body: healthBody(["a"])), .hang])
+    try await consul.run { port in
+      let client = try ConsulClient(
+        ConsulClientConfiguration(address: URL(string: "http://127.0.0.1:\(port)")!)
+      )
+      let discovery = ConsulDiscovery(client: client, configuration: .init(wait: .seconds(60)))
+      let outcome = await withTaskGroup(of: String.self) { group in
+        group.addTask {
+          var updates = discovery.watch("svc").makeAsyncIterator()
+          _ = try? await updates.next()
+          do {
+            return try await updates.next() == nil ? "ended" : "updated"
+          } catch is CancellationError {
+            return "cancelled"
+          } catch {
+            return "\(error)"
+          }
+        }
+        await consul.waitForRequests(2)
+        group.cancelAll()
+        return await group.next() ?? "none"
+      }
+      #expect(outcome == "cancelled")
+    }
+  }
+
   @Test("Query options and the ACL token reach Consul as its Go client sends them")
   func queryOptions() async throws {
     let consul = ScriptedConsul([.respond(status: 200, index: 4, body: healthBody(["a"]))])

@@ -15,6 +15,7 @@
  */
 
 import Foundation
+import MeshDiscovery
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -46,6 +47,16 @@ final class ScriptedConsul: Sendable {
   /// The URIs requested so far.
   var requested: [String] {
     self.requests.withLock { $0 }
+  }
+
+  private let arrivals = Mutex<[(count: Int, signal: MeshSignal)]>([])
+
+  /// Returns once `count` requests have arrived.
+  func waitForRequests(_ count: Int) async {
+    let signal = MeshSignal()
+    self.arrivals.withLock { $0.append((count, signal)) }
+    if self.requested.count >= count { signal.fire() }
+    await signal.wait()
   }
 
   /// Runs `body` with the server's port; the server stops when `body` returns.
@@ -86,7 +97,13 @@ final class ScriptedConsul: Sendable {
         while let next = try await parts.next() {
           if case .end = next { break }
         }
-        self.requests.withLock { $0.append(head.uri) }
+        let arrived = self.requests.withLock {
+          $0.append(head.uri)
+          return $0.count
+        }
+        for waiter in self.arrivals.withLock({ $0 }) where waiter.count <= arrived {
+          waiter.signal.fire()
+        }
         self.tokens.withLock { $0.append(head.headers.first(name: "X-Consul-Token")) }
         let step = self.script.withLock { $0.isEmpty ? .hang : $0.removeFirst() }
         switch step {

@@ -177,4 +177,183 @@ struct MeshCertsCommandTests {
       try self.mesh("certs", "issue", "orders", "--dir", self.directory)
     } throws: { ($0 as? MeshTLSError)?.code == .malformedPEM }
   }
+
+  @Test("An empty --dir is refused: nothing is written at the filesystem root")
+  func emptyDirectory() throws {
+    #expect(throws: (any Error).self) { try self.mesh("certs", "init", "--dir", "") }
+    #expect(throws: (any Error).self) { try self.mesh("certs", "issue", "orders", "--dir", "") }
+    #expect(MeshCommand.message(for: self.failure("certs", "init", "--dir", "")).contains("--dir"))
+    // The library refuses it too.
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    #expect {
+      try MeshCertificateDirectory(path: "").write(authority)
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidConfiguration }
+  }
+
+  /// The error running `arguments` fails with; a `CancellationError` if it did not fail.
+  func failure(_ arguments: String...) -> any Error {
+    self.failure(arguments)
+  }
+
+  @Test("Absurd --days are flag errors, not traps; --days past the CA's expiry is refused")
+  func days() throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    for days in ["9223372036854775807", "36501", "-1", "0"] {
+      let initError = self.failure("certs", "init", "--dir", self.directory, "--days", days)
+      #expect(MeshCommand.message(for: initError).contains("--days"), "\(initError)")
+      #expect(!(initError is CancellationError))
+      let issueError = self.failure(
+        "certs",
+        "issue",
+        "orders",
+        "--dir",
+        self.directory,
+        "--days",
+        days
+      )
+      #expect(MeshCommand.message(for: issueError).contains("--days"), "\(issueError)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: self.directory))
+
+    // A CA of 10 days issues for 10 days at most.
+    try self.mesh("certs", "init", "--dir", self.directory, "--days", "10")
+    let pastExpiry = self.failure(
+      "certs",
+      "issue",
+      "orders",
+      "--dir",
+      self.directory,
+      "--days",
+      "30"
+    )
+    #expect(pastExpiry is ValidationError, "\(pastExpiry)")
+    #expect(MeshCommand.message(for: pastExpiry).contains("expiry"))
+    let layout = MeshCertificateDirectory(path: self.directory)
+    #expect(!FileManager.default.fileExists(atPath: layout.certificatePath(service: "orders")))
+    try self.mesh("certs", "issue", "orders", "--dir", self.directory, "--days", "9")
+
+    // The library refuses the same, with typed errors.
+    let authority = try layout.loadAuthority()
+    #expect {
+      try authority.issue(service: "orders", days: 30)
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidConfiguration }
+    #expect {
+      try authority.issue(service: "orders", notValidAfter: Date().addingTimeInterval(20 * 86_400))
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidConfiguration }
+    #expect {
+      try MeshCertificateAuthority.create(trustDomain: "mesh.local", days: Int.max)
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidConfiguration }
+  }
+
+  @Test(
+    "Trust domains are SPIFFE trust domains: no scheme, path or port, at most 255 bytes",
+    arguments: [
+      "mesh.local/ns/x", "mesh.local/", "spiffe://mesh.local", "mesh.local:8443", "Mesh.Local",
+      "", String(repeating: "a", count: 256), "mesh local", "me%sh",
+    ]
+  )
+  func trustDomains(domain: String) throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    #expect {
+      try self.mesh("certs", "init", "--dir", self.directory, "--trust-domain", domain)
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidIdentity }
+    #expect(!FileManager.default.fileExists(atPath: self.directory))
+  }
+
+  @Test("A trust domain of 255 bytes is a trust domain")
+  func longestTrustDomain() throws {
+    let domain = String(repeating: "a", count: 255)
+    let authority = try MeshCertificateAuthority.create(trustDomain: domain)
+    #expect(authority.trustDomain == domain)
+  }
+
+  @Test(
+    "Namespaces are one path segment; service names one lowercase DNS label",
+    arguments: [
+      ["--namespace", "a/b"], ["--namespace", ".."], ["--namespace", "."], ["--namespace", ""],
+      ["--namespace", "a b"], ["Orders"], ["a..b"], ["a/b"], ["../x"], ["a b"], ["-a"], ["a-"],
+      [String(repeating: "a", count: 64)], ["x.y"],
+    ]
+  )
+  func namesAgree(arguments: [String]) throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    try self.mesh("certs", "init", "--dir", self.directory)
+    let service = arguments.first == "--namespace" ? ["orders"] : []
+    let error = self.failure(
+      ["certs", "issue"] + service + arguments + ["--dir", self.directory]
+    )
+    #expect(!(error is CancellationError), "accepted: \(arguments)")
+    #expect(
+      (try? FileManager.default.contentsOfDirectory(
+        atPath: MeshCertificateDirectory(path: self.directory).servicesPath
+      )) ?? [] == []
+    )
+    // And the library refuses them too, whoever calls it.
+    let authority = try MeshCertificateDirectory(path: self.directory).loadAuthority()
+    let name = arguments.first == "--namespace" ? "orders" : arguments[0]
+    let namespace = arguments.first == "--namespace" ? arguments[1] : "default"
+    #expect {
+      try authority.issue(service: name, namespace: namespace)
+    } throws: { ($0 as? MeshTLSError)?.code == .invalidIdentity }
+  }
+
+  func failure(_ arguments: [String]) -> any Error {
+    do {
+      var command = try MeshCommand.parseAsRoot(arguments)
+      try command.run()
+      return CancellationError()
+    } catch {
+      return error
+    }
+  }
+
+  @Test("init --force replaces the CA certificate and key together, or neither")
+  func forceIsAllOrNothing() throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    let layout = MeshCertificateDirectory(path: self.directory)
+    try self.mesh("certs", "init", "--dir", self.directory)
+    let certificate = try self.contents(layout.caCertificatePath)
+
+    // The key's path cannot be replaced (a folder with something in it): the certificate must
+    // not change either, and no temporary file is left behind.
+    try FileManager.default.removeItem(atPath: layout.caKeyPath)
+    try FileManager.default.createDirectory(
+      atPath: layout.caKeyPath + "/blocker",
+      withIntermediateDirectories: true
+    )
+    #expect(throws: MeshTLSError.self) {
+      try self.mesh("certs", "init", "--dir", self.directory, "--force")
+    }
+    #expect(try self.contents(layout.caCertificatePath) == certificate)
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: self.directory).sorted()
+        == ["ca-key.pem", "ca.crt"]
+    )
+
+    // Once the path is free, both are replaced, and they belong together.
+    try FileManager.default.removeItem(atPath: layout.caKeyPath)
+    try self.mesh("certs", "init", "--dir", self.directory, "--force")
+    #expect(try self.contents(layout.caCertificatePath) != certificate)
+    _ = try layout.loadAuthority()  // the key matches the certificate
+  }
+
+  // Serialized: the umask is the process's, and each case restores the one before it.
+  @Test(
+    "Folders holding keys are 0700 whatever the umask",
+    .serialized,
+    arguments: [0o000, 0o022, 0o077]
+  )
+  func privateFolders(umaskValue: Int) throws {
+    defer { try? FileManager.default.removeItem(atPath: self.directory) }
+    let nested = self.directory + "/deeper/certs"
+    let layout = MeshCertificateDirectory(path: nested)
+    let previous = umask(mode_t(umaskValue))
+    defer { umask(previous) }
+    try self.mesh("certs", "init", "--dir", nested)
+    try self.mesh("certs", "issue", "orders", "--dir", nested)
+    #expect(try self.mode(nested) == 0o700)
+    #expect(try self.mode(layout.servicesPath) == 0o700)
+    #expect(try self.mode(layout.caKeyPath) == 0o600)
+    #expect(try self.mode(layout.keyPath(service: "orders")) == 0o600)
+  }
 }

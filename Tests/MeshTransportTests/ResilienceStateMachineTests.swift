@@ -180,6 +180,90 @@ struct ResilienceStateMachineTests {
     #expect(changes11.isEmpty)
   }
 
+  @Test("A budget floor near Int64.max allows retries instead of trapping at the first one")
+  func budgetFloorNearMax() {
+    for floor in [Int.max, Int.max - 1, Int.max / 2, Int.max / 10] {
+      var budget = MeshRetryBudget<Instant>(
+        policy: MeshRetryBudgetPolicy(ratio: 0.2, minRetriesPerSecond: floor, window: .seconds(10))
+      )
+      budget.recordRequest(now: at(0))
+      for _ in 0..<3 { do { let allowed = budget.tryRetry(now: at(0)); #expect(allowed) } }
+      #expect(budget.refused == 0)
+    }
+    // And validation refuses such a floor, naming the field, before any transport uses it.
+    for floor in [Int.max, 1_000_001, -1] {
+      var policy = MeshResiliencePolicy()
+      policy.retryBudget = MeshRetryBudgetPolicy(minRetriesPerSecond: floor)
+      #expect(
+        (#expect(throws: MeshResilienceError.self) { try policy.validate() })?.field
+          == "retryBudget.minRetriesPerSecond"
+      )
+    }
+  }
+
+  @Test("A budget with a window out of range is clamped to it, never sized by it")
+  func budgetWindowOutOfRange() {
+    var huge = MeshRetryBudget<Instant>(
+      policy: MeshRetryBudgetPolicy(ratio: 0, minRetriesPerSecond: 1, window: .seconds(Int64.max))
+    )
+    // Clamped to 10 minutes: the floor allows 600 retries, not 9.2e18.
+    for _ in 0..<600 { do { let allowed = huge.tryRetry(now: at(0)); #expect(allowed) } }
+    do { let allowed = huge.tryRetry(now: at(0)); #expect(!allowed) }
+    var tiny = MeshRetryBudget<Instant>(
+      policy: MeshRetryBudgetPolicy(ratio: 0, minRetriesPerSecond: 1, window: .nanoseconds(-5))
+    )
+    do { let allowed = tiny.tryRetry(now: at(0)); #expect(allowed) }
+    do { let allowed = tiny.tryRetry(now: at(0)); #expect(!allowed) }
+  }
+
+  @Test(
+    "Durations past ten years are refused, naming the field, so timer arithmetic cannot overflow",
+    arguments: [
+      Duration.seconds(Int64.max), .nanoseconds(Int64.max), .seconds(10 * 365 * 86_400 + 1),
+    ]
+  )
+  func durationsOutOfRange(duration: Duration) {
+    func field(_ change: (inout MeshResiliencePolicy) -> Void) -> String? {
+      var policy = MeshResiliencePolicy()
+      change(&policy)
+      do {
+        try policy.validate()
+        return nil
+      } catch {
+        return error.field
+      }
+    }
+    #expect(field { $0.defaults.timeout = duration } == "defaults.timeout")
+    #expect(field { $0.defaults.retry?.perTryTimeout = duration } == "defaults.retry.perTryTimeout")
+    #expect(field { $0.defaults.retry?.maxBackoff = duration } == "defaults.retry.maxBackoff")
+    #expect(
+      field {
+        $0.defaults.retry?.initialBackoff = duration
+        $0.defaults.retry?.maxBackoff = duration
+      } == "defaults.retry.initialBackoff"
+    )
+    #expect(
+      field {
+        $0.defaults.retry = nil
+        $0.defaults.hedging = MeshHedgingPolicy(hedgingDelay: duration)
+      } == "defaults.hedging.hedgingDelay"
+    )
+    #expect(field { $0.outlierDetection?.interval = duration } == "outlierDetection.interval")
+    #expect(
+      field { $0.outlierDetection?.maxEjectionTime = duration }
+        == "outlierDetection.maxEjectionTime"
+    )
+    #expect(
+      field {
+        $0.outlierDetection?.baseEjectionTime = duration
+        $0.outlierDetection?.maxEjectionTime = duration
+      } == "outlierDetection.baseEjectionTime"
+    )
+    #expect(field { $0.propagationMargin = duration } == "propagationMargin")
+    // Ten years exactly is still accepted.
+    #expect(field { $0.defaults.timeout = MeshResiliencePolicy.maximumDuration } == nil)
+  }
+
   @Test("Invalid settings are refused with the field's name")
   func validation() throws {
     var retry = MeshRetryPolicy()

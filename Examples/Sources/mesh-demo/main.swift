@@ -26,6 +26,7 @@ import MeshProto
 import MeshTransport
 import SwiftProtobuf
 import Synchronization
+import UnixSignals
 
 // The mesh end to end, in one process:
 //   - the embedded Consul-compatible agent,
@@ -39,40 +40,10 @@ import Synchronization
 // the agent's own gRPC health checks (one a second). Every second it prints per-instance request
 // counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
 // total=<n> failed=<n> retries=<n> budget_refused=<n> ejections=<n> p50_ms=<x> p99_ms=<x>.
-
-/// `--duration <seconds>` (default 15) and `--concurrency <n>` (default 8).
-struct Options {
-  var duration = 15.0
-  var concurrency = 8
-
-  init(_ arguments: [String]) throws {
-    var rest = arguments.makeIterator()
-    while let argument = rest.next() {
-      switch argument {
-      case "--duration":
-        guard let value = rest.next().flatMap(Double.init), value > 0 else {
-          throw DemoError("--duration takes a positive number of seconds")
-        }
-        self.duration = value
-      case "--concurrency":
-        guard let value = rest.next().flatMap(Int.init), value > 0 else {
-          throw DemoError("--concurrency takes a positive whole number")
-        }
-        self.concurrency = value
-      case "--help", "-h":
-        print("usage: mesh-demo [--duration <seconds>] [--concurrency <n>]")
-        exit(0)
-      default:
-        throw DemoError("unknown argument '\(argument)' (try --help)")
-      }
-    }
-  }
-}
-
-struct DemoError: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
-}
+//
+// Its flags are checked before anything starts (a bad one exits with status 1). The temporary
+// folder with the CA key is removed however the demo ends: finished, failed, or stopped by
+// SIGINT or SIGTERM (it then exits with 128 + the signal's number).
 
 /// Counts the RPCs an instance serves (not the balancer's own health streams); when flaky, fails
 /// every third call from the demo client (not the agent's health checks) with UNAVAILABLE.
@@ -187,26 +158,7 @@ final class InstanceProcess: @unchecked Sendable {
     self.process.standardInput = stdin
     self.process.standardOutput = stdout
     self.input = stdin.fileHandleForWriting
-    let (lines, continuation) = AsyncStream.makeStream(of: String.self)
-    let buffer = Mutex(Data())
-    stdout.fileHandleForReading.readabilityHandler = { handle in
-      let data = handle.availableData
-      guard !data.isEmpty else {
-        handle.readabilityHandler = nil
-        continuation.finish()
-        return
-      }
-      let complete: [String] = buffer.withLock { buffer in
-        buffer.append(data)
-        var complete: [String] = []
-        while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-          complete.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-          buffer.removeSubrange(buffer.startIndex...newline)
-        }
-        return complete
-      }
-      for line in complete { continuation.yield(line) }
-    }
+    let lines = outputLines(of: stdout.fileHandleForReading)
     self.lines = lines
     self.iterator = lines.makeAsyncIterator()
     try self.process.run()
@@ -238,6 +190,7 @@ final class InstanceProcess: @unchecked Sendable {
 
   /// SIGKILL: the process dies at once, as a crashed one does.
   func kill() {
+    guard self.isAlive else { return }
     self.isAlive = false
     _ = Foundation.kill(self.process.processIdentifier, SIGKILL)
   }
@@ -257,207 +210,259 @@ if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "--instance" 
 
 // MARK: - The demo
 
-let options: Options
+let options: DemoOptions
 do {
-  options = try Options(Array(CommandLine.arguments.dropFirst()))
+  options = try DemoOptions(Array(CommandLine.arguments.dropFirst()))
 } catch {
-  print("mesh-demo: \(error)")
-  exit(64)
+  FileHandle.standardError.write(Data("mesh-demo: \(error)\n".utf8))
+  exit(1)
+}
+if options.help {
+  print(DemoOptions.usage)
+  exit(0)
 }
 
+/// How the demo ended, when it did not fail.
+enum Outcome: Sendable {
+  case finished
+  case stopped(UnixSignal)
+}
+
+// Signals are trapped before the CA key exists, so that none can leave it behind.
+let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
 // Certificates made on the fly, in a temporary folder (the `mesh certs` layout).
 let certs = MeshCertificateDirectory(
   path: FileManager.default.temporaryDirectory.appendingPathComponent(
     "mesh-demo-\(UUID().uuidString)"
   ).path
 )
-defer { try? FileManager.default.removeItem(atPath: certs.path) }
-let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
-try certs.write(authority)
-for service in ["greeter", "demo-client", "consul-agent"] {
-  try certs.write(try authority.issue(service: service, ipAddresses: ["127.0.0.1"]))
+let outcome: Result<Outcome, any Error>
+do {
+  // The demo and the signals race; whichever ends first cancels the other.
+  outcome = .success(
+    try await withThrowingTaskGroup(of: Outcome.self) { group in
+      group.addTask { [signals] in
+        for await signal in signals { return .stopped(signal) }
+        return .finished  // cancelled: the demo ended first
+      }
+      group.addTask { [options, certs] in
+        try await runDemo(options: options, certs: certs)
+        return .finished
+      }
+      let first = try await group.next() ?? .finished
+      group.cancelAll()
+      return first
+    }
+  )
+} catch {
+  outcome = .failure(error)
 }
-print("demo: made a mesh CA and certificates for greeter, demo-client and consul-agent")
+try? FileManager.default.removeItem(atPath: certs.path)
+switch outcome {
+case .success(.finished):
+  break
+case .success(.stopped(let signal)):
+  print("demo: stopped by \(signal); removed \(certs.path)")
+  exit(128 + signal.rawValue)
+case .failure(let error):
+  FileHandle.standardError.write(Data("mesh-demo: \(error)\n".utf8))
+  exit(1)
+}
 
-let agentCredentials = try await MeshCredentials(.directory(certs.path, service: "consul-agent"))
-let agent = MeshConsulAgent(
-  configuration: MeshConsulAgentConfiguration(port: 0, checkCredentials: agentCredentials)
-)
+/// The demo itself; cancelling it stops it (its instances are killed).
+func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws {
+  let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+  try certs.write(authority)
+  for service in ["greeter", "demo-client", "consul-agent"] {
+    try certs.write(try authority.issue(service: service, ipAddresses: ["127.0.0.1"]))
+  }
+  print(
+    "demo: made a mesh CA and certificates for greeter, demo-client and consul-agent in \(certs.path)"
+  )
 
-try await withThrowingTaskGroup(of: Void.self) { group in
-  group.addTask { try await agent.run() }
-  let agentPort = try await agent.listeningPort
-  print("demo: Consul-compatible agent on http://127.0.0.1:\(agentPort)")
-  let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+  let agentCredentials = try await MeshCredentials(.directory(certs.path, service: "consul-agent"))
+  let agent = MeshConsulAgent(
+    configuration: MeshConsulAgentConfiguration(port: 0, checkCredentials: agentCredentials)
+  )
 
-  // Three instances, each a child process (so "stop one" is a real kill -9).
-  var instances: [InstanceProcess] = []
-  for index in 0..<3 {
-    let instance = try InstanceProcess(certificates: certs.path)
-    try await instance.waitUntilListening()
-    instances.append(instance)
-    try await consul.register(
-      ConsulServiceRegistration(
-        id: "greeter-\(index)",
-        name: "greeter",
-        address: "127.0.0.1",
-        port: instance.port,
-        check: .grpc(
-          "127.0.0.1:\(instance.port)/greeter",
-          interval: .seconds(1),
-          timeout: .seconds(2),
-          useTLS: true,
-          tlsServerName: "greeter"
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await agent.run() }
+    let agentPort = try await agent.listeningPort
+    print("demo: Consul-compatible agent on http://127.0.0.1:\(agentPort)")
+    let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+
+    // Three instances, each a child process (so "stop one" is a real kill -9); however the demo
+    // ends, none outlives it.
+    var instances: [InstanceProcess] = []
+    defer { for instance in instances { instance.kill() } }
+    for index in 0..<3 {
+      let instance = try InstanceProcess(certificates: certs.path)
+      try await instance.waitUntilListening()
+      instances.append(instance)
+      try await consul.register(
+        ConsulServiceRegistration(
+          id: "greeter-\(index)",
+          name: "greeter",
+          address: "127.0.0.1",
+          port: instance.port,
+          check: .grpc(
+            "127.0.0.1:\(instance.port)/greeter",
+            interval: .seconds(1),
+            timeout: .seconds(2),
+            useTLS: true,
+            tlsServerName: "greeter"
+          )
         )
       )
-    )
-    print(
-      "demo: greeter-\(index) (pid \(instance.process.processIdentifier)) on 127.0.0.1:\(instance.port), registered with a gRPC check"
-    )
-  }
+      print(
+        "demo: greeter-\(index) (pid \(instance.process.processIdentifier)) on 127.0.0.1:\(instance.port), registered with a gRPC check"
+      )
+    }
 
-  var configuration = try MeshClientConfiguration.fromEnvironment([
-    "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)",
-    "MESH_SERVICE_NAME": "demo-client",
-    "MESH_CERTS_DIR": certs.path,
-  ])
-  // The seed's retries (3 on UNAVAILABLE, 20 % + 10/s budget), with a short per-try timeout and
-  // backoff, and outlier detection that acts within the demo's seconds.
-  var resilience = MeshResiliencePolicy()
-  resilience.defaults.retry = MeshRetryPolicy(
-    perTryTimeout: .seconds(1),
-    initialBackoff: .milliseconds(10),
-    maxBackoff: .milliseconds(100)
-  )
-  resilience.outlierDetection = MeshOutlierDetectionPolicy(
-    interval: .seconds(1),
-    baseEjectionTime: .seconds(2),
-    maxEjectionTime: .seconds(6),
-    minimumRequests: 20,
-    failurePercentageThreshold: 0.2
-  )
-  configuration.targets["greeter"] = .init(timeout: .seconds(2), resilience: resilience)
-  configuration.healthCheckServiceName = "greeter"  // client-side health checking (gRFC A17)
-  let results = Results()
-  var totals = MeshTransportStats()
-
-  try await withMeshClient(configuration) { mesh in
-    let greeter = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
-    let start = ContinuousClock.now
-    let end = start.advanced(by: .milliseconds(Int64(options.duration * 1000)))
-    print(
-      "demo: sending traffic to 'greeter' for \(options.duration) s with \(options.concurrency) workers"
+    var configuration = try MeshClientConfiguration.fromEnvironment([
+      "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)",
+      "MESH_SERVICE_NAME": "demo-client",
+      "MESH_CERTS_DIR": certs.path,
+    ])
+    // The seed's retries (3 on UNAVAILABLE, 20 % + 10/s budget), with a short per-try timeout and
+    // backoff, and outlier detection that acts within the demo's seconds.
+    var resilience = MeshResiliencePolicy()
+    resilience.defaults.retry = MeshRetryPolicy(
+      perTryTimeout: .seconds(1),
+      initialBackoff: .milliseconds(10),
+      maxBackoff: .milliseconds(100)
     )
-    instances[2].send("flaky")
-    print("demo: >>> greeter-2 is flaky: it fails every third call with UNAVAILABLE")
+    resilience.outlierDetection = MeshOutlierDetectionPolicy(
+      interval: .seconds(1),
+      baseEjectionTime: .seconds(2),
+      maxEjectionTime: .seconds(6),
+      minimumRequests: 20,
+      failurePercentageThreshold: 0.2
+    )
+    configuration.targets["greeter"] = .init(timeout: .seconds(2), resilience: resilience)
+    configuration.healthCheckServiceName = "greeter"  // client-side health checking (gRFC A17)
+    let results = Results()
+    var totals = MeshTransportStats()
 
-    try await withThrowingTaskGroup(of: Void.self) { traffic in
-      for _ in 0..<options.concurrency {
-        traffic.addTask {
-          while ContinuousClock.now < end {
-            let before = ContinuousClock.now
-            do {
-              _ = try await greeter.check(.with { $0.service = "greeter" })
-              results.record(milliseconds: before.duration(to: .now) / .milliseconds(1))
-            } catch {
-              results.fail(error)
+    try await withMeshClient(configuration) { mesh in
+      let greeter = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+      let start = ContinuousClock.now
+      let end = start.advanced(by: options.duration)
+      let seconds = options.duration / .seconds(1)
+      print(
+        "demo: sending traffic to 'greeter' for \(seconds) s with \(options.concurrency) workers"
+      )
+      instances[2].send("flaky")
+      print("demo: >>> greeter-2 is flaky: it fails every third call with UNAVAILABLE")
+
+      try await withThrowingTaskGroup(of: Void.self) { traffic in
+        for _ in 0..<options.concurrency {
+          traffic.addTask {
+            while ContinuousClock.now < end && !Task.isCancelled {
+              let before = ContinuousClock.now
+              do {
+                _ = try await greeter.check(.with { $0.service = "greeter" })
+                results.record(milliseconds: before.duration(to: .now) / .milliseconds(1))
+              } catch {
+                results.fail(error)
+              }
             }
           }
         }
-      }
 
-      // The timeline and the per-second report.
-      var second = 0
-      var killed = false
-      var drained = false
-      var previous = instances.map { _ in 0 }
-      var previousCount = 0
-      var previousRetries = 0
-      var previousEjected: Set<String> = []
-      while ContinuousClock.now < end {
-        try await Task.sleep(for: .seconds(1))
-        second += 1
-        let elapsed = start.duration(to: .now) / .seconds(1)
-        if !killed && elapsed >= options.duration / 3 {
-          killed = true
-          instances[0].kill()
-          print("demo: >>> killed greeter-0 (kill -9)")
-        }
-        if !drained && elapsed >= 2 * options.duration / 3 {
-          drained = true
-          instances[1].send("not-serving")
-          print("demo: >>> greeter-1 now reports NOT_SERVING")
-        }
-        var counts: [Int] = []
-        for (index, instance) in instances.enumerated() {
-          counts.append(await instance.servedCount() ?? previous[index])
-        }
-        let stats = mesh.stats(for: "greeter") ?? MeshTransportStats()
-        for id in stats.ejectedEndpoints.subtracting(previousEjected).sorted() {
-          print("demo: >>> outlier detection ejected \(id)")
-        }
-        for id in previousEjected.subtracting(stats.ejectedEndpoints).sorted() {
-          print("demo: >>> \(id)'s ejection ended: probing it")
-        }
-        previousEjected = stats.ejectedEndpoints
-        let snapshot = results.snapshot
-        let recent = Array(snapshot.latencies[previousCount...]).sorted()
-        let perInstance = zip(counts, previous).enumerated()
-          .map { "greeter-\($0.offset)=\($0.element.0 - $0.element.1)" }.joined(separator: " ")
-        print(
-          String(
-            format: "t=%2ds %@ errors=%d retries=%d ejected=%@ p50_ms=%.2f p99_ms=%.2f",
-            second,
-            perInstance,
-            snapshot.failures,
-            stats.retriesTotal - previousRetries,
-            stats.ejectedEndpoints.isEmpty
-              ? "-" : stats.ejectedEndpoints.sorted().joined(separator: ","),
-            Results.percentile(recent, 0.5),
-            Results.percentile(recent, 0.99)
+        // The timeline and the per-second report.
+        var second = 0
+        var killed = false
+        var drained = false
+        var previous = instances.map { _ in 0 }
+        var previousCount = 0
+        var previousRetries = 0
+        var previousEjected: Set<String> = []
+        while ContinuousClock.now < end {
+          try await Task.sleep(for: .seconds(1))
+          second += 1
+          let elapsed = start.duration(to: .now) / .seconds(1)
+          if !killed && elapsed >= seconds / 3 {
+            killed = true
+            instances[0].kill()
+            print("demo: >>> killed greeter-0 (kill -9)")
+          }
+          if !drained && elapsed >= 2 * seconds / 3 {
+            drained = true
+            instances[1].send("not-serving")
+            print("demo: >>> greeter-1 now reports NOT_SERVING")
+          }
+          var counts: [Int] = []
+          for (index, instance) in instances.enumerated() {
+            counts.append(await instance.servedCount() ?? previous[index])
+          }
+          let stats = mesh.stats(for: "greeter") ?? MeshTransportStats()
+          for id in stats.ejectedEndpoints.subtracting(previousEjected).sorted() {
+            print("demo: >>> outlier detection ejected \(id)")
+          }
+          for id in previousEjected.subtracting(stats.ejectedEndpoints).sorted() {
+            print("demo: >>> \(id)'s ejection ended: probing it")
+          }
+          previousEjected = stats.ejectedEndpoints
+          let snapshot = results.snapshot
+          let recent = Array(snapshot.latencies[previousCount...]).sorted()
+          let perInstance = zip(counts, previous).enumerated()
+            .map { "greeter-\($0.offset)=\($0.element.0 - $0.element.1)" }.joined(separator: " ")
+          print(
+            String(
+              format: "t=%2ds %@ errors=%d retries=%d ejected=%@ p50_ms=%.2f p99_ms=%.2f",
+              second,
+              perInstance,
+              snapshot.failures,
+              stats.retriesTotal - previousRetries,
+              stats.ejectedEndpoints.isEmpty
+                ? "-" : stats.ejectedEndpoints.sorted().joined(separator: ","),
+              Results.percentile(recent, 0.5),
+              Results.percentile(recent, 0.99)
+            )
           )
-        )
-        previous = counts
-        previousCount = snapshot.latencies.count
-        previousRetries = stats.retriesTotal
+          previous = counts
+          previousCount = snapshot.latencies.count
+          previousRetries = stats.retriesTotal
+        }
+        try await traffic.waitForAll()
       }
-      try await traffic.waitForAll()
+      totals = mesh.stats(for: "greeter") ?? MeshTransportStats()
     }
-    totals = mesh.stats(for: "greeter") ?? MeshTransportStats()
-  }
 
-  let snapshot = results.snapshot
-  let sorted = snapshot.latencies.sorted()
-  if !snapshot.errors.isEmpty {
-    print(
-      "demo: errors: \(snapshot.errors.sorted { $0.key < $1.key }.map { "\($0.value)× \($0.key)" }.joined(separator: "; "))"
-    )
-  }
-  if totals.retriesRefusedByBudget > 0 {
-    print(
-      """
-      demo: the retry budget (20 % of calls + 10/s) refused \(totals.retriesRefusedByBudget) \
-      retries once the flaky instance was the only one serving: retries never multiply an outage
-      """
-    )
-  }
-  let passing = try await consul.healthService("greeter").value.map(\.service.id)
-  print("demo: Consul's passing greeter instances at the end: \(passing)")
+    let snapshot = results.snapshot
+    let sorted = snapshot.latencies.sorted()
+    if !snapshot.errors.isEmpty {
+      print(
+        "demo: errors: \(snapshot.errors.sorted { $0.key < $1.key }.map { "\($0.value)× \($0.key)" }.joined(separator: "; "))"
+      )
+    }
+    if totals.retriesRefusedByBudget > 0 {
+      print(
+        """
+        demo: the retry budget (20 % of calls + 10/s) refused \(totals.retriesRefusedByBudget) \
+        retries once the flaky instance was the only one serving: retries never multiply an outage
+        """
+      )
+    }
+    let passing = try await consul.healthService("greeter").value.map(\.service.id)
+    print("demo: Consul's passing greeter instances at the end: \(passing)")
 
-  for instance in instances { instance.stop() }
-  agent.beginGracefulShutdown()
-  try await group.waitForAll()
-  print(
-    String(
-      format:
-        "total=%d failed=%d retries=%d budget_refused=%d ejections=%d p50_ms=%.2f p99_ms=%.2f",
-      sorted.count + snapshot.failures,
-      snapshot.failures,
-      totals.retriesTotal,
-      totals.retriesRefusedByBudget,
-      totals.ejectionsTotal,
-      Results.percentile(sorted, 0.5),
-      Results.percentile(sorted, 0.99)
+    for instance in instances { instance.stop() }
+    agent.beginGracefulShutdown()
+    try await group.waitForAll()
+    print(
+      String(
+        format:
+          "total=%d failed=%d retries=%d budget_refused=%d ejections=%d p50_ms=%.2f p99_ms=%.2f",
+        sorted.count + snapshot.failures,
+        snapshot.failures,
+        totals.retriesTotal,
+        totals.retriesRefusedByBudget,
+        totals.ejectionsTotal,
+        Results.percentile(sorted, 0.5),
+        Results.percentile(sorted, 0.99)
+      )
     )
-  )
+  }
 }

@@ -16,10 +16,11 @@
 
 public import GRPCCore
 public import Logging
+internal import MeshCore
 public import MeshDiscovery
 internal import MeshProto
 internal import SwiftProtobuf
-private import Synchronization
+internal import Synchronization
 
 /// A `ClientTransport` that spreads the RPCs of one service over its endpoints.
 ///
@@ -31,18 +32,28 @@ private import Synchronization
 ///   endpoint is picked only once that stream is up (new endpoints connect before they are
 ///   picked) and stops being picked when it breaks (a stopped endpoint is avoided). With
 ///   ``HealthChecking`` on (gRFC A17), it is picked only while it reports `SERVING`. A server
-///   without the health service (`UNIMPLEMENTED`) counts as healthy once it answered. If no
-///   endpoint is eligible once every one was probed, all are tried rather than none.
+///   without the health service (`UNIMPLEMENTED`) counts as healthy once it answered. If every
+///   connected endpoint reports itself unhealthy, they are all tried rather than none; an
+///   endpoint that cannot be connected to is never picked, and its last connection error (a TLS
+///   identity mismatch names both identities) is in ``stats`` and in the failure of RPCs that
+///   find no endpoint ready.
+/// - **Discovery output is checked.** An endpoint whose host is not an IPv4 address, an IPv6
+///   address or a DNS name, or whose port is not 1–65535, is skipped (logged once, counted in
+///   ``MeshTransportStats/invalidEndpoints``); the rest of the set is used. When discovery ends
+///   or throws, the transport keeps the last set and subscribes again with backoff.
 /// - **Endpoint changes.** A removed endpoint stops being picked at once, and its subchannel
 ///   shuts down gracefully, finishing the RPCs in flight on it. No RPC fails because an
 ///   endpoint left discovery.
+/// - **Deadlines.** The transport owns every RPC's deadline (the caller's timeout, the method's
+///   if shorter, the target's default, a propagated deadline less its margin): waiting for an
+///   endpoint, a connection that never comes up, backoff between attempts and the attempts
+///   themselves all end with it, whatever grpc-swift's executors do.
 /// - **Resilience.** Its ``MeshResiliencePolicy`` gives each method a timeout and retries or
-///   hedging (run by grpc-swift's executors, configured through ``config(forMethod:)``). The
-///   transport sends each retry to another endpoint, holds retries to the retry budget, bounds
-///   each attempt by its per-try timeout, applies the circuit breakers, and ejects failing
-///   endpoints (outlier detection). Inside a server handler (see
-///   ``MeshDeadlinePropagationInterceptor``), an attempt is bounded by the incoming RPC's deadline
-///   less the propagation margin, and is cancelled with it.
+///   hedging, run here rather than by grpc-swift's executors: each retry goes to another
+///   endpoint, retries are held to the retry budget and the breakers (a refused retry fails the
+///   RPC at once with the failure it would have retried), each attempt is bounded by its per-try
+///   timeout, and failing endpoints are ejected (outlier detection). Inside a server handler (see
+///   ``MeshDeadlinePropagationInterceptor``), an RPC is cancelled with the one being served.
 /// - **Lifecycle.** ``connect()`` runs the watch and the subchannels until
 ///   ``beginGracefulShutdown()`` (which lets RPCs in flight finish) or cancellation.
 public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: ClientTransport {
@@ -65,39 +76,36 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   /// Client-side health checking; nil: endpoints are only checked for connectivity.
   public let healthChecking: HealthChecking?
   /// The streams one connection carries before another is opened to the same endpoint: the
-  /// server's max concurrent streams. Default 100, as the seed's Envoy.
+  /// server's max concurrent streams. Default 100.
   public let maxStreamsPerConnection: Int
   /// The most connections to one endpoint. Default 8.
   public let maxConnectionsPerEndpoint: Int
   /// Timeouts, retries, breakers and outlier detection.
   public let resilience: MeshResiliencePolicy
-  private let discovery: any MeshDiscovery
-  private let factory: Factory
-  private let logger: Logger
-  private let state: Mutex<State>
+  let discovery: any MeshDiscovery
+  let factory: Factory
+  let logger: Logger
+  let state: Mutex<State>
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
-  /// Attempts' per-try timeouts and deadlines.
-  private let timers = MeshTimers()
-  /// ``config(forMethod:)``'s answer for methods with no section of their own.
-  private let defaultMethodConfig: MethodConfig?
+  /// Attempts' per-try timeouts and RPCs' deadlines.
+  let timers = MeshTimers()
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
-    case discoveryEnded((any Error)?)
     case runPooled(GRPCClient<Factory.Subchannel>, removed: MeshSignal)
     case shutdown
   }
 
   /// One connection of an endpoint's pool.
-  private struct Pooled {
+  struct Pooled {
     var subchannel: Factory.Subchannel
     var client: GRPCClient<Factory.Subchannel>
     /// Streams open on it (the first connection's health Watch included).
     var streams: Int
   }
 
-  private struct Entry {
+  struct Entry {
     var endpoint: MeshEndpoint
     /// The endpoint's connections; the first carries the health Watch. More are opened when
     /// every one is at ``maxStreamsPerConnection``.
@@ -107,19 +115,21 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var client: GRPCClient<Factory.Subchannel> { self.pool[0].client }
     /// The health stream is up (and, with health checking, reports SERVING).
     var eligible = false
+    /// The health stream is up: the endpoint is connected, healthy or not.
+    var connected = false
     /// The first probe has answered or failed.
     var probed = false
+    /// Why the endpoint's last connection (or health stream) failed, while it is not connected.
+    var lastError: String?
   }
 
-  private struct State {
+  struct State {
     var picker: MeshPickerState<ContinuousClock.Instant>
     /// Endpoints in discovery order.
     var order: [String] = []
     var entries: [String: Entry] = [:]
-    /// RPCs waiting for a pickable endpoint, by waiter ID.
-    var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-    var cancelledWaiters: Set<UInt64> = []
-    var nextWaiterID: UInt64 = 0
+    /// RPCs waiting for the state to change (an endpoint to become pickable).
+    var waiters = MeshWaitQueue<CheckedContinuation<Void, Never>>()
     var hasEndpoints = false
     var isShutDown = false
     var random = MeshFastRandom()
@@ -127,44 +137,42 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var observers: [(predicate: @Sendable (MeshTransportStats) -> Bool, signal: MeshSignal)] = []
     var detector: MeshOutlierDetector<ContinuousClock.Instant>?
     var budget: MeshRetryBudget<ContinuousClock.Instant>?
-    /// Failed attempts that grpc-swift's retry executor will retry, by the calling task.
-    var retryRecords: [Int: RetryRecord] = [:]
     var connections = 0
     var stats = MeshTransportStats()
+    /// Invalid endpoints already logged (so that each is logged once), by description.
+    var loggedInvalid: Set<String> = []
 
-    /// Whether an RPC can be decided now: picked, or failed for want of endpoints.
-    var isDecidable: Bool {
-      self.isShutDown
-        || (self.hasEndpoints && (self.order.isEmpty || !self.picker.endpoints.isEmpty))
-    }
-
-    /// Rebuilds the picker from the eligible endpoints; wakes waiters when decidable.
-    mutating func refresh() {
-      let known = self.order.compactMap { self.entries[$0] }
-      var candidates = known.filter(\.eligible)
-      if candidates.isEmpty && !known.isEmpty && known.allSatisfy(\.probed) {
-        candidates = known  // none is healthy: try them all rather than fail them all
+    /// Rebuilds the picker from the eligible endpoints; returns the waiters to wake.
+    mutating func refresh() -> [CheckedContinuation<Void, Never>] {
+      var candidates: [Entry] = []
+      var connected: [Entry] = []
+      var allProbed = true
+      for id in self.order {
+        guard let entry = self.entries[id] else { continue }
+        if entry.eligible { candidates.append(entry) }
+        if entry.connected { connected.append(entry) }
+        if !entry.probed { allProbed = false }
+      }
+      if candidates.isEmpty && allProbed {
+        candidates = connected  // none is healthy: try them all rather than fail them all
       }
       if let ejected = self.detector?.ejected, !ejected.isEmpty {
         // Ejection never takes the last candidates: with all of them ejected, all are used.
-        let remaining = candidates.filter { !ejected.contains($0.endpoint.id) }
+        let remaining = candidates.filter { !ejected.contains($0.endpoint.instanceKey) }
         if !remaining.isEmpty { candidates = remaining }
       }
       self.picker.update(
         candidates.map {
           MeshPickerEndpoint(
-            id: $0.endpoint.id,
+            id: $0.endpoint.instanceKey,
             weight: $0.endpoint.weight,
             zone: $0.endpoint.zone,
             tags: $0.endpoint.tags
           )
         }
       )
-      if self.isDecidable {
-        for waiter in self.waiters.values { waiter.resume() }
-        self.waiters.removeAll()
-      }
       self.notifyObservers()
+      return self.waiters.removeAll()
     }
 
     var currentStats: MeshTransportStats {
@@ -173,6 +181,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       stats.pickable = self.picker.endpoints.count
       stats.connections = self.connections
       stats.pending = self.waiters.count
+      for id in self.order {
+        if let error = self.entries[id]?.lastError { stats.connectionErrors[id] = error }
+      }
       if let detector = self.detector {
         stats.ejectedEndpoints = detector.ejected
         stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
@@ -196,17 +207,17 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     mutating func reject(_ breaker: MeshCircuitBreaker) {
       self.stats.breakerRejections[breaker, default: 0] += 1
     }
-  }
 
-  /// A failed attempt that will be retried: the next attempt of the same task is its retry.
-  struct RetryRecord {
-    var rpcStart: ContinuousClock.Instant
-    var attempts: Int
-    /// The endpoints its attempts failed on: the retry goes elsewhere while it can.
-    var failedEndpoints: Set<String>
-    var failure: Status
-    /// Past this, the record is stale (the executor did not retry after all).
-    var expires: ContinuousClock.Instant
+    /// Endpoints that are not connected, with why, for an RPC's failure (at most three).
+    var unreadyReasons: String {
+      let reasons = self.order.lazy.compactMap { id -> String? in
+        guard let entry = self.entries[id], !entry.connected else { return nil }
+        return "\(entry.endpoint): \(entry.lastError ?? "not connected yet")"
+      }
+      let shown = Array(reasons.prefix(3))
+      let more = self.order.count > 3 ? " (of \(self.order.count) endpoints)" : ""
+      return shown.joined(separator: "; ") + more
+    }
   }
 
   public init(
@@ -250,43 +261,16 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     state.budget = resilience.retryBudget.map { MeshRetryBudget(policy: $0) }
     self.state = Mutex(state)
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
-    self.defaultMethodConfig = Self.methodConfig(
-      resilience.defaults,
-      defaultTimeout: defaultTimeout
-    )
   }
 
   public var retryThrottle: RetryThrottle? { nil }
 
-  /// The method's timeout (its policy's, else the target's default) and its retry or hedging
-  /// policy. A call's own options win where they set a value; the transport still ends an
-  /// attempt at the method's timeout when the caller's is longer.
+  /// Nil: the transport applies each method's timeout and runs its retries or hedging itself
+  /// (grpc-swift's executors would otherwise add a deadline task and retry loop of their own,
+  /// which cannot pick endpoints and let waits outlive the deadline). A call's own options still
+  /// set its timeout; a grpc-swift execution policy in them is honoured, one attempt per call.
   public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
-    if self.resilience.methods.isEmpty { return self.defaultMethodConfig }
-    return Self.methodConfig(
-      self.resilience.policy(for: descriptor),
-      defaultTimeout: self.defaultTimeout
-    )
-  }
-
-  private static func methodConfig(
-    _ policy: MeshMethodPolicy,
-    defaultTimeout: Duration?
-  ) -> MethodConfig? {
-    var config = MethodConfig(names: [], timeout: policy.timeout ?? defaultTimeout)
-    if let retry = policy.retry {
-      config.executionPolicy = .retry(retry.grpcPolicy)
-    } else if let hedging = policy.hedging {
-      config.executionPolicy = .hedge(
-        HedgingPolicy(
-          maxAttempts: hedging.maxAttempts,
-          hedgingDelay: hedging.hedgingDelay,
-          nonFatalStatusCodes: hedging.nonFatalStatusCodes
-        )
-      )
-    }
-    if config.timeout == nil && config.executionPolicy == nil { return nil }
-    return config
+    nil
   }
 
   /// The current gauges and counters.
@@ -309,6 +293,11 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   public func beginGracefulShutdown() {
     self.eventSink.yield(.shutdown)
+  }
+
+  /// Runs a connection added to an endpoint's pool until the endpoint is removed.
+  func eventSinkYieldPooled(_ client: GRPCClient<Factory.Subchannel>, removed: MeshSignal) {
+    self.eventSink.yield(.runPooled(client, removed: removed))
   }
 
   /// The endpoints currently picked from.
@@ -334,16 +323,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   private func runSubchannels() async {
     await withDiscardingTaskGroup { group in
-      group.addTask {
-        do {
-          for try await set in self.discovery.watch(self.service) {
-            self.eventSink.yield(.endpoints(set))
-          }
-          self.eventSink.yield(.discoveryEnded(nil))
-        } catch {
-          self.eventSink.yield(.discoveryEnded(error))
-        }
-      }
+      group.addTask { await self.watchDiscovery() }
 
       for await event in self.events {
         switch event {
@@ -359,19 +339,12 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
               client.beginGracefulShutdown()
             }
           }
-        case .discoveryEnded(let error):
-          if let error {
-            self.logger.warning(
-              "Discovery ended with an error; keeping the last endpoints",
-              metadata: ["mesh.service": "\(self.service)", "mesh.error": "\(error)"]
-            )
-          }
         case .shutdown:
-          let entries = self.state.withLock { state in
+          let (entries, waiters) = self.state.withLock { state in
             state.isShutDown = true
-            state.refresh()
-            return Array(state.entries.values)
+            return (Array(state.entries.values), state.refresh())
           }
+          for waiter in waiters { waiter.resume() }
           for entry in entries {
             entry.removed.fire()
           }
@@ -382,16 +355,73 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     }
   }
 
+  /// Follows discovery until cancelled. When its watch ends or throws, the last set stays in
+  /// use and the watch starts again after a backoff (1 s, doubling to 30 s; reset once a watch
+  /// has lasted 30 s), so a registry that failed for good or a list that ended is asked again.
+  private func watchDiscovery() async {
+    let maxBackoff = Duration.seconds(30)
+    var backoff = Duration.seconds(1)
+    while !Task.isCancelled {
+      let started = ContinuousClock.now
+      do {
+        for try await set in self.discovery.watch(self.service) {
+          self.eventSink.yield(.endpoints(set))
+          self.setDiscoveryError(nil)
+        }
+      } catch {
+        guard !Task.isCancelled else { return }
+        self.setDiscoveryError(error)
+      }
+      if started.duration(to: .now) >= maxBackoff { backoff = .seconds(1) }
+      guard (try? await Task.sleep(for: backoff)) != nil else { return }
+      backoff = min(backoff * 2, maxBackoff)
+    }
+  }
+
+  private func setDiscoveryError(_ error: (any Error)?) {
+    let text = error.map { "\($0)" }
+    let changed = self.state.withLock { state -> Bool in
+      guard state.stats.discoveryError != text else { return false }
+      state.stats.discoveryError = text
+      state.notifyObservers()
+      return true
+    }
+    if changed, let text {
+      self.logger.error(
+        "Discovery failed; keeping the last endpoints and watching again",
+        metadata: ["mesh.service": "\(self.service)", "mesh.error": "\(text)"]
+      )
+    }
+  }
+
   /// Applies a new endpoint set; returns the new entries to run.
   private func apply(_ set: MeshEndpointSet) -> [Entry] {
     var added: [Entry] = []
     var removed: [Entry] = []
+    var invalid: [(MeshEndpoint, MeshInputError)] = []
+    var waiters: [CheckedContinuation<Void, Never>] = []
     self.state.withLock { state in
       guard !state.isShutDown else { return }
-      let incoming = Dictionary(
-        set.endpoints.map { ($0.id, $0) },
-        uniquingKeysWith: { first, _ in first }
-      )
+      var incoming: [String: MeshEndpoint] = [:]
+      var order: [String] = []
+      order.reserveCapacity(set.endpoints.count)
+      var invalidCount = 0
+      for endpoint in set.endpoints {
+        if let error = Self.validate(endpoint) {
+          invalidCount += 1
+          let key = endpoint.description
+          if !state.loggedInvalid.contains(key) {
+            if state.loggedInvalid.count >= 1024 { state.loggedInvalid.removeAll() }
+            state.loggedInvalid.insert(key)
+            invalid.append((endpoint, error))
+          }
+          continue
+        }
+        guard incoming[endpoint.instanceKey] == nil else { continue }
+        incoming[endpoint.instanceKey] = endpoint
+        order.append(endpoint.instanceKey)
+      }
+      state.stats.invalidEndpoints = invalidCount
       for (id, entry) in state.entries {
         let kept = incoming[id].map {
           $0.host == entry.endpoint.host && $0.port == entry.endpoint.port
@@ -403,9 +433,11 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         }
       }
       state.order = []
-      for endpoint in set.endpoints where !state.order.contains(endpoint.id) {
-        if state.entries[endpoint.id] != nil {
-          state.entries[endpoint.id]?.endpoint = endpoint  // tags, weights, zone may change
+      state.order.reserveCapacity(order.count)
+      for id in order {
+        let endpoint = incoming[id]!
+        if state.entries[id] != nil {
+          state.entries[id]?.endpoint = endpoint  // tags, weights, zone may change
         } else {
           do {
             let subchannel = try self.factory.makeSubchannel(for: endpoint)
@@ -421,28 +453,47 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
               ],
               removed: MeshSignal()
             )
-            state.entries[endpoint.id] = entry
+            state.entries[id] = entry
             state.connections += 1
             added.append(entry)
           } catch {
-            self.logger.warning(
-              "Could not make a subchannel; skipping the endpoint",
-              metadata: ["mesh.endpoint": "\(endpoint)", "mesh.error": "\(error)"]
-            )
+            state.stats.invalidEndpoints += 1
+            invalid.append((endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)")))
             continue
           }
         }
-        state.order.append(endpoint.id)
+        state.order.append(id)
       }
       state.hasEndpoints = true
       state.detector?.setEndpoints(state.order)
-      state.refresh()
+      waiters = state.refresh()
     }
+    for (endpoint, error) in invalid {
+      self.logger.error(
+        "Skipping an invalid endpoint from discovery",
+        metadata: [
+          "mesh.service": "\(self.service)", "mesh.endpoint": "\(endpoint)",
+          "mesh.error": "\(error)",
+        ]
+      )
+    }
+    for waiter in waiters { waiter.resume() }
     // Removed endpoints are no longer picked; they finish their RPCs in flight, then close.
     for entry in removed {
       entry.removed.fire()
     }
     return added
+  }
+
+  /// Why `endpoint` must not be handed to NIO, or nil if it may.
+  static func validate(_ endpoint: MeshEndpoint) -> MeshInputError? {
+    do {
+      _ = try MeshHost(endpoint.host, field: "host")
+      _ = try MeshInput.port(endpoint.port, field: "port")
+      return nil
+    } catch {
+      return error
+    }
   }
 
   /// Runs one endpoint's connection and health stream until it is removed.
@@ -474,22 +525,33 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
           do {
             for try await message in response.messages {
               answered = true
-              self.setEligible(entry, self.healthChecking == nil || message.status == .serving)
+              self.setHealth(
+                entry,
+                connected: true,
+                eligible: self.healthChecking == nil || message.status == .serving,
+                error: nil
+              )
             }
-          } catch  where answered {
+          } catch where answered {
             // The stream broke after it was up: reconnect promptly.
           }
           return answered
         }
-        self.setEligible(entry, false)
+        self.setHealth(entry, connected: false, eligible: false, error: "The health stream ended.")
         if answered { backoff = .milliseconds(100) }
       } catch let error as RPCError where error.code == .unimplemented {
         // No health service: the server answered, so it is reachable. Nothing more to watch.
-        self.setEligible(entry, true)
+        self.setHealth(entry, connected: true, eligible: true, error: nil)
         await entry.removed.wait()
         return
       } catch {
-        self.setEligible(entry, false)
+        guard !Task.isCancelled else { return }
+        self.setHealth(
+          entry,
+          connected: false,
+          eligible: false,
+          error: self.describeConnectionFailure(error, endpoint: entry.endpoint)
+        )
       }
       // Reconnect with backoff (the connection itself also backs off).
       guard (try? await ContinuousClock().sleep(for: backoff)) != nil else { return }
@@ -497,423 +559,58 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     }
   }
 
-  private func setEligible(_ entry: Entry, _ eligible: Bool) {
-    self.state.withLock { state in
+  /// What went wrong connecting to `endpoint`: the factory's account (a TLS verification
+  /// failure, with the identities) where it has one, else the error and its causes.
+  func describeConnectionFailure(_ error: any Error, endpoint: MeshEndpoint) -> String {
+    if let failure = self.factory.connectionFailure(for: endpoint) {
+      return "\(failure)"
+    }
+    var parts: [String] = []
+    var next: (any Error)? = error
+    while let current = next, parts.count < 4 {
+      if let rpc = current as? RPCError {
+        parts.append(rpc.message)
+        next = rpc.cause
+      } else {
+        parts.append("\(current)")
+        next = nil
+      }
+    }
+    return parts.joined(separator: ": ")
+  }
+
+  private func setHealth(_ entry: Entry, connected: Bool, eligible: Bool, error: String?) {
+    let (waiters, logged) = self.state.withLock {
+      state -> ([CheckedContinuation<Void, Never>], (old: String?, new: String?)?) in
       // Only the entry still registered under this ID (not a replaced one).
-      guard let current = state.entries[entry.endpoint.id], current.removed === entry.removed else {
-        return
+      guard let current = state.entries[entry.endpoint.instanceKey], current.removed === entry.removed else {
+        return ([], nil)
       }
-      guard current.eligible != eligible || !current.probed else { return }
-      state.entries[entry.endpoint.id]?.eligible = eligible
-      state.entries[entry.endpoint.id]?.probed = true
-      state.refresh()
+      guard
+        current.eligible != eligible || current.connected != connected
+          || current.lastError != error || !current.probed
+      else { return ([], nil) }
+      let logged = current.lastError != error ? (current.lastError, error) : nil
+      state.entries[entry.endpoint.instanceKey]?.eligible = eligible
+      state.entries[entry.endpoint.instanceKey]?.connected = connected
+      state.entries[entry.endpoint.instanceKey]?.lastError = error
+      state.entries[entry.endpoint.instanceKey]?.probed = true
+      return (state.refresh(), logged)
     }
-  }
-
-  public func withStream<T: Sendable>(
-    descriptor: MethodDescriptor,
-    options: CallOptions,
-    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
-  ) async throws -> T {
-    let start = ContinuousClock.now
-    // Deadline propagation: an attempt never outlives the RPC being served, and an expired
-    // deadline is never sent on.
-    var bound: ContinuousClock.Instant?
-    if let propagated = MeshPropagatedDeadline.current {
-      let limit = propagated.advanced(by: .zero - self.resilience.propagationMargin)
-      guard limit > start else {
-        throw RPCError(
-          code: .deadlineExceeded,
-          message: """
-            The deadline of the RPC being served has passed (less the \
-            \(self.resilience.propagationMargin) margin); '\(self.service)' was not called.
-            """
-        )
-      }
-      bound = limit
-    }
-    let retryPolicy = options.executionPolicy?.retry
-    let taskKey = retryPolicy == nil ? nil : withUnsafeCurrentTask { $0?.hashValue }
-    let record = try self.admit(taskKey: taskKey, now: start)
-    let observer = MeshAttemptObserver<Bytes>()
-    // The endpoint the attempt ended on, and how it failed: for the retry that may follow.
-    var last: (id: String, failure: Status?)?
-    defer {
-      self.complete(
-        record: record,
-        taskKey: taskKey,
-        retryPolicy: retryPolicy,
-        observer: observer,
-        last: last
-      )
-    }
-    let method = self.resilience.policy(for: descriptor)
-    if let timeout = method.timeout, options.timeout.map({ $0 > timeout }) ?? false {
-      // The caller asked for longer than the method's timeout: the shorter wins.
-      let limit = (record?.rpcStart ?? start).advanced(by: timeout)
-      bound = bound.map { min($0, limit) } ?? limit
-    }
-    // Waiting for an endpoint ends at the RPC's deadline: grpc-swift's executors act on their
-    // deadline only once the stream is open.
-    var waitLimit = bound
-    if let timeout = options.timeout {
-      let rpcDeadline = (record?.rpcStart ?? start).advanced(by: timeout)
-      waitLimit = waitLimit.map { min($0, rpcDeadline) } ?? rpcDeadline
-    }
-    try await self.waitUntilDecidable(deadline: waitLimit)
-    let attempt = Attempt(
-      previousAttempts: record?.attempts ?? 0,
-      bound: bound,
-      perTryTimeout: retryPolicy == nil ? nil : method.retry?.perTryTimeout,
-      observer: observer
-    )
-    var avoid = record?.failedEndpoints ?? []
-    var transparentRetries = 0
-    while true {
-      guard let picked = self.pick(avoiding: avoid, now: .now) else {
-        throw RPCError(
-          code: .unavailable,
-          message: "No endpoint of '\(self.service)' is available."
-        )
-      }
-      do {
-        let result = try await withRPCCancellationHandler {
-          try await self.run(attempt, on: picked.subchannel, descriptor, options, closure)
-        } onCancelRPC: {
-          Task {
-            await observer.abandon(
-              .cancelled,
-              error: RPCError(code: .cancelled, message: "The RPC being served was cancelled.")
-            )
-          }
-        }
-        last = (picked.id, self.release(picked, observer: observer, thrown: false))
-        return result
-      } catch {
-        let opened = observer.snapshot.outbound != nil
-        last = (picked.id, self.release(picked, observer: observer, thrown: true))
-        avoid.insert(picked.id)
-        // The stream never opened (no connection): the RPC never left, so it goes to another
-        // endpoint at once, whatever the method's policy (gRFC A6's transparent retry).
-        if !opened, transparentRetries < 2, !Task.isCancelled, self.hasEndpoint(outside: avoid) {
-          transparentRetries += 1
-          continue
-        }
-        throw error
-      }
-    }
-  }
-
-  /// One attempt's settings.
-  private struct Attempt: Sendable {
-    var previousAttempts: Int
-    var bound: ContinuousClock.Instant?
-    var perTryTimeout: Duration?
-    var observer: MeshAttemptObserver<Bytes>
-  }
-
-  private struct Picked {
-    var id: String
-    var connection: Int
-    var generation: MeshSignal
-    var subchannel: Factory.Subchannel
-    var started: ContinuousClock.Instant
-  }
-
-  /// Runs the attempt on the subchannel, with timers for its per-try timeout and deadline.
-  private func run<T: Sendable>(
-    _ attempt: Attempt,
-    on subchannel: Factory.Subchannel,
-    _ descriptor: MethodDescriptor,
-    _ options: CallOptions,
-    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
-  ) async throws -> T {
-    // Each timer abandons the attempt: its stream fails with the timer's error.
-    func arm(
-      at deadline: ContinuousClock.Instant,
-      _ reason: MeshAttemptObserver<Bytes>.Abandonment,
-      _ error: RPCError
-    ) -> UInt64 {
-      self.timers.arm(at: deadline) {
-        Task { await attempt.observer.abandon(reason, error: error) }
-      }
-    }
-    var timers: [UInt64] = []
-    if let perTryTimeout = attempt.perTryTimeout {
-      let perTryDeadline = ContinuousClock.now.advanced(by: perTryTimeout)
-      if attempt.bound.map({ perTryDeadline < $0 }) ?? true {
-        let message = "No response within the per-try timeout of \(perTryTimeout)."
-        timers.append(
-          arm(
-            at: perTryDeadline,
-            .perTryTimeout,
-            RPCError(code: .unavailable, message: message)
-          )
-        )
-      }
-    }
-    if let bound = attempt.bound {
-      let message = "The deadline passed (the RPC being served, or the method's timeout)."
-      timers.append(
-        arm(at: bound, .deadline, RPCError(code: .deadlineExceeded, message: message))
-      )
-    }
-    defer {
-      for timer in timers { self.timers.disarm(timer) }
-    }
-    return try await subchannel.withStream(descriptor: descriptor, options: options) {
-      stream,
-      context in
-      attempt.observer.attach(stream.outbound)
-      let outbound: Outbound
-      if attempt.previousAttempts > 0 || attempt.bound != nil {
-        outbound = RPCWriter.Closable(
-          wrapping: MeshRewritingOutbound(
-            base: stream.outbound,
-            previousAttempts: attempt.previousAttempts,
-            deadline: attempt.bound
-          )
-        )
-      } else {
-        outbound = stream.outbound
-      }
-      let inbound = RPCAsyncSequence(
-        wrapping: MeshObservedInbound(base: stream.inbound, observer: attempt.observer)
-      )
-      return try await closure(
-        RPCStream(descriptor: stream.descriptor, inbound: inbound, outbound: outbound),
-        context
-      )
-    }
-  }
-
-  /// Applies the breakers and the retry budget to a new attempt; returns the failed attempt it
-  /// retries, if it is a retry.
-  private func admit(taskKey: Int?, now: ContinuousClock.Instant) throws(RPCError) -> RetryRecord? {
-    let breakers = self.resilience.circuitBreakers
-    return try self.state.withLock { state throws(RPCError) -> RetryRecord? in
-      self.tickOutlierDetection(&state, now: now)
-      var record: RetryRecord?
-      if let taskKey, let found = state.retryRecords.removeValue(forKey: taskKey),
-        found.expires > now
-      {
-        record = found
-      }
-      if let record {
-        if state.stats.retriesInFlight >= breakers.maxRetries {
-          state.reject(.maxRetries)
-          throw self.refusal(of: record, breaker: .maxRetries, limit: breakers.maxRetries)
-        }
-        if state.budget?.tryRetry(now: now) == false {
-          state.reject(.retryBudget)
-          throw self.refusal(of: record, breaker: .retryBudget, limit: nil)
-        }
-      } else {
-        state.budget?.recordRequest(now: now)
-      }
-      if state.stats.attemptsInFlight >= breakers.maxRequests {
-        state.reject(.maxRequests)
-        throw RPCError(
-          code: .unavailable,
-          message: """
-            Circuit breaker '\(MeshCircuitBreaker.maxRequests)' of '\(self.service)' is open: \
-            \(breakers.maxRequests) RPCs are in flight.
-            """
-        )
-      }
-      state.stats.attemptsInFlight += 1
-      state.stats.attemptsTotal += 1
-      if record != nil {
-        state.stats.retriesInFlight += 1
-        state.stats.retriesTotal += 1
-      }
-      state.notifyObservers()
-      return record
-    }
-  }
-
-  private func refusal(
-    of record: RetryRecord,
-    breaker: MeshCircuitBreaker,
-    limit: Int?
-  ) -> RPCError {
-    let detail = limit.map { ": \($0) retries are in flight" } ?? ": retries are at their cap"
-    return RPCError(
-      code: .unavailable,
-      message: """
-        \(record.failure.message) (not retried: circuit breaker '\(breaker)' of \
-        '\(self.service)' is open\(detail))
-        """
-    )
-  }
-
-  /// Picks the endpoint of an attempt, avoiding those the RPC's earlier attempts failed on while
-  /// another is available, and half-open endpoints already probed.
-  private func pick(avoiding failed: Set<String>, now: ContinuousClock.Instant) -> Picked? {
-    var newConnection: (GRPCClient<Factory.Subchannel>, MeshSignal)?
-    let picked = self.state.withLock { state -> Picked? in
-      guard !state.isShutDown else { return nil }
-      var excluded = failed
-      var choice = state.picker.pick(excluding: excluded, now: now, using: &state.random)
-      if let id = choice, state.detector?.admits(id) == false {
-        excluded.insert(id)
-        choice = state.picker.pick(excluding: excluded, now: now, using: &state.random) ?? id
-      }
-      guard let id = choice, var entry = state.entries[id] else { return nil }
-      // The least busy connection; a new one when all are full and the pool may grow.
-      var chosen = entry.pool.indices.min { entry.pool[$0].streams < entry.pool[$1].streams }!
-      if entry.pool[chosen].streams >= self.maxStreamsPerConnection,
-        entry.pool.count < self.maxConnectionsPerEndpoint
-      {
-        if state.connections >= self.resilience.circuitBreakers.maxConnections {
-          state.reject(.maxConnections)  // the stream queues on the open connection
-        } else if let subchannel = try? self.factory.makeSubchannel(for: entry.endpoint) {
-          let client = GRPCClient(transport: subchannel)
-          entry.pool.append(Pooled(subchannel: subchannel, client: client, streams: 0))
-          state.connections += 1
-          chosen = entry.pool.count - 1
-          newConnection = (client, entry.removed)
-        }
-      }
-      entry.pool[chosen].streams += 1
-      state.entries[id] = entry
-      state.picker.started(id)
-      state.detector?.started(id)
-      return Picked(
-        id: id,
-        connection: chosen,
-        generation: entry.removed,
-        subchannel: entry.pool[chosen].subchannel,
-        started: now
-      )
-    }
-    if let (client, removed) = newConnection {
-      self.eventSink.yield(.runPooled(client, removed: removed))
-    }
-    return picked
-  }
-
-  /// Whether some pickable endpoint is not in `excluded`.
-  private func hasEndpoint(outside excluded: Set<String>) -> Bool {
-    self.state.withLock { state in
-      state.picker.endpoints.contains { !excluded.contains($0.id) }
-    }
-  }
-
-  /// Accounts for the end of a stream on `picked`: its load, and outlier detection. Returns how
-  /// the attempt ended, as grpc-swift's executor sees it (nil: not known to have failed).
-  private func release(
-    _ picked: Picked,
-    observer: MeshAttemptObserver<Bytes>,
-    thrown: Bool
-  ) -> Status? {
-    let seen = observer.snapshot
-    let end = ContinuousClock.now
-    // How the attempt ended, and whether that counts against the endpoint.
-    var outcome: Status?
-    var endpointFailed = false
-    var perTryTimedOut = false
-    switch seen.abandoned {
-    case .perTryTimeout:
-      perTryTimedOut = true
-      endpointFailed = true
-      outcome = seen.abandonment.map { Status(code: Status.Code($0.code), message: $0.message) }
-    case .deadline, .cancelled:
-      break  // the caller's limits, not the endpoint's fault
-    case nil:
-      if let status = seen.status {
-        outcome = status
-        endpointFailed = Self.endpointFailureCodes.contains(status.code)
-      } else if let error = seen.transportError {
-        outcome = Status(code: Status.Code(error.code), message: error.message)
-        endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
-      } else if thrown && !seen.receivedFirstPart && !Task.isCancelled {
-        outcome = Status(code: .unavailable, message: "The attempt failed before a response.")
-        endpointFailed = true
-      }
-    }
-    self.state.withLock { state in
-      state.picker.finished(picked.id, latency: picked.started.duration(to: end), now: end)
-      if state.entries[picked.id]?.removed === picked.generation {
-        state.entries[picked.id]?.pool[picked.connection].streams -= 1
-      }
-      if endpointFailed { state.stats.failedAttempts += 1 }
-      if perTryTimedOut { state.stats.perTryTimeouts += 1 }
-      if let changes = state.detector?.finished(picked.id, success: !endpointFailed, now: end),
-        !changes.isEmpty
-      {
-        self.log(changes)
-        state.refresh()
-      }
-    }
-    return outcome.flatMap { $0.code == .ok ? nil : $0 }
-  }
-
-  /// Accounts for the end of an attempt: the breakers' counts, and the record of a failure that
-  /// grpc-swift's retry executor is about to retry.
-  private func complete(
-    record: RetryRecord?,
-    taskKey: Int?,
-    retryPolicy: RetryPolicy?,
-    observer: MeshAttemptObserver<Bytes>,
-    last: (id: String, failure: Status?)?
-  ) {
-    let seen = observer.snapshot
-    let end = ContinuousClock.now
-    self.state.withLock { state in
-      state.stats.attemptsInFlight -= 1
-      if record != nil { state.stats.retriesInFlight -= 1 }
-      if let taskKey, let retryPolicy, let last, let failure = last.failure,
-        retryPolicy.retryableStatusCodes.contains(failure.code), !seen.committed,
-        !seen.pushbackStops, (record?.attempts ?? 0) + 1 < retryPolicy.maxAttempts
-      {
-        state.retryRecords[taskKey] = RetryRecord(
-          rpcStart: record?.rpcStart ?? end,
-          attempts: (record?.attempts ?? 0) + 1,
-          failedEndpoints: (record?.failedEndpoints ?? []).union([last.id]),
-          failure: failure,
-          expires: end.advanced(by: (seen.pushback ?? retryPolicy.maxBackoff) + .seconds(1))
-        )
-      }
-      if state.retryRecords.count > 1024 {
-        state.retryRecords = state.retryRecords.filter { $0.value.expires > end }
-      }
-      state.notifyObservers()
-    }
-  }
-
-  /// Codes that count against an endpoint in outlier detection.
-  private static var endpointFailureCodes: Set<Status.Code> {
-    [.unavailable, .internalError, .unknown, .dataLoss]
-  }
-
-  private func tickOutlierDetection(_ state: inout State, now: ContinuousClock.Instant) {
-    guard let changes = state.detector?.tick(now: now), !changes.isEmpty else { return }
-    self.log(changes)
-    state.refresh()
-  }
-
-  private func log(_ changes: [MeshOutlierDetector<ContinuousClock.Instant>.Change]) {
-    for change in changes {
-      switch change {
-      case .ejected(let id, let until, let reason):
+    for waiter in waiters { waiter.resume() }
+    if let logged {
+      if let error = logged.new {
         self.logger.warning(
-          "Ejected an endpoint",
+          "Cannot use an endpoint",
           metadata: [
-            "mesh.service": "\(self.service)", "mesh.endpoint": "\(id)",
-            "mesh.reason": "\(reason.rawValue)",
-            "mesh.ejection_ms": "\(ContinuousClock.now.duration(to: until) / .milliseconds(1))",
+            "mesh.service": "\(self.service)", "mesh.endpoint": "\(entry.endpoint)",
+            "mesh.error": "\(error)",
           ]
         )
-      case .halfOpen(let id):
+      } else if logged.old != nil {
         self.logger.info(
-          "Probing an ejected endpoint",
-          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
-        )
-      case .readmitted(let id):
-        self.logger.info(
-          "Readmitted an endpoint",
-          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
+          "An endpoint is usable again",
+          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(entry.endpoint)"]
         )
       }
     }
@@ -922,73 +619,5 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   /// The connections open to an endpoint (its pool's size), or nil if it is unknown.
   package func connectionCount(forEndpoint id: String) -> Int? {
     self.state.withLock { $0.entries[id]?.pool.count }
-  }
-
-  /// Returns once an endpoint can be picked (or none will be: no endpoints, shutdown), or when
-  /// the RPC is cancelled (its deadline passed): the pick that follows then fails as it should.
-  /// Fails fast when ``MeshCircuitBreakerThresholds/maxPendingRequests`` RPCs already wait.
-  private func waitUntilDecidable(
-    deadline: ContinuousClock.Instant?
-  ) async throws(RPCError) {
-    let maxPending = self.resilience.circuitBreakers.maxPendingRequests
-    let id = try self.state.withLock { state throws(RPCError) -> UInt64? in
-      if state.isDecidable { return nil }
-      guard state.waiters.count + state.cancelledWaiters.count < maxPending else {
-        state.reject(.maxPendingRequests)
-        throw RPCError(
-          code: .unavailable,
-          message: """
-            Circuit breaker '\(MeshCircuitBreaker.maxPendingRequests)' of '\(self.service)' is \
-            open: \(maxPending) RPCs are waiting for an endpoint.
-            """
-        )
-      }
-      state.nextWaiterID += 1
-      return state.nextWaiterID
-    }
-    guard let id else { return }
-    guard let deadline else {
-      await self.waitForDecision(id)
-      return
-    }
-    let timedOut = await withTaskGroup(of: Bool.self) { group in
-      group.addTask {
-        (try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous)) != nil
-      }
-      group.addTask {
-        await self.waitForDecision(id)
-        return false
-      }
-      let first = await group.next()!
-      group.cancelAll()
-      return first
-    }
-    if timedOut {
-      throw RPCError(
-        code: .deadlineExceeded,
-        message: "No endpoint of '\(self.service)' could be picked before the RPC's deadline."
-      )
-    }
-  }
-
-  private func waitForDecision(_ id: UInt64) async {
-    await withTaskCancellationHandler {
-      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let ready = self.state.withLock { state in
-          if state.isDecidable || state.cancelledWaiters.remove(id) != nil { return true }
-          state.waiters[id] = continuation
-          state.notifyObservers()
-          return false
-        }
-        if ready { continuation.resume() }
-      }
-    } onCancel: {
-      let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-        if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
-        state.cancelledWaiters.insert(id)
-        return nil
-      }
-      continuation?.resume()
-    }
   }
 }

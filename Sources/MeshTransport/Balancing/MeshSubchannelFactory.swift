@@ -16,7 +16,9 @@
 
 public import GRPCCore
 public import GRPCNIOTransportHTTP2Posix
+internal import MeshCore
 public import MeshDiscovery
+private import Synchronization
 
 /// Makes the transport of one endpoint (a subchannel).
 ///
@@ -26,8 +28,19 @@ public import MeshDiscovery
 public protocol MeshSubchannelFactory<Subchannel>: Sendable {
   associatedtype Subchannel: ClientTransport
 
-  /// A transport connected to `endpoint` only.
+  /// A transport connected to `endpoint` only. The balancing transport validates the endpoint's
+  /// host and port first.
   func makeSubchannel(for endpoint: MeshEndpoint) throws -> Subchannel
+
+  /// Why the last connection to `endpoint` failed, where the factory knows more than the
+  /// transport's error says (a TLS verification failure, with the identities); nil otherwise.
+  func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)?
+}
+
+extension MeshSubchannelFactory {
+  public func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)? {
+    nil
+  }
 }
 
 /// Subchannels on grpc-swift's `HTTP2ClientTransport.Posix`, all with the same security (mTLS
@@ -35,6 +48,12 @@ public protocol MeshSubchannelFactory<Subchannel>: Sendable {
 public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
   public var transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity
   public var config: HTTP2ClientTransport.Posix.Config
+  /// With mTLS from mesh credentials: the security of one endpoint's subchannel, whose
+  /// verification outcomes go to `failures`.
+  private var makeSecurity:
+    (@Sendable (@escaping @Sendable (MeshTLSError?) -> Void) throws -> HTTP2ClientTransport.Posix
+      .TransportSecurity)?
+  private let failures = MeshVerificationFailures()
 
   public init(
     transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity,
@@ -42,24 +61,32 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
   ) {
     self.transportSecurity = transportSecurity
     self.config = config
+    self.makeSecurity = nil
   }
 
   public func makeSubchannel(for endpoint: MeshEndpoint) throws -> HTTP2ClientTransport.Posix {
+    let port = try MeshInput.port(endpoint.port, field: "port")
     let target: any ResolvableTarget
-    if endpoint.host.contains(":") {
-      target = .ipv6(address: endpoint.host, port: endpoint.port)
-    } else if endpoint.host.split(separator: ".").count == 4,
-      endpoint.host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
-    {
-      target = .ipv4(address: endpoint.host, port: endpoint.port)
-    } else {
-      target = .dns(host: endpoint.host, port: endpoint.port)
+    switch try MeshHost(endpoint.host, field: "host") {
+    case .ipv4(let address): target = .ipv4(address: address, port: port)
+    case .ipv6(let address): target = .ipv6(address: address, port: port)
+    case .dns(let host): target = .dns(host: host, port: port)
+    }
+    var security = self.transportSecurity
+    if let makeSecurity = self.makeSecurity {
+      let failures = self.failures
+      let key = "\(endpoint.host):\(port)"
+      security = try makeSecurity { failures.record($0, for: key) }
     }
     return try HTTP2ClientTransport.Posix(
       target: target,
-      transportSecurity: self.transportSecurity,
+      transportSecurity: security,
       config: self.config
     )
+  }
+
+  public func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)? {
+    self.failures.failure(for: "\(endpoint.host):\(endpoint.port)")
   }
 }
 
@@ -70,14 +97,39 @@ extension MeshHTTP2SubchannelFactory {
   }
 
   /// mTLS subchannels presenting `credentials` and accepting servers whose identity `server`
-  /// accepts, with the credentials' HTTP/2 settings.
+  /// accepts, with the credentials' HTTP/2 settings. A server rejected by verification is
+  /// reported by ``connectionFailure(for:)`` with the identities it presented.
   public static func mTLS(
     _ credentials: MeshCredentials,
     server: MeshIdentityPolicy
   ) throws(MeshTLSError) -> Self {
-    Self(
+    var factory = Self(
       transportSecurity: try credentials.clientTransportSecurity(server: server),
       config: credentials.clientConfig()
     )
+    factory.makeSecurity = { onVerified in
+      try credentials.clientTransportSecurity(server: server, onVerified: onVerified)
+    }
+    return factory
+  }
+}
+
+/// The last verification failure of each endpoint's server, until one is accepted.
+private final class MeshVerificationFailures: Sendable {
+  private let failures = Mutex<[String: MeshTLSError]>([:])
+
+  func record(_ failure: MeshTLSError?, for key: String) {
+    self.failures.withLock { failures in
+      if let failure {
+        if failures.count >= 4096 { failures.removeAll() }
+        failures[key] = failure
+      } else {
+        failures[key] = nil
+      }
+    }
+  }
+
+  func failure(for key: String) -> MeshTLSError? {
+    self.failures.withLock { $0[key] }
   }
 }

@@ -46,6 +46,14 @@ public struct MeshTransportStats: Hashable, Sendable {
   /// Attempts that ended in a failure of the endpoint, and of them per-try timeouts.
   public var failedAttempts = 0
   public var perTryTimeouts = 0
+  /// Endpoints of the current discovery set that were skipped as invalid (a host that is not
+  /// an IP address or DNS name, a port outside 1–65535).
+  public var invalidEndpoints = 0
+  /// Why each endpoint that is not connected failed to connect, by endpoint ID (a TLS identity
+  /// mismatch names the expected and presented identities).
+  public var connectionErrors: [String: String] = [:]
+  /// Why discovery last failed; nil once it answers again.
+  public var discoveryError: String?
 
   public init() {}
 
@@ -67,6 +75,9 @@ public struct MeshTransportStats: Hashable, Sendable {
     self.breakerRejections.merge(other.breakerRejections, uniquingKeysWith: +)
     self.failedAttempts += other.failedAttempts
     self.perTryTimeouts += other.perTryTimeouts
+    self.invalidEndpoints = max(self.invalidEndpoints, other.invalidEndpoints)
+    self.connectionErrors.merge(other.connectionErrors, uniquingKeysWith: { first, _ in first })
+    self.discoveryError = self.discoveryError ?? other.discoveryError
   }
 }
 

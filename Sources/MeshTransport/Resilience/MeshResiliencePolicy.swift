@@ -86,15 +86,11 @@ public struct MeshRetryPolicy: Hashable, Sendable {
     guard !self.retryableStatusCodes.contains(.ok) else {
       throw MeshResilienceError(field: "retryableStatusCodes", "OK is not a failure")
     }
-    if let perTryTimeout = self.perTryTimeout, perTryTimeout <= .zero {
-      throw MeshResilienceError(field: "perTryTimeout", "must be positive, not \(perTryTimeout)")
+    if let perTryTimeout = self.perTryTimeout {
+      try checkDuration(perTryTimeout, field: "perTryTimeout", positive: true)
     }
-    guard self.initialBackoff > .zero else {
-      throw MeshResilienceError(
-        field: "initialBackoff",
-        "must be positive, not \(self.initialBackoff)"
-      )
-    }
+    try checkDuration(self.initialBackoff, field: "initialBackoff", positive: true)
+    try checkDuration(self.maxBackoff, field: "maxBackoff", positive: true)
     guard self.maxBackoff >= self.initialBackoff else {
       throw MeshResilienceError(
         field: "maxBackoff",
@@ -148,12 +144,7 @@ public struct MeshHedgingPolicy: Hashable, Sendable {
         "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
       )
     }
-    guard self.hedgingDelay >= .zero else {
-      throw MeshResilienceError(
-        field: "hedgingDelay",
-        "must not be negative, not \(self.hedgingDelay)"
-      )
-    }
+    try checkDuration(self.hedgingDelay, field: "hedgingDelay", positive: false)
   }
 }
 
@@ -183,8 +174,8 @@ public struct MeshMethodPolicy: Hashable, Sendable {
   }
 
   public func validate() throws(MeshResilienceError) {
-    if let timeout = self.timeout, timeout <= .zero {
-      throw MeshResilienceError(field: "timeout", "must be positive, not \(timeout)")
+    if let timeout = self.timeout {
+      try checkDuration(timeout, field: "timeout", positive: true)
     }
     if self.retry != nil && self.hedging != nil {
       throw MeshResilienceError(field: "hedging", "a method either retries or hedges, not both")
@@ -228,17 +219,28 @@ public struct MeshRetryBudgetPolicy: Hashable, Sendable {
     self.window = window
   }
 
+  /// The ratios a budget may have: up to 1,000 retries per request.
+  public static let ratios: ClosedRange<Double> = 0...1_000
+  /// The floors a budget may have: up to a million retries a second, so that the floor times the
+  /// window's seconds stays a small number.
+  public static let minRetriesPerSecondRange: ClosedRange<Int> = 0...1_000_000
+  /// The windows a budget may have: 1 s to 10 min (one bucket a second).
+  public static let windows: ClosedRange<Duration> = .seconds(1)...(.seconds(600))
+
   public func validate() throws(MeshResilienceError) {
-    guard self.ratio >= 0, self.ratio <= 1000, self.ratio.isFinite else {
-      throw MeshResilienceError(field: "ratio", "must be 0 or more, not \(self.ratio)")
-    }
-    guard self.minRetriesPerSecond >= 0 else {
+    guard Self.ratios.contains(self.ratio) else {
       throw MeshResilienceError(
-        field: "minRetriesPerSecond",
-        "must be 0 or more, not \(self.minRetriesPerSecond)"
+        field: "ratio",
+        "must be 0 to 1000 (retries per request), not \(self.ratio)"
       )
     }
-    guard self.window >= .seconds(1), self.window <= .seconds(600) else {
+    guard Self.minRetriesPerSecondRange.contains(self.minRetriesPerSecond) else {
+      throw MeshResilienceError(
+        field: "minRetriesPerSecond",
+        "must be 0 to 1000000, not \(self.minRetriesPerSecond)"
+      )
+    }
+    guard Self.windows.contains(self.window) else {
       throw MeshResilienceError(field: "window", "must be 1 s to 10 min, not \(self.window)")
     }
   }
@@ -344,15 +346,9 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
         "must be at least 1, not \(self.consecutiveFailures)"
       )
     }
-    guard self.interval > .zero else {
-      throw MeshResilienceError(field: "interval", "must be positive, not \(self.interval)")
-    }
-    guard self.baseEjectionTime > .zero else {
-      throw MeshResilienceError(
-        field: "baseEjectionTime",
-        "must be positive, not \(self.baseEjectionTime)"
-      )
-    }
+    try checkDuration(self.interval, field: "interval", positive: true)
+    try checkDuration(self.baseEjectionTime, field: "baseEjectionTime", positive: true)
+    try checkDuration(self.maxEjectionTime, field: "maxEjectionTime", positive: true)
     guard self.maxEjectionTime >= self.baseEjectionTime else {
       throw MeshResilienceError(
         field: "maxEjectionTime",
@@ -445,13 +441,13 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
     do { try self.outlierDetection?.validate() } catch {
       throw error.nested(in: "outlierDetection")
     }
-    guard self.propagationMargin >= .zero else {
-      throw MeshResilienceError(
-        field: "propagationMargin",
-        "must not be negative, not \(self.propagationMargin)"
-      )
-    }
+    try checkDuration(self.propagationMargin, field: "propagationMargin", positive: false)
   }
+
+  /// The longest any duration of a resilience policy may be: ten years. The transport adds these
+  /// to its clock's now, multiplies ejection times and backoffs, and grpc-swift turns backoffs
+  /// into whole seconds as `Int64`; bounded here, once, none of that can overflow.
+  public static let maximumDuration: Duration = .seconds(10 * 365 * 86_400)
 
   /// The policy of `method`: the defaults, then the service's section, then the method's.
   public func policy(for method: MethodDescriptor) -> MeshMethodPolicy {
@@ -472,5 +468,26 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
     let parts = key.split(separator: "/", omittingEmptySubsequences: false)
     return (1...2).contains(parts.count)
       && parts.allSatisfy { !$0.isEmpty && !$0.contains(where: \.isWhitespace) }
+  }
+}
+
+/// Checks that `value` is within 0 (or above it, when `positive`) and
+/// ``MeshResiliencePolicy/maximumDuration``.
+private func checkDuration(
+  _ value: Duration,
+  field: String,
+  positive: Bool
+) throws(MeshResilienceError) {
+  if positive {
+    guard value > .zero else {
+      throw MeshResilienceError(field: field, "must be positive, not \(value)")
+    }
+  } else {
+    guard value >= .zero else {
+      throw MeshResilienceError(field: field, "must not be negative, not \(value)")
+    }
+  }
+  guard value <= MeshResiliencePolicy.maximumDuration else {
+    throw MeshResilienceError(field: field, "must be at most 10 years (87600h), not \(value)")
   }
 }

@@ -32,9 +32,16 @@ public struct MeshRetryBudget<Instant: InstantProtocol> where Instant.Duration =
     var retries = 0
   }
 
+  /// - Parameter policy: A validated policy (``MeshRetryBudgetPolicy/validate()``); values
+  ///   outside its ranges are clamped to them here, never trusted to size or overflow anything.
   public init(policy: MeshRetryBudgetPolicy) {
     self.policy = policy
-    let seconds = max(1, Int(policy.window / .seconds(1)))
+    let window = min(
+      max(policy.window, MeshRetryBudgetPolicy.windows.lowerBound),
+      MeshRetryBudgetPolicy.windows.upperBound
+    )
+    // Whole seconds of a window of at most 600 s: no conversion here can fail.
+    let seconds = max(1, Int(window.components.seconds))
     self.buckets = Array(repeating: Bucket(), count: seconds)
   }
 
@@ -47,9 +54,12 @@ public struct MeshRetryBudget<Instant: InstantProtocol> where Instant.Duration =
   /// Asks to retry now: true (and the retry is counted) when the budget allows it.
   public mutating func tryRetry(now: Instant) -> Bool {
     let (requests, retries) = self.totals(at: now)
+    // In floating point: a floor near Int.max times the window's seconds would overflow an Int
+    // (a trap at the first retry); as a Double it only makes the allowance large.
+    let ratio = self.policy.ratio.isNaN ? 0 : self.policy.ratio
     let allowance =
-      self.policy.ratio * Double(requests)
-      + Double(self.policy.minRetriesPerSecond * self.buckets.count)
+      ratio * Double(requests)
+      + Double(max(0, self.policy.minRetriesPerSecond)) * Double(self.buckets.count)
     guard Double(retries) + 1 <= allowance else {
       self.refused += 1
       return false

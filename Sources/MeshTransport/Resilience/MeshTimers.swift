@@ -16,39 +16,43 @@
 
 private import Synchronization
 
-/// Timers for attempts' per-try timeouts and deadlines, shared by all of a transport's RPCs.
+/// Timers for attempts' per-try timeouts and RPCs' deadlines, shared by all of a transport's
+/// RPCs.
 ///
 /// Arming one is a dictionary insert under a lock, not a task: one runner (started with the
-/// transport) sweeps the armed timers every `resolution` while any are armed, and sleeps on a
-/// continuation while none are. A timer fires up to one resolution late; attempts' deadlines are
-/// also sent to the server in `grpc-timeout`, which enforces them exactly.
+/// transport) sleeps until the earliest armed deadline, and is woken early only when a timer is
+/// armed before the one it sleeps for. With nothing armed it waits on a continuation.
 final class MeshTimers: Sendable {
   private struct State {
     var timers: [UInt64: (deadline: ContinuousClock.Instant, action: @Sendable () -> Void)] = [:]
     var nextID: UInt64 = 0
-    var idle: CheckedContinuation<Void, Never>?
+    /// When the runner will next look, if it sleeps; how to wake it earlier.
+    var sleepingUntil: ContinuousClock.Instant?
+    var wake: CheckedContinuation<Void, Never>?
+    /// Counts the runner's sleeps: a waker of a sleep that already ended must not wait.
+    var sleeps: UInt64 = 0
     var stopped = false
   }
 
   private let state = Mutex(State())
-  let resolution: Duration
 
-  init(resolution: Duration = .milliseconds(10)) {
-    self.resolution = resolution
-  }
+  init() {}
 
   /// Arms a timer; `action` runs (on the runner, so it must be quick) once `deadline` passed.
   func arm(
     at deadline: ContinuousClock.Instant,
     _ action: @escaping @Sendable () -> Void
   ) -> UInt64 {
-    let (id, idle) = self.state.withLock { state in
+    let (id, wake) = self.state.withLock { state -> (UInt64, CheckedContinuation<Void, Never>?) in
       state.nextID += 1
       state.timers[state.nextID] = (deadline, action)
-      defer { state.idle = nil }
-      return (state.nextID, state.idle)
+      guard let wake = state.wake, state.sleepingUntil.map({ deadline < $0 }) ?? true else {
+        return (state.nextID, nil)
+      }
+      state.wake = nil
+      return (state.nextID, wake)
     }
-    idle?.resume()
+    wake?.resume()
     return id
   }
 
@@ -59,39 +63,69 @@ final class MeshTimers: Sendable {
   /// Fires the timers until cancelled.
   func run() async {
     while !Task.isCancelled {
-      let armed = self.state.withLock { !$0.timers.isEmpty }
-      if !armed {
-        await self.waitUntilArmed()
-        continue
-      }
-      try? await Task.sleep(for: self.resolution, tolerance: .zero)
       let now = ContinuousClock.now
-      let due = self.state.withLock { state -> [@Sendable () -> Void] in
-        let due = state.timers.filter { $0.value.deadline <= now }
-        for id in due.keys { state.timers[id] = nil }
-        return due.values.map(\.action)
+      let (due, next) = self.state.withLock {
+        state -> ([@Sendable () -> Void], ContinuousClock.Instant?) in
+        var due: [@Sendable () -> Void] = []
+        var next: ContinuousClock.Instant?
+        for (id, timer) in state.timers {
+          if timer.deadline <= now {
+            due.append(timer.action)
+            state.timers[id] = nil
+          } else if next.map({ timer.deadline < $0 }) ?? true {
+            next = timer.deadline
+          }
+        }
+        return (due, next)
       }
       for action in due { action() }
+      await self.sleep(until: next)
     }
   }
 
-  private func waitUntilArmed() async {
+  /// Returns at `deadline` (nil: never), when a timer is armed before it, or when cancelled.
+  private func sleep(until deadline: ContinuousClock.Instant?) async {
+    let sleep = self.state.withLock { $0.sleeps }
     await withTaskCancellationHandler {
-      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let resumeNow = self.state.withLock { state in
-          if !state.timers.isEmpty || state.stopped { return true }
-          state.idle = continuation
-          return false
+      await withTaskGroup(of: Void.self) { group in
+        if let deadline {
+          group.addTask { try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous) }
         }
-        if resumeNow { continuation.resume() }
+        group.addTask {
+          await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = self.state.withLock { state -> Bool in
+              if state.stopped || state.sleeps != sleep { return true }
+              // Armed since the runner looked, before this deadline: look again now.
+              if state.timers.values.contains(where: { t in deadline.map { t.deadline < $0 } ?? true })
+              {
+                return true
+              }
+              state.sleepingUntil = deadline
+              state.wake = continuation
+              return false
+            }
+            if resumeNow { continuation.resume() }
+          }
+        }
+        await group.next()
+        group.cancelAll()
+        let wake = self.state.withLock { state in
+          state.sleeps &+= 1
+          defer {
+            state.wake = nil
+            state.sleepingUntil = nil
+          }
+          return state.wake
+        }
+        wake?.resume()
       }
     } onCancel: {
-      let idle = self.state.withLock { state in
+      let wake = self.state.withLock { state in
         state.stopped = true
-        defer { state.idle = nil }
-        return state.idle
+        defer { state.wake = nil }
+        return state.wake
       }
-      idle?.resume()
+      wake?.resume()
     }
   }
 }

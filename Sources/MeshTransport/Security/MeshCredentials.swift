@@ -232,7 +232,17 @@ public final class MeshCredentials: CertificateReloader, Sendable {
   public func clientTransportSecurity(
     server: MeshIdentityPolicy
   ) throws(MeshTLSError) -> HTTP2ClientTransport.Posix.TransportSecurity {
-    let verify = self.verificationCallback(policy: server, peerRole: "server")
+    try self.clientTransportSecurity(server: server, onVerified: nil)
+  }
+
+  /// Client mTLS as ``clientTransportSecurity(server:)``, telling `onVerified` how each
+  /// verification of the server ended: nil when it was accepted, else why it was rejected (so
+  /// that a connection's failure can say which identity the server presented).
+  package func clientTransportSecurity(
+    server: MeshIdentityPolicy,
+    onVerified: (@Sendable (MeshTLSError?) -> Void)?
+  ) throws(MeshTLSError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+    let verify = self.verificationCallback(policy: server, peerRole: "server", onVerified: onVerified)
     do {
       return try .mTLS(certificateReloader: self) { config in
         // Host names are not identities here: the callback matches SPIFFE or DNS SANs.
@@ -282,7 +292,8 @@ public final class MeshCredentials: CertificateReloader, Sendable {
 
   private func verificationCallback(
     policy: MeshIdentityPolicy,
-    peerRole: String
+    peerRole: String,
+    onVerified: (@Sendable (MeshTLSError?) -> Void)? = nil
   )
     -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) ->
     Void
@@ -292,9 +303,11 @@ public final class MeshCredentials: CertificateReloader, Sendable {
         let result = await self.verify(certificates, policy: policy, peerRole: peerRole)
         switch result {
         case .success(let validated):
+          onVerified?(nil)
           return .certificateVerified(VerificationMetadata(validated))
         case .failure(let error):
           self.state.withLock { $0.lastVerificationFailure = error }
+          onVerified?(error)
           self.logger.info(
             "Rejected a mesh peer",
             metadata: [

@@ -1,0 +1,71 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/// A value from outside the process (a flag, a file, the environment, a registry's JSON, an HTTP
+/// request) that the mesh refused.
+///
+/// Every conversion of untrusted input goes through ``MeshInput`` or ``MeshGoDuration``, which
+/// throw this instead of trapping. `field` names where the value came from (a flag, a field path,
+/// an environment variable), in the caller's vocabulary; `message` says what is wrong with it.
+public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// What kind of problem the value has.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String, Hashable, Sendable {
+      case invalid
+      case outOfRange
+    }
+
+    private let value: Value
+
+    private init(_ value: Value) {
+      self.value = value
+    }
+
+    /// Not a value of the expected kind (not a number, not a duration, not a host).
+    public static let invalid = Self(.invalid)
+    /// A value of the right kind, but outside what the field accepts or can represent.
+    public static let outOfRange = Self(.outOfRange)
+
+    public var description: String {
+      self.value.rawValue
+    }
+  }
+
+  /// What kind of problem the value has.
+  public var code: Code
+  /// Where the value came from: a flag (`--days`), a field path (`Check.Interval`), a variable.
+  /// Empty when the caller names it itself.
+  public var field: String
+  /// What is wrong with the value, without the field's name.
+  public var message: String
+
+  public init(code: Code, field: String, message: String) {
+    self.code = code
+    self.field = field
+    self.message = message
+  }
+
+  /// The same error, naming `field` (as the caller knows the value).
+  public func naming(_ field: String) -> Self {
+    var copy = self
+    copy.field = field
+    return copy
+  }
+
+  public var description: String {
+    self.field.isEmpty ? self.message : "\(self.field): \(self.message)"
+  }
+}

@@ -1,0 +1,60 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+@testable import MeshTransport
+import PropertyBased
+import Testing
+
+@Suite("Wait queue properties")
+struct MeshWaitQueuePropertyTests {
+  @Test("Its count is always the number of waiters, whatever order they come, go and are woken")
+  func countEqualsWaiters() async {
+    let steps = Gen<UInt64>.value().array(of: 1...300)
+    await propertyCheck(count: 300, input: steps) { steps in
+      var queue = MeshWaitQueue<UInt64>()
+      var waiting: Set<UInt64> = []
+      var made: [UInt64] = []
+      for step in steps {
+        switch step % 5 {
+        case 0, 1:
+          // A waiter that checks in (most RPCs that wait).
+          let id = queue.makeID()
+          made.append(id)
+          queue.enqueue(id, id: id)
+          waiting.insert(id)
+        case 2:
+          // An ID made for a waiter whose task was cancelled before it checked in.
+          made.append(queue.makeID())
+        case 3:
+          // A cancellation, of a waiting, woken or never-enqueued waiter alike.
+          guard !made.isEmpty else { continue }
+          let id = made[Int(step >> 3) % made.count]
+          let removed = queue.remove(id)
+          #expect((removed != nil) == waiting.contains(id))
+          waiting.remove(id)
+        default:
+          // The balancer changed: every waiter is woken, once.
+          let woken = queue.removeAll()
+          #expect(Set(woken) == waiting)
+          #expect(woken.count == waiting.count)
+          waiting.removeAll()
+        }
+        #expect(queue.count == waiting.count)
+        #expect(queue.isEmpty == waiting.isEmpty)
+      }
+    }
+  }
+}
