@@ -164,7 +164,7 @@ where Clock.Duration == Duration {
             self.last = set
             return set
           }
-        } catch where !error.isRetryable {
+        } catch  where !error.isRetryable {
           // Consul refused the query itself (ACL denied, bad request): asking again the same way
           // cannot help, so the watch ends with it and the consumer decides (the balancing
           // transport keeps the last set, reports it, and watches again with backoff).

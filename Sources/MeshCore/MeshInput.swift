@@ -86,10 +86,14 @@ public enum MeshInput {
     if negative {
       value = magnitude == 1 << 63 ? Int64.min : -Int64(magnitude)
     } else {
-      guard magnitude < 1 << 63 else { throw Self.outside(range, field: field, got: Self.quoted(text)) }
+      guard magnitude < 1 << 63 else {
+        throw Self.outside(range, field: field, got: Self.quoted(text))
+      }
       value = Int64(magnitude)
     }
-    guard range.contains(value) else { throw Self.outside(range, field: field, got: Self.quoted(text)) }
+    guard range.contains(value) else {
+      throw Self.outside(range, field: field, got: Self.quoted(text))
+    }
     return value
   }
 
@@ -111,7 +115,8 @@ public enum MeshInput {
   public static let ports: ClosedRange<Int> = 1...65_535
 
   /// A TCP port, 1 to 65535.
-  public static func port<T: BinaryInteger>(_ value: T, field: String) throws(MeshInputError) -> Int {
+  public static func port<T: BinaryInteger>(_ value: T, field: String) throws(MeshInputError) -> Int
+  {
     guard let port = Int(exactly: value), Self.ports.contains(port) else {
       throw MeshInputError(
         code: .outOfRange,
@@ -123,7 +128,8 @@ public enum MeshInput {
   }
 
   /// A TCP port written in decimal, 1 to 65535.
-  public static func port(_ text: some StringProtocol, field: String) throws(MeshInputError) -> Int {
+  public static func port(_ text: some StringProtocol, field: String) throws(MeshInputError) -> Int
+  {
     do {
       return Int(try Self.integer(text, field: field, in: 1...65_535))
     } catch {
@@ -147,7 +153,9 @@ public enum MeshInput {
       throw Self.outside(range, field: field, got: "\(value)ns")
     }
     let duration = Duration.nanoseconds(nanoseconds)
-    guard range.contains(duration) else { throw Self.outside(range, field: field, got: "\(value)ns") }
+    guard range.contains(duration) else {
+      throw Self.outside(range, field: field, got: "\(value)ns")
+    }
     return duration
   }
 
@@ -165,7 +173,9 @@ public enum MeshInput {
       throw Self.outside(range, field: field, got: "\(value)s")
     }
     let duration = Duration.nanoseconds(nanoseconds)
-    guard range.contains(duration) else { throw Self.outside(range, field: field, got: "\(value)s") }
+    guard range.contains(duration) else {
+      throw Self.outside(range, field: field, got: "\(value)s")
+    }
     return duration
   }
 
@@ -227,7 +237,9 @@ public enum MeshInput {
     return "\"\(escaped)\"" + (cut.count < text.count ? "…" : "")
   }
 
-  private static func outside<T>(_ range: ClosedRange<T>, field: String, got: String) -> MeshInputError {
+  private static func outside<T>(_ range: ClosedRange<T>, field: String, got: String)
+    -> MeshInputError
+  {
     MeshInputError(
       code: .outOfRange,
       field: field,
@@ -237,8 +249,10 @@ public enum MeshInput {
 
   private static func describe<T>(_ range: ClosedRange<T>) -> String {
     if let range = range as? ClosedRange<Duration> {
-      let low = range.lowerBound == MeshGoDuration.min ? nil : MeshGoDuration.format(range.lowerBound)
-      let high = range.upperBound == MeshGoDuration.max ? nil : MeshGoDuration.format(range.upperBound)
+      let low =
+        range.lowerBound == MeshGoDuration.min ? nil : MeshGoDuration.format(range.lowerBound)
+      let high =
+        range.upperBound == MeshGoDuration.max ? nil : MeshGoDuration.format(range.upperBound)
       switch (low, high) {
       case (let low?, let high?): return "from \(low) to \(high)"
       case (let low?, nil): return "at least \(low)"

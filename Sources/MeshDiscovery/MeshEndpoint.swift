@@ -14,6 +14,8 @@
  * limitations under the License.
  */
 
+public import MeshCore
+
 /// One instance of a service: where to reach it, and what the registry says about it.
 public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
   /// How healthy the registry says the instance is. Critical instances are never in a set.
@@ -102,6 +104,19 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
   public var instanceKey: String {
     guard let node = self.node, !node.isEmpty else { return self.id }
     return "\(node)/\(self.id)"
+  }
+
+  /// Why this endpoint must not be handed to NIO (a host that is not an IPv4 address, an IPv6
+  /// address or a DNS name; a port outside 1–65535), or nil if it may. The balancing transport
+  /// skips endpoints for which this is not nil.
+  public var validationError: MeshInputError? {
+    do {
+      _ = try MeshHost(self.host, field: "host")
+      _ = try MeshInput.port(self.port, field: "port")
+      return nil
+    } catch {
+      return error
+    }
   }
 
   /// The weight for its current health: `weights.passing` or `weights.warning`.

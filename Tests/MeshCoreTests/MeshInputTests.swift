@@ -100,7 +100,9 @@ struct MeshInputTests {
   func durations() throws {
     #expect(try MeshInput.duration(nanoseconds: 1e9, field: "TTL") == .seconds(1))
     #expect(throws: MeshInputError.self) { try MeshInput.duration(nanoseconds: 1e19, field: "TTL") }
-    #expect(throws: MeshInputError.self) { try MeshInput.duration(nanoseconds: -1e19, field: "TTL") }
+    #expect(throws: MeshInputError.self) {
+      try MeshInput.duration(nanoseconds: -1e19, field: "TTL")
+    }
     #expect(try MeshInput.duration(seconds: 1.5, field: "x") == .milliseconds(1500))
     #expect(throws: MeshInputError.self) { try MeshInput.duration(seconds: 1e308, field: "x") }
     #expect(throws: MeshInputError.self) { try MeshInput.duration(seconds: 1e16, field: "x") }
@@ -110,7 +112,9 @@ struct MeshInputTests {
     ) { try MeshInput.duration(seconds: -1, field: "x", in: .zero...MeshGoDuration.max) }
     #expect(try MeshInput.duration("1.5", field: "x", bareSeconds: true) == .milliseconds(1500))
     #expect(try MeshInput.duration("250ms", field: "x", bareSeconds: true) == .milliseconds(250))
-    #expect(throws: MeshInputError.self) { try MeshInput.duration("1e308", field: "x", bareSeconds: true) }
+    #expect(throws: MeshInputError.self) {
+      try MeshInput.duration("1e308", field: "x", bareSeconds: true)
+    }
   }
 
   @Test("Integers from text and numbers are range-checked")

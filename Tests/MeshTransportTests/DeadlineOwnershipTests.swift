@@ -221,7 +221,10 @@ struct DeadlineOwnershipTests {
       }
       #expect(transport.stats.breakerRejections[.retryBudget] == 3)
     }
-    try await withFleet(2, resilience: .testing(breakers: .init(maxRetries: 0))) { fleet, health, _ in
+    try await withFleet(2, resilience: .testing(breakers: .init(maxRetries: 0))) {
+      fleet,
+      health,
+      _ in
       fleet.faults[0].set(.fail(.unavailable))
       fleet.faults[1].set(.fail(.unavailable))
       let elapsed = await timed {
@@ -250,7 +253,9 @@ struct DeadlineOwnershipTests {
       fleet.faults[1].set(.none)
       let before = fleet.faults.map(\.metadata.count)
       _ = try await health.check(.init())
-      let after = zip(fleet.faults, before).flatMap { fault, count in fault.metadata.dropFirst(count) }
+      let after = zip(fleet.faults, before).flatMap { fault, count in
+        fault.metadata.dropFirst(count)
+      }
       #expect(after.count == 1)
       #expect(after.allSatisfy { $0.first("grpc-previous-rpc-attempts") == nil })
       #expect(transport.stats.retriesTotal == 1)
@@ -408,7 +413,9 @@ struct BadEndpointChaosTests {
               #expect(stats.endpoints == 4)
               #expect(stats.pickable == 3)
               #expect(
-                stats.connectionErrors["impostor"]?.contains(try pki.identity(of: "billing").description)
+                stats.connectionErrors["impostor"]?.contains(
+                  try pki.identity(of: "billing").description
+                )
                   == true
               )
             }

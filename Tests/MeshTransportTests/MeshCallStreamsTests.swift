@@ -15,8 +15,9 @@
  */
 
 import GRPCCore
-@testable import MeshTransport
 import Testing
+
+@testable import MeshTransport
 
 private typealias Log = MeshRequestLog<[UInt8]>
 private typealias Channel = MeshResponseChannel<[UInt8]>

@@ -14,9 +14,10 @@
  * limitations under the License.
  */
 
-@testable import MeshTransport
 import PropertyBased
 import Testing
+
+@testable import MeshTransport
 
 @Suite("Wait queue properties")
 struct MeshWaitQueuePropertyTests {

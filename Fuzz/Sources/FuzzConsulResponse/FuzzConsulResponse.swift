@@ -21,9 +21,10 @@ internal import MeshDiscovery
 
 /// Consul's answers as the mesh's Consul client reads them (`JSONDecoder` into the wire types),
 /// and the endpoints discovery makes of a health answer. A hostile agent or registration must
-/// not trap the client, what it decodes re-encodes stably, and nothing invalid may leave
-/// discovery for NIO: every endpoint has a port in 1...65535 and a host that is an IPv4 or IPv6
-/// address or a DNS name.
+/// not trap the client, what it decodes re-encodes stably, and nothing invalid may reach NIO:
+/// an endpoint the balancing transport's gate (`MeshEndpoint.validationError`) lets through has
+/// a port in 1...65535 and a host that is an IPv4 or IPv6 address or a DNS name. (Consul may
+/// list port 0 or any host text; the gate, not the decoder, refuses them.)
 ///
 /// The first byte picks the document the rest is: 0 `/v1/health/service/:service`, 1
 /// `/v1/catalog/service/:service`, 2 `/v1/catalog/services`, 3 `/v1/agent/connect/ca/roots`,
@@ -43,7 +44,7 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         entries: entries,
         taggedAddress: taggedAddress
       )
-      for endpoint in set.endpoints {
+      for endpoint in set.endpoints where endpoint.validationError == nil {
         check(MeshInput.ports.contains(endpoint.port), "port \(endpoint.port) in 1...65535")
         check((try? MeshHost(endpoint.host)) != nil, "host \(String(reflecting: endpoint.host))")
         _ = endpoint.weight

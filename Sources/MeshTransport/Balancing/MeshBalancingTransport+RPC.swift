@@ -221,7 +221,9 @@ extension MeshBalancingTransport {
     if let methodTimeout = method.timeout, let current = timeout, current > methodTimeout {
       timeout = methodTimeout
     }
-    var deadline = timeout.map { start.advanced(by: MeshInput.clamp($0, to: .zero...MeshGoDuration.max)) }
+    var deadline = timeout.map {
+      start.advanced(by: MeshInput.clamp($0, to: .zero...MeshGoDuration.max))
+    }
     if let propagated = MeshPropagatedDeadline.current {
       let limit = propagated.advanced(by: .zero - self.resilience.propagationMargin)
       guard limit > start else {
@@ -269,7 +271,8 @@ extension MeshBalancingTransport {
   /// failure where there was one.
   private func deadlineError(_ call: MeshCall<Bytes>, options: CallOptions) -> RPCError {
     let elapsed = call.start.duration(to: call.deadline ?? .now)
-    var message = "The RPC's deadline (\(MeshGoDuration.format(elapsed))) passed calling '\(self.service)'"
+    var message =
+      "The RPC's deadline (\(MeshGoDuration.format(elapsed))) passed calling '\(self.service)'"
     if let last = call.lastFailure {
       message += "; the last attempt failed: \(last.code): \(last.message)"
     }
@@ -676,7 +679,12 @@ extension MeshBalancingTransport {
         return .committed
       }
       if case .status(let status, _)? = first, status.code != .ok,
-        self.mayRetry(RPCError.Code(status.code) ?? .unknown, number: number, plan: plan, call: call)
+        self.mayRetry(
+          RPCError.Code(status.code) ?? .unknown,
+          number: number,
+          plan: plan,
+          call: call
+        )
       {
         let seen = observer.snapshot
         let pushback: MeshPushback =
@@ -740,7 +748,8 @@ extension MeshBalancingTransport {
   /// attempt retries (nil for an RPC's first attempt).
   func admit(retry: RPCError?, now: ContinuousClock.Instant) throws(RPCError) {
     let breakers = self.resilience.circuitBreakers
-    let waiters = try self.state.withLock { state throws(RPCError) -> [CheckedContinuation<Void, Never>] in
+    let waiters = try self.state.withLock {
+      state throws(RPCError) -> [CheckedContinuation<Void, Never>] in
       let waiters = self.tickOutlierDetection(&state, now: now)
       if let retry {
         if state.stats.retriesInFlight >= breakers.maxRetries {
@@ -1024,7 +1033,8 @@ extension MeshBalancingTransport {
           metadata: [
             "mesh.service": "\(self.service)", "mesh.endpoint": "\(id)",
             "mesh.reason": "\(reason.rawValue)",
-            "mesh.ejection_ms": "\(MeshInput.milliseconds(clamping: ContinuousClock.now.duration(to: until)))",
+            "mesh.ejection_ms":
+              "\(MeshInput.milliseconds(clamping: ContinuousClock.now.duration(to: until)))",
           ]
         )
       case .halfOpen(let id):

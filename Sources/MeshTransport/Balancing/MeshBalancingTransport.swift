@@ -407,7 +407,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       order.reserveCapacity(set.endpoints.count)
       var invalidCount = 0
       for endpoint in set.endpoints {
-        if let error = Self.validate(endpoint) {
+        if let error = endpoint.validationError {
           invalidCount += 1
           let key = endpoint.description
           if !state.loggedInvalid.contains(key) {
@@ -458,7 +458,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
             added.append(entry)
           } catch {
             state.stats.invalidEndpoints += 1
-            invalid.append((endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)")))
+            invalid.append(
+              (endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)"))
+            )
             continue
           }
         }
@@ -483,17 +485,6 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       entry.removed.fire()
     }
     return added
-  }
-
-  /// Why `endpoint` must not be handed to NIO, or nil if it may.
-  static func validate(_ endpoint: MeshEndpoint) -> MeshInputError? {
-    do {
-      _ = try MeshHost(endpoint.host, field: "host")
-      _ = try MeshInput.port(endpoint.port, field: "port")
-      return nil
-    } catch {
-      return error
-    }
   }
 
   /// Runs one endpoint's connection and health stream until it is removed.
@@ -532,7 +523,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
                 error: nil
               )
             }
-          } catch where answered {
+          } catch  where answered {
             // The stream broke after it was up: reconnect promptly.
           }
           return answered
@@ -583,7 +574,9 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let (waiters, logged) = self.state.withLock {
       state -> ([CheckedContinuation<Void, Never>], (old: String?, new: String?)?) in
       // Only the entry still registered under this ID (not a replaced one).
-      guard let current = state.entries[entry.endpoint.instanceKey], current.removed === entry.removed else {
+      guard let current = state.entries[entry.endpoint.instanceKey],
+        current.removed === entry.removed
+      else {
         return ([], nil)
       }
       guard

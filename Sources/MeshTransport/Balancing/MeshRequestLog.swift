@@ -75,7 +75,9 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
 
   func write(_ part: RPCRequestPart<Bytes>) async throws {
     let (wake, mustWait) = try self.state.withLock {
-      state throws -> ([(CheckedContinuation<RPCRequestPart<Bytes>?, any Error>, RPCRequestPart<Bytes>)], Bool) in
+      state throws -> (
+        [(CheckedContinuation<RPCRequestPart<Bytes>?, any Error>, RPCRequestPart<Bytes>)], Bool
+      ) in
       if let closed = state.closed { throw closed }
       guard !state.finished else {
         throw RPCError(code: .internalError, message: "The request was written after it finished.")
@@ -101,7 +103,8 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
 
   private func waitForReaders() async throws {
     try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      try await withCheckedThrowingContinuation {
+        (continuation: CheckedContinuation<Void, any Error>) in
         let now = self.state.withLock { state -> Result<Void, any Error>? in
           if let closed = state.closed { return .failure(closed) }
           if Task.isCancelled { return .failure(CancellationError()) }
@@ -122,7 +125,8 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
 
   /// The request is complete (`error` nil) or was abandoned by the caller.
   func finish(throwing error: (any Error)? = nil) {
-    let wake = self.state.withLock { state -> [CheckedContinuation<RPCRequestPart<Bytes>?, any Error>] in
+    let wake = self.state.withLock {
+      state -> [CheckedContinuation<RPCRequestPart<Bytes>?, any Error>] in
       guard !state.finished else { return [] }
       state.finished = true
       state.failure = error
@@ -142,7 +146,10 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
   /// Ends the RPC for the writer and every reader: their waits throw `error`.
   func close(with error: any Error) {
     let (readers, writer) = self.state.withLock {
-      state -> ([CheckedContinuation<RPCRequestPart<Bytes>?, any Error>], CheckedContinuation<Void, any Error>?) in
+      state -> (
+        [CheckedContinuation<RPCRequestPart<Bytes>?, any Error>],
+        CheckedContinuation<Void, any Error>?
+      ) in
       guard state.closed == nil else { return ([], nil) }
       state.closed = error
       let readers = state.readers.values.compactMap(\.waiting)
@@ -177,7 +184,9 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
       try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<RPCRequestPart<Bytes>?, any Error>) in
         let (now, writer) = self.state.withLock {
-          state -> (Result<RPCRequestPart<Bytes>?, any Error>?, CheckedContinuation<Void, any Error>?) in
+          state -> (
+            Result<RPCRequestPart<Bytes>?, any Error>?, CheckedContinuation<Void, any Error>?
+          ) in
           if let closed = state.closed { return (.failure(closed), nil) }
           guard let reader = state.readers[id] else { return (.failure(CancellationError()), nil) }
           if reader.position < state.end {
@@ -203,7 +212,10 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
   /// The reader stops reading (its attempt ended).
   func removeReader(_ id: Int) {
     let (waiting, writer) = self.state.withLock {
-      state -> (CheckedContinuation<RPCRequestPart<Bytes>?, any Error>?, CheckedContinuation<Void, any Error>?) in
+      state -> (
+        CheckedContinuation<RPCRequestPart<Bytes>?, any Error>?,
+        CheckedContinuation<Void, any Error>?
+      ) in
       guard let reader = state.readers.removeValue(forKey: id) else { return (nil, nil) }
       return (reader.waiting, state.trim(limit: self.limit))
     }

@@ -94,7 +94,9 @@ final class MeshResponseChannel<Bytes: GRPCContiguousBytes & Sendable>: Sendable
   /// The response ended (`error` nil) or failed.
   func finish(throwing error: (any Error)? = nil) {
     let (consumer, producer) = self.state.withLock {
-      state -> (CheckedContinuation<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?) in
+      state -> (
+        CheckedContinuation<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?
+      ) in
       guard !state.ended else { return (nil, nil) }
       state.ended = true
       state.failure = error
@@ -111,7 +113,9 @@ final class MeshResponseChannel<Bytes: GRPCContiguousBytes & Sendable>: Sendable
   /// Fails the response now, dropping what was not read: the caller reads `error`.
   func fail(_ error: any Error) {
     let (consumer, producer) = self.state.withLock {
-      state -> (CheckedContinuation<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?) in
+      state -> (
+        CheckedContinuation<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?
+      ) in
       guard !state.ended || state.unread > 0 else { return (nil, nil) }
       state.ended = true
       state.failure = error
@@ -146,7 +150,8 @@ final class MeshResponseChannel<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<RPCResponsePart<Bytes>?, any Error>) in
         let (now, producer) = self.state.withLock {
-          state -> (Result<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?) in
+          state -> (Result<RPCResponsePart<Bytes>?, any Error>?, CheckedContinuation<Bool, Never>?)
+          in
           if state.unread > 0 {
             let part = state.pop()
             var producer: CheckedContinuation<Bool, Never>?

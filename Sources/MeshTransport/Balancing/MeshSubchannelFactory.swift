@@ -51,8 +51,11 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
   /// With mTLS from mesh credentials: the security of one endpoint's subchannel, whose
   /// verification outcomes go to `failures`.
   private var makeSecurity:
-    (@Sendable (@escaping @Sendable (MeshTLSError?) -> Void) throws -> HTTP2ClientTransport.Posix
-      .TransportSecurity)?
+    (
+      @Sendable (@escaping @Sendable (MeshTLSError?) -> Void) throws ->
+        HTTP2ClientTransport.Posix
+        .TransportSecurity
+    )?
   private let failures = MeshVerificationFailures()
 
   public init(

@@ -89,17 +89,19 @@ final class MeshTimers: Sendable {
     await withTaskCancellationHandler {
       await withTaskGroup(of: Void.self) { group in
         if let deadline {
-          group.addTask { try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous) }
+          group.addTask {
+            try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous)
+          }
         }
         group.addTask {
           await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = self.state.withLock { state -> Bool in
               if state.stopped || state.sleeps != sleep { return true }
               // Armed since the runner looked, before this deadline: look again now.
-              if state.timers.values.contains(where: { t in deadline.map { t.deadline < $0 } ?? true })
-              {
-                return true
+              let armedEarlier = state.timers.values.contains { timer in
+                deadline.map { timer.deadline < $0 } ?? true
               }
+              if armedEarlier { return true }
               state.sleepingUntil = deadline
               state.wake = continuation
               return false

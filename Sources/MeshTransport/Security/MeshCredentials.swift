@@ -242,7 +242,11 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     server: MeshIdentityPolicy,
     onVerified: (@Sendable (MeshTLSError?) -> Void)?
   ) throws(MeshTLSError) -> HTTP2ClientTransport.Posix.TransportSecurity {
-    let verify = self.verificationCallback(policy: server, peerRole: "server", onVerified: onVerified)
+    let verify = self.verificationCallback(
+      policy: server,
+      peerRole: "server",
+      onVerified: onVerified
+    )
     do {
       return try .mTLS(certificateReloader: self) { config in
         // Host names are not identities here: the callback matches SPIFFE or DNS SANs.
