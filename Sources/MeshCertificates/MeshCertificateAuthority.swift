@@ -157,7 +157,8 @@ public struct MeshCertificateAuthority: Sendable {
   public func remainingDays(now: Date = Date()) -> Int {
     let seconds = self.certificate.notValidAfter.timeIntervalSince(now)
     guard seconds > 0 else { return 0 }
-    return Int(min(seconds / 86_400, Double(Self.maximumDays)).rounded(.down))
+    let days = MeshInput.int64(truncating: min(seconds / 86_400, Double(Self.maximumDays))) ?? 0
+    return Int(clamping: days)
   }
 
   /// Issues a service certificate.

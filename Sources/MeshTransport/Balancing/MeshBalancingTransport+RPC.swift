@@ -62,21 +62,18 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
   /// Ends the RPC with `error` unless an attempt committed: the caller reads `error`, and
   /// writes to the request fail.
   func fail(_ error: RPCError) {
-    let proceed = self.state.withLock { state -> Bool in
-      guard !state.ended, state.committed == nil else { return false }
-      state.ended = true
-      return true
-    }
-    guard proceed else { return }
-    self.response.fail(error)
-    self.log.close(with: error)
+    self.end(error, evenIfCommitted: false)
   }
 
   /// Ends the RPC with `error` whatever happened so far (its deadline passed, the RPC being
   /// served was cancelled).
   func abort(_ error: RPCError) {
+    self.end(error, evenIfCommitted: true)
+  }
+
+  private func end(_ error: RPCError, evenIfCommitted: Bool) {
     let proceed = self.state.withLock { state -> Bool in
-      guard !state.ended else { return false }
+      guard !state.ended, evenIfCommitted || state.committed == nil else { return false }
       state.ended = true
       return true
     }
@@ -171,7 +168,7 @@ extension MeshBalancingTransport {
     let expiry = deadline.map { options.timeout == nil ? $0 : $0.advanced(by: .milliseconds(-5)) }
     let timer = expiry.map { expiry in
       self.timers.arm(at: expiry) { [self] in
-        call.abort(self.deadlineError(call, options: options))
+        call.abort(self.deadlineError(call))
       }
     }
     defer {
@@ -269,7 +266,7 @@ extension MeshBalancingTransport {
 
   /// The error of an RPC whose deadline passed: what it was waiting for, and the last attempt's
   /// failure where there was one.
-  private func deadlineError(_ call: MeshCall<Bytes>, options: CallOptions) -> RPCError {
+  private func deadlineError(_ call: MeshCall<Bytes>) -> RPCError {
     let elapsed = call.start.duration(to: call.deadline ?? .now)
     var message =
       "The RPC's deadline (\(MeshGoDuration.format(elapsed))) passed calling '\(self.service)'"
@@ -415,7 +412,6 @@ extension MeshBalancingTransport {
       var started = 0
       var running = 0
       var stopped = false  // the server said stop, a fatal failure, or a refused hedge
-      var lastFailure: RPCError?
       var startNext = true  // the first attempt, admitted by withStream
       while true {
         if startNext, !stopped, !call.isCommitted, started < plan.maxAttempts,
@@ -444,7 +440,7 @@ extension MeshBalancingTransport {
         startNext = false
         if running == 0 {
           call.fail(
-            lastFailure ?? RPCError(code: .unavailable, message: "No attempt could be made.")
+            call.lastFailure ?? RPCError(code: .unavailable, message: "No attempt could be made.")
           )
           break
         }
@@ -459,7 +455,6 @@ extension MeshBalancingTransport {
           running -= 1
         case .ended(.notOpened(let error)), .ended(.failed(let error, pushback: .none)):
           running -= 1
-          lastFailure = error
           call.recordFailure(error)
           // A non-fatal failure sends the next hedge at once; any other ends the hedging.
           if plan.retryableCodes.contains(Status.Code(error.code)) {
@@ -469,12 +464,10 @@ extension MeshBalancingTransport {
           }
         case .ended(.failed(let error, pushback: .stop)):
           running -= 1
-          lastFailure = error
           call.recordFailure(error)
           stopped = true
         case .ended(.failed(let error, pushback: .retryAfter(let delay))):
           running -= 1
-          lastFailure = error
           call.recordFailure(error)
           group.addTask {
             _ = try? await Task.sleep(for: delay, tolerance: .zero)
@@ -482,7 +475,9 @@ extension MeshBalancingTransport {
           }
         }
         if stopped && running == 0 {
-          call.fail(lastFailure ?? RPCError(code: .unavailable, message: "No attempt succeeded."))
+          call.fail(
+            call.lastFailure ?? RPCError(code: .unavailable, message: "No attempt succeeded.")
+          )
           break
         }
       }
@@ -570,7 +565,7 @@ extension MeshBalancingTransport {
         )
         perTryTimer = self.timers.arm(at: perTryDeadline) {
           // A timer action must not block the timer runner; failing the stream is async.
-          Task { await observer.abandon(.perTryTimeout, error: error) }
+          Task { await observer.abandonAtPerTryTimeout(error: error) }
         }
       }
     }
@@ -969,27 +964,21 @@ extension MeshBalancingTransport {
     let seen = observer.snapshot
     let end = ContinuousClock.now
     var endpointFailed = false
-    var perTryTimedOut = false
-    switch seen.abandoned {
-    case .perTryTimeout:
-      perTryTimedOut = true
+    let perTryTimedOut = seen.abandonment != nil
+    if perTryTimedOut {
       endpointFailed = true
-    case .deadline, .cancelled:
-      break  // the caller's limits, not the endpoint's fault
-    case nil:
-      if Task.isCancelled {
-        break  // the RPC ended (its deadline, the caller): not the endpoint's fault
-      } else if let status = seen.status {
-        endpointFailed = Self.endpointFailureCodes.contains(status.code)
-      } else if let error = seen.transportError {
-        endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
-      } else {
-        switch outcome {
-        case .notOpened(let error), .failed(let error, _):
-          endpointFailed = error.code == .unavailable
-        case .committed, .lost:
-          break
-        }
+    } else if Task.isCancelled {
+      // The RPC ended (its deadline, the caller): not the endpoint's fault.
+    } else if let status = seen.status {
+      endpointFailed = Self.endpointFailureCodes.contains(status.code)
+    } else if let error = seen.transportError {
+      endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
+    } else {
+      switch outcome {
+      case .notOpened(let error), .failed(let error, _):
+        endpointFailed = error.code == .unavailable
+      case .committed, .lost:
+        break
       }
     }
     let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in

@@ -93,8 +93,7 @@ public enum MeshCircuitBreaker: String, Hashable, Sendable, CaseIterable, Custom
 }
 
 /// What one attempt saw: filled by its inbound stream, read when it ends. Also the handle that
-/// fails the attempt's stream when its per-try timeout, the propagated deadline or the incoming
-/// RPC's cancellation comes first.
+/// fails the attempt's stream at its per-try timeout.
 final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
   private let state = Mutex(State())
 
@@ -105,16 +104,11 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     var pushbackStops = false
     var pushback: Duration?
     var transportError: RPCError?
-    var abandoned: Abandonment?
-    /// The error the attempt was abandoned with: what its inbound stream throws.
+    /// The error the attempt was abandoned with at its per-try timeout: what its inbound stream
+    /// throws. (The RPC's own end — its deadline, its cancellation — cancels the attempt's task
+    /// instead.)
     var abandonment: RPCError?
     var outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable?
-  }
-
-  enum Abandonment: Sendable {
-    case perTryTimeout
-    case deadline
-    case cancelled
   }
 
   var snapshot: State { self.state.withLock { $0 } }
@@ -180,13 +174,12 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     }
   }
 
-  /// Fails the stream unless its outcome is already known; for a per-try timeout, only while
-  /// the response has not started.
-  func abandon(_ reason: Abandonment, error: RPCError) async {
+  /// Fails the stream at its per-try timeout, unless the response has started.
+  func abandonAtPerTryTimeout(error: RPCError) async {
     let outbound = self.state.withLock { state -> RPCWriter<RPCRequestPart<Bytes>>.Closable? in
-      guard state.status == nil, state.abandoned == nil else { return nil }
-      if case .perTryTimeout = reason, state.receivedFirstPart { return nil }
-      state.abandoned = reason
+      guard state.status == nil, state.abandonment == nil, !state.receivedFirstPart else {
+        return nil
+      }
       state.abandonment = error
       return state.outbound
     }
