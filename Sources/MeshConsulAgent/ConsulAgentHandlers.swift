@@ -212,7 +212,11 @@ extension ConsulAgentCore {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     let pretty = call.query.has("pretty")
     if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
-    var data = try encoder.encode(value)
+    let mapKeys = ConsulAgentMapKeys()
+    encoder.userInfo[ConsulAgentMapKeys.userInfoKey] = mapKeys
+    let keyEncoder = JSONEncoder()
+    keyEncoder.outputFormatting = .withoutEscapingSlashes
+    var data = try mapKeys.substitute(in: encoder.encode(value), encoder: keyEncoder)
     if pretty { data.append(UInt8(ascii: "\n")) }
     return .json(data)
   }

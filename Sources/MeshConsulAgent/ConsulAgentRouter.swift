@@ -220,11 +220,13 @@ struct ConsulAgentErrorMiddleware: RouterMiddleware {
     switch error {
     case let error as ConsulAgentError:
       return error
-    case let error as HTTPError where error.status == .notFound:
+    // HTTPError and NIO's errors (a body past the limit is NIOTooManyBytesError) are
+    // HTTPResponseErrors; their own bodies are not Consul's, so only their status is kept.
+    case let error as any HTTPResponseError where error.status == .notFound:
       return ConsulAgentError(404, "Invalid URL path: not a recognized HTTP API endpoint\n")
-    case let error as HTTPError where error.status == .contentTooLarge:
+    case let error as any HTTPResponseError where error.status == .contentTooLarge:
       return ConsulAgentError(413, "Request body too large")
-    case let error as HTTPError:
+    case let error as any HTTPResponseError:
       return ConsulAgentError(error.status.code, error.status.reasonPhrase)
     default:
       return ConsulAgentError(500, "Internal error")

@@ -76,8 +76,8 @@ extension ConsulAgentState {
   // MARK: - Catalog
 
   /// `GET /v1/catalog/services`.
-  package var catalogServices: [String: [String]] {
-    var services: [String: [String]] = ["consul": []]
+  package var catalogServices: ConsulAgentMap<[String]> {
+    var services: [(key: ConsulAgentKey, value: [String])] = [(key: "consul", value: [])]
     for name in self.serviceNames {
       var tags: [String] = []
       var seen: Set<ConsulAgentKey> = []
@@ -86,9 +86,9 @@ extension ConsulAgentState {
           tags.append(tag)
         }
       }
-      services[name.text] = tags
+      services.append((key: name, value: tags))
     }
-    return services
+    return ConsulAgentMap(services)
   }
 
   /// `GET /v1/catalog/service/:service`.
@@ -106,35 +106,32 @@ extension ConsulAgentState {
   /// Consul answers) for another node.
   package func catalogNode(_ node: ConsulAgentKey) -> ConsulAgentNodeServices? {
     guard node == ConsulAgentKey(self.node.node) else { return nil }
-    var services: [String: ConsulNodeService] = [:]
-    for (id, service) in self.services {
-      services[id.text] = service
-    }
+    let services = ConsulAgentMap(self.services.lazy.map { (key: $0.key, value: $0.value) })
     return ConsulAgentNodeServices(node: self.node, services: services)
   }
 
   // MARK: - Agent
 
   /// `GET /v1/agent/services`.
-  package func agentServices(datacenter: String) -> [String: ConsulAgentService] {
-    var services: [String: ConsulAgentService] = [:]
-    for (id, service) in self.services {
-      services[id.text] = ConsulAgentService(service, datacenter: datacenter)
-    }
-    return services
+  package func agentServices(datacenter: String) -> ConsulAgentMap<ConsulAgentService> {
+    ConsulAgentMap(
+      self.services.lazy.map {
+        (key: $0.key, value: ConsulAgentService($0.value, datacenter: datacenter))
+      }
+    )
   }
 
   /// `GET /v1/agent/checks`: the agent's own checks (its node's serfHealth is the catalog's).
-  package var agentChecks: [String: ConsulHealthCheck] {
-    var checks: [String: ConsulHealthCheck] = [:]
+  package var agentChecks: ConsulAgentMap<ConsulHealthCheck> {
+    var checks: [(key: ConsulAgentKey, value: ConsulHealthCheck)] = []
     for (id, check) in self.checks {
       var health = check.health
       // The agent's local state has no raft indexes.
       health.createIndex = 0
       health.modifyIndex = 0
-      checks[id.text] = health
+      checks.append((key: id, value: health))
     }
-    return checks
+    return ConsulAgentMap(checks)
   }
 
   // MARK: - Helpers

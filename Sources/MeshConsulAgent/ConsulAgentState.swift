@@ -154,11 +154,15 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
       throw ConsulAgentError(400, "Invalid service address")
     }
     let weights = registration.weights ?? ConsulWeights()
-    guard weights.passing >= 1, weights.passing <= 65_535 else {
+    // Consul's structs.ValidateWeights, in its order and words.
+    guard weights.passing >= 1 else {
       throw ConsulAgentError(400, "Invalid Weights: Passing must be greater than 0")
     }
-    guard weights.warning >= 0, weights.warning <= 65_535 else {
+    guard weights.warning >= 0 else {
       throw ConsulAgentError(400, "Invalid Weights: Warning must be greater or equal than 0")
+    }
+    guard weights.passing <= 65_535, weights.warning <= 65_535 else {
+      throw ConsulAgentError(400, "Invalid Weights: DNS Weight must be between 0 and 65535")
     }
     try Self.validate(meta: registration.meta ?? [:])
 

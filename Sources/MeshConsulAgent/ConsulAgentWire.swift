@@ -105,7 +105,7 @@ package struct ConsulAgentService: Encodable, Sendable {
 /// `GET /v1/catalog/node/:node` (`structs.NodeServices`).
 package struct ConsulAgentNodeServices: Encodable, Sendable {
   var node: ConsulNode
-  var services: [String: ConsulNodeService]
+  var services: ConsulAgentMap<ConsulNodeService>
 
   enum CodingKeys: String, CodingKey {
     case node = "Node"

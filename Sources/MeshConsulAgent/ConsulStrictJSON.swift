@@ -142,6 +142,16 @@ enum ConsulStrictJSON {
           "Request decode failed: json: unknown field \(MeshInput.quoted(key))"
         )
       }
+      // Go keeps the last of two spellings of one field ("interval" and "Interval"); a Swift
+      // dictionary has no order to tell which is last, so the body is refused rather than read
+      // one way or the other at random. (Two exact duplicates never get here: Foundation's
+      // decoder keeps the first.)
+      guard result[canonical] == nil else {
+        throw ConsulAgentError(
+          400,
+          "Request decode failed: json: duplicate field \(MeshInput.quoted(canonical))"
+        )
+      }
       let fieldPath = path.isEmpty ? canonical : "\(path).\(canonical)"
       switch field {
       case .value:

@@ -169,7 +169,9 @@ struct ConsulAgentRouterTests {
       let check =
         field == "TTL"
         ? #"{"TTL": \#(value)}"#
-        : #"{"GRPC": "127.0.0.1:1", "Interval": "10s", "\#(field)": \#(value)}"#
+        : field == "Interval"
+          ? #"{"GRPC": "127.0.0.1:1", "Interval": \#(value)}"#
+          : #"{"GRPC": "127.0.0.1:1", "Interval": "10s", "\#(field)": \#(value)}"#
       let response = await self.agent.call(
         "PUT",
         "/v1/agent/service/register",
@@ -183,13 +185,62 @@ struct ConsulAgentRouterTests {
     let check =
       field == "TTL"
       ? #"{"TTL": "2562047h47m16.854775807s"}"#
-      : #"{"GRPC": "127.0.0.1:1", "Interval": "10s", "\#(field)": 9223372036854774784}"#
+      : field == "Interval"
+        ? #"{"GRPC": "127.0.0.1:1", "Interval": 9223372036854774784}"#
+        : #"{"GRPC": "127.0.0.1:1", "Interval": "10s", "\#(field)": 9223372036854774784}"#
     let response = await self.agent.call(
       "PUT",
       "/v1/agent/service/register",
       body: #"{"Name": "a", "Check": \#(check)}"#
     )
     #expect(response.status == 200, "\(field): \(response.text)")
+  }
+
+  @Test("Weights are checked as Consul's ValidateWeights checks them, in its words")
+  func weights() async {
+    for (weights, message) in [
+      (#"{"Passing": 0, "Warning": 1}"#, "Invalid Weights: Passing must be greater than 0"),
+      (
+        #"{"Passing": 1, "Warning": -1}"#,
+        "Invalid Weights: Warning must be greater or equal than 0"
+      ),
+      (
+        #"{"Passing": 65536, "Warning": 1}"#,
+        "Invalid Weights: DNS Weight must be between 0 and 65535"
+      ),
+      (
+        #"{"Passing": 1, "Warning": 65536}"#,
+        "Invalid Weights: DNS Weight must be between 0 and 65535"
+      ),
+    ] {
+      let response = await self.agent.call(
+        "PUT",
+        "/v1/agent/service/register",
+        body: #"{"Name": "a", "Weights": \#(weights)}"#
+      )
+      #expect(response.status == 400, "\(weights)")
+      #expect(response.text == message, "\(weights)")
+    }
+    let accepted = await self.agent.call(
+      "PUT",
+      "/v1/agent/service/register",
+      body: #"{"Name": "a", "Weights": {"Passing": 65535, "Warning": 0}}"#
+    )
+    #expect(accepted.status == 200, "\(accepted.text)")
+  }
+
+  @Test("Two spellings of one field are refused, not read one way or the other at random")
+  func duplicateFields() async {
+    for body in [
+      #"{"Name": "a", "name": "b"}"#,
+      #"{"Name": "a", "Check": {"TTL": "10s", "ttl": "20s"}}"#,
+      #"{"Name": "a", "TaggedAddresses": {"lan": {"Port": 1, "port": 2}}}"#,
+    ] {
+      let response = await self.agent.call("PUT", "/v1/agent/service/register", body: body)
+      #expect(response.status == 400, "\(body)")
+      #expect(response.text.hasPrefix("Request decode failed: json: duplicate field "), "\(body)")
+    }
+    #expect(self.agent.withState { $0.services.isEmpty })
   }
 
   @Test("A wait or an index out of range is a 400, as Consul's")
@@ -270,11 +321,15 @@ struct ConsulAgentRouterTests {
       #expect(response.status == 200)
     }
     #expect(self.agent.withState { $0.services.count } == 2)
-    let services = try JSONDecoder().decode(
-      [String: ConsulJSONValue].self,
-      from: Data(await self.agent.call("GET", "/v1/agent/services").body)
-    )
-    #expect(services.count == 2)
+    // Decoding into a Swift dictionary would merge the two keys again: look at the bytes.
+    let services = await self.agent.call("GET", "/v1/agent/services").body
+    for form in [nfc, nfd] {
+      #expect(services.firstRange(of: Array("\"\(form)\":{".utf8)) != nil, "\(form.unicodeScalars)")
+    }
+    let catalog = await self.agent.call("GET", "/v1/catalog/services").body
+    for form in [nfc, nfd] {
+      #expect(catalog.firstRange(of: Array("\"\(form)\":[".utf8)) != nil, "\(form.unicodeScalars)")
+    }
     let encoded = nfd.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)!
     let health = try JSONDecoder().decode(
       [ConsulServiceEntry].self,
