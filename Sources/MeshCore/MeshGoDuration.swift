@@ -108,8 +108,9 @@ public enum MeshGoDuration {
         whole += UInt64(Double(fraction) * (Double(unit) / scale))
         guard whole <= limit else { throw self.outOfRange(text, field: field) }
       }
+      // Both are at most 2^63, so their sum could pass UInt64.max: check before adding.
+      guard whole <= limit - total else { throw self.outOfRange(text, field: field) }
       total += whole
-      guard total <= limit else { throw self.outOfRange(text, field: field) }
     }
     if negative {
       return total == limit ? Self.min : .nanoseconds(-Int64(total))
