@@ -103,12 +103,7 @@ struct MeshOutlierDetectorPropertyTests {
     arguments: policies.indices
   )
   func neverAllEjectedAcrossSetChanges(policy: Int) async {
-    // Known bug, reported: `setEndpoints` keeps the ejections of the endpoints that stay, so a set
-    // that shrinks to ejected endpoints (one alone, or all of those left) has all of them ejected
-    // (the transport then picks among them all). Remove this wrapper once it is fixed.
-    await withKnownIssue("setEndpoints can leave every endpoint ejected", isIntermittent: true) {
-      await self.checkNeverAllEjectedAcrossSetChanges(policy: policies[policy])
-    }
+    await self.checkNeverAllEjectedAcrossSetChanges(policy: policies[policy])
   }
 
   private func checkNeverAllEjectedAcrossSetChanges(policy: MeshOutlierDetectionPolicy) async {
@@ -135,6 +130,7 @@ struct MeshOutlierDetectorPropertyTests {
         if endpoints.count > 0 {
           #expect(detector.ejectedCount < endpoints.count, "all of \(endpoints) ejected")
         }
+        #expect(detector.ejectedCount <= detector.maxEjected)
       }
     }
   }

@@ -103,6 +103,27 @@ struct ResilienceStateMachineTests {
     #expect(detector.ejectionsTotal == 1)
   }
 
+  @Test("A set that shrinks to ejected endpoints returns the soonest back half-open, never all out")
+  func shrinkingSetReadmits() {
+    var detector = self.detector(consecutive: 1)
+    _ = detector.finished("a", success: false, now: at(0))
+    _ = detector.finished("b", success: false, now: at(5))
+    #expect(detector.ejected == ["a", "b"])
+    // Two left, both ejected: one may stay out; "a", whose ejection ends first, returns.
+    #expect(detector.setEndpoints(["a", "b"]) == [.halfOpen("a")])
+    #expect(detector.ejected == ["b"])
+    #expect(detector.admits("a"))
+    // One left: it may not stay out.
+    #expect(detector.setEndpoints(["b"]) == [.halfOpen("b")])
+    #expect(detector.ejected.isEmpty)
+    #expect(detector.state(of: "b") == .halfOpen)
+    // A set that keeps the share changes nothing.
+    var other = self.detector(consecutive: 1)
+    _ = other.finished("a", success: false, now: at(0))
+    #expect(other.setEndpoints(["a", "b", "c"]).isEmpty)
+    #expect(other.ejected == ["a"])
+  }
+
   @Test("Ejection time grows with each ejection up to the cap; half-open probes one at a time")
   func growingEjection() {
     var detector = self.detector(consecutive: 1)

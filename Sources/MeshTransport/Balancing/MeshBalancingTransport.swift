@@ -400,6 +400,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var removed: [Entry] = []
     var invalid: [(MeshEndpoint, MeshInputError)] = []
     var waiters: [CheckedContinuation<Void, Never>] = []
+    var detectorChanges: [MeshOutlierDetector<ContinuousClock.Instant>.Change] = []
     self.state.withLock { state in
       guard !state.isShutDown else { return }
       var incoming: [String: MeshEndpoint] = [:]
@@ -467,9 +468,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         state.order.append(id)
       }
       state.hasEndpoints = true
-      state.detector?.setEndpoints(state.order)
+      detectorChanges = state.detector?.setEndpoints(state.order) ?? []
       waiters = state.refresh()
     }
+    self.log(detectorChanges)
     for (endpoint, error) in invalid {
       self.logger.error(
         "Skipping an invalid endpoint from discovery",

@@ -69,13 +69,29 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     self.policy = policy
   }
 
-  /// Sets the endpoints; state survives for the IDs that stay.
-  public mutating func setEndpoints(_ ids: some Sequence<String>) {
+  /// Sets the endpoints; state survives for the IDs that stay. A smaller set can hold more
+  /// ejected endpoints than ``maxEjected`` allows (every one, when only ejected ones stay): those
+  /// whose ejection ends first return half-open until the limit holds again.
+  @discardableResult
+  public mutating func setEndpoints(_ ids: some Sequence<String>) -> [Change] {
     var hosts: [String: Host] = [:]
     for id in ids {
       hosts[id] = self.hosts[id] ?? Host()
     }
     self.hosts = hosts
+    var ejected: [(id: String, until: Instant)] = hosts.compactMap { id, host in
+      if case .ejected(let until) = host.state { return (id, until) }
+      return nil
+    }
+    let excess = ejected.count - self.maxEjected
+    guard excess > 0 else { return [] }
+    ejected.sort { $0.until < $1.until || ($0.until == $1.until && $0.id < $1.id) }
+    return ejected.prefix(excess).map { id, _ in
+      self.hosts[id]?.state = .halfOpen
+      self.hosts[id]?.probesInFlight = 0
+      self.hosts[id]?.probeSuccesses = 0
+      return .halfOpen(id)
+    }
   }
 
   public func state(of id: String) -> State {
