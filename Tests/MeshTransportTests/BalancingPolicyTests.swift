@@ -127,6 +127,21 @@ struct BalancingPolicyTests {
     #expect(self.counts(&picker, picks: 100) == ["one": 100])
   }
 
+  @Test(
+    "Weights from a registration past any sensible size are clamped, never summed into a trap",
+    arguments: [MeshBalancingPolicy.weighted, .roundRobin, .leastRequest]
+  )
+  func hugeWeights(policy: MeshBalancingPolicy) {
+    var picker = Picker(policy: policy)
+    picker.update([
+      MeshPickerEndpoint(id: "a", weight: .max), MeshPickerEndpoint(id: "b", weight: .max),
+      MeshPickerEndpoint(id: "c", weight: .min),
+    ])
+    let counts = self.counts(&picker, picks: 1_000)
+    #expect(counts.values.reduce(0, +) == 1_000)
+    #expect((counts["a"] ?? 0) > 0 && (counts["b"] ?? 0) > 0, "\(counts)")
+  }
+
   @Test("Peak EWMA avoids a slow endpoint, and forgives it as the spike decays")
   func peakEWMA() {
     var picker = Picker(policy: .peakEWMA(decay: .seconds(10)))

@@ -86,6 +86,7 @@ func withBalancedClient(
   healthChecking: MeshBalancingTransport<MeshHTTP2SubchannelFactory>.HealthChecking? = nil,
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   waitForPickable: Int? = nil,
+  defaultTimeout: Duration? = nil,
   _ body: (
     Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
     MeshBalancingTransport<MeshHTTP2SubchannelFactory>
@@ -96,6 +97,7 @@ func withBalancedClient(
     discovery: discovery,
     factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
     policy: policy,
+    defaultTimeout: defaultTimeout,
     healthChecking: healthChecking,
     resilience: resilience
   )

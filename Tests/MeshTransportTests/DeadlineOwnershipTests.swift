@@ -60,6 +60,7 @@ func withMTLSBalancedClient(
   _ pki: TestPKI,
   discovery: any MeshDiscovery,
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
+  defaultTimeout: Duration? = nil,
   _ body: (
     Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
     MeshBalancingTransport<MeshHTTP2SubchannelFactory>
@@ -75,6 +76,7 @@ func withMTLSBalancedClient(
     discovery: discovery,
     factory: factory,
     policy: .roundRobin,
+    defaultTimeout: defaultTimeout,
     resilience: resilience
   )
   try await withGRPCClient(transport: transport) { client in
@@ -83,7 +85,9 @@ func withMTLSBalancedClient(
 }
 
 extension CallOptions {
-  static func waiting(_ timeout: Duration, waitForReady: Bool = true) -> Self {
+  /// Options waiting for readiness; a nil timeout leaves the deadline to the transport's own
+  /// (its `defaultTimeout`), which only the mesh enforces.
+  static func waiting(_ timeout: Duration?, waitForReady: Bool = true) -> Self {
     var options = CallOptions.defaults
     options.timeout = timeout
     options.waitForReady = waitForReady
@@ -98,12 +102,71 @@ func timed(_ body: () async throws -> Void) async rethrows -> Duration {
   return start.duration(to: .now)
 }
 
+/// How late a call may end after its deadline. With `MESH_STRICT_TIMING=1` (scripts/test.sh
+/// runs this suite alone that way, after the whole suite), the issue's ±100 ms; in the parallel
+/// run, where every other suite shares the two cores and a timer can wake a few hundred
+/// milliseconds late, a bound that still tells "ended at its deadline" from "outlived it".
+let deadlineSlack: Duration =
+  ProcessInfo.processInfo.environment["MESH_STRICT_TIMING"] == "1"
+  ? .milliseconds(100) : .milliseconds(1_000)
+
+/// Expects a call that took `elapsed` to have ended at `deadline`: not before `earliest` (the
+/// deadline itself unless the mesh may end it a little early) and within ``deadlineSlack`` after.
+func expectEnded(
+  _ elapsed: Duration,
+  at deadline: Duration,
+  notBefore earliest: Duration? = nil,
+  sourceLocation: SourceLocation = #_sourceLocation
+) {
+  #expect(
+    elapsed >= (earliest ?? deadline),
+    "ended \(elapsed) after a \(deadline) deadline",
+    sourceLocation: sourceLocation
+  )
+  #expect(
+    elapsed < deadline + deadlineSlack,
+    "ended \(elapsed) after a \(deadline) deadline",
+    sourceLocation: sourceLocation
+  )
+}
+
 @Suite("The mesh owns every RPC's deadline", .timeLimit(.minutes(2)))
 struct DeadlineOwnershipTests {
   @Test("A call whose only endpoint never connects ends at its deadline, saying why")
   func neverConnects() async throws {
     // Nothing listens on port 1: every connection is refused. Retries are on (the default
     // policy) and the caller waits for readiness: grpc-swift's retry executor waited forever.
+    // The deadline is the mesh's own (the target's timeout, as `client(for:timeout:)` sets it).
+    let discovery = MeshStaticDiscovery([
+      "greeter": [MeshEndpoint(id: "closed", host: "127.0.0.1", port: 1)]
+    ])
+    try await withBalancedClient(
+      discovery: discovery,
+      policy: .roundRobin,
+      defaultTimeout: .seconds(1)
+    ) { health, transport in
+      // The reason the caller reads is the endpoint's last connection error: known once the
+      // first connection attempt failed.
+      await transport.waitForStats { $0.connectionErrors["closed"] != nil }
+      var error: RPCError?
+      let elapsed = await timed {
+        error = await #expect(throws: RPCError.self) {
+          try await health.check(.init(), options: .waiting(nil))
+        }
+      }
+      #expect(error?.code == .deadlineExceeded)
+      #expect(error?.message.contains("closed@127.0.0.1:1") == true, "\(String(describing: error))")
+      #expect(error?.message.contains("Connection refused") == true, "\(String(describing: error))")
+      expectEnded(elapsed, at: .seconds(1))
+      #expect(transport.stats.pending == 0)
+    }
+  }
+
+  @Test("A caller's own timeout ends a call that never connects at its deadline, too")
+  func neverConnectsCallerTimeout() async throws {
+    // CallOptions.timeout is enforced by grpc-swift's executor as well as by the mesh, which
+    // ends the call a few milliseconds first so that the caller usually reads why; which of
+    // the two messages arrives depends on scheduling, the code and the time do not.
     let discovery = MeshStaticDiscovery([
       "greeter": [MeshEndpoint(id: "closed", host: "127.0.0.1", port: 1)]
     ])
@@ -115,11 +178,8 @@ struct DeadlineOwnershipTests {
         }
       }
       #expect(error?.code == .deadlineExceeded)
-      #expect(error?.message.contains("closed@127.0.0.1:1") == true, "\(String(describing: error))")
-      #expect(elapsed >= .milliseconds(990))
-      #expect(elapsed < .milliseconds(1_300), "ended \(elapsed) after a 1 s deadline")
-      #expect(transport.stats.connectionErrors["closed"] != nil)
-      #expect(transport.stats.pending == 0)
+      expectEnded(elapsed, at: .seconds(1), notBefore: .milliseconds(900))
+      await transport.waitForStats { $0.pending == 0 }
     }
   }
 
@@ -149,19 +209,24 @@ struct DeadlineOwnershipTests {
       let discovery = MeshStaticDiscovery([
         "greeter": [MeshEndpoint(id: "impostor", host: "127.0.0.1", port: port)]
       ])
-      try await withMTLSBalancedClient(pki, discovery: discovery) { health, transport in
+      try await withMTLSBalancedClient(
+        pki,
+        discovery: discovery,
+        defaultTimeout: .milliseconds(800)
+      ) { health, transport in
+        await transport.waitForStats { $0.connectionErrors["impostor"] != nil }
         let presented = try pki.identity(of: "billing").description
         let expected = try pki.identity(of: "greeter").description
         var error: RPCError?
         let elapsed = await timed {
           error = await #expect(throws: RPCError.self) {
-            try await health.check(.init(), options: .waiting(.milliseconds(800)))
+            try await health.check(.init(), options: .waiting(nil))
           }
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(error?.message.contains(presented) == true, "\(String(describing: error))")
         #expect(error?.message.contains(expected) == true, "\(String(describing: error))")
-        #expect(elapsed < .milliseconds(1_100))
+        expectEnded(elapsed, at: .milliseconds(800))
         #expect(transport.stats.connectionErrors["impostor"]?.contains(presented) == true)
 
         // Failing fast, the same words come as UNAVAILABLE.
@@ -189,9 +254,14 @@ struct DeadlineOwnershipTests {
       let discovery = MeshStaticDiscovery([
         "greeter": [MeshEndpoint(id: "stranger", host: "127.0.0.1", port: port)]
       ])
-      try await withMTLSBalancedClient(pki, discovery: discovery) { health, _ in
+      try await withMTLSBalancedClient(
+        pki,
+        discovery: discovery,
+        defaultTimeout: .milliseconds(500)
+      ) { health, transport in
+        await transport.waitForStats { $0.connectionErrors["stranger"] != nil }
         let error = await #expect(throws: RPCError.self) {
-          try await health.check(.init(), options: .waiting(.milliseconds(500)))
+          try await health.check(.init(), options: .waiting(nil))
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(
@@ -204,36 +274,52 @@ struct DeadlineOwnershipTests {
 
   @Test("A retry refused by the budget or the max-retries breaker fails at once")
   func refusedRetriesFailAtOnce() async throws {
+    // A long backoff (a jittered wait of up to 50 s, inside the 60 s deadline): a retry that is
+    // refused must fail the RPC at once, neither at its deadline nor after the backoff.
+    let slow = MeshMethodPolicy(
+      retry: MeshRetryPolicy(
+        maxAttempts: 4,
+        perTryTimeout: nil,
+        initialBackoff: .seconds(50),
+        maxBackoff: .seconds(50)
+      )
+    )
     let budget = MeshRetryBudgetPolicy(ratio: 0, minRetriesPerSecond: 0)
-    try await withFleet(2, resilience: .testing(budget: budget)) { fleet, health, transport in
+    try await withFleet(2, resilience: .testing(slow, budget: budget)) {
+      fleet,
+      health,
+      transport in
       fleet.faults[0].set(.fail(.unavailable))
       fleet.faults[1].set(.fail(.unavailable))
-      // The budget allows no retry: each RPC's first retry is refused, and the RPC must fail
-      // long before its 30 s deadline, not at it.
       for _ in 0..<3 {
         let elapsed = await timed {
           let error = await #expect(throws: RPCError.self) {
-            try await health.check(.init(), options: .waiting(.seconds(30)))
+            try await health.check(.init(), options: .waiting(.seconds(60)))
           }
           #expect(error?.code == .unavailable)
+          #expect(error?.message.contains("retry budget") == true, "\(String(describing: error))")
         }
         #expect(elapsed < .seconds(5), "a refused retry waited \(elapsed)")
       }
       #expect(transport.stats.breakerRejections[.retryBudget] == 3)
+      #expect(transport.stats.attemptsInFlight == 0)
     }
-    try await withFleet(2, resilience: .testing(breakers: .init(maxRetries: 0))) {
+    try await withFleet(2, resilience: .testing(slow, breakers: .init(maxRetries: 0))) {
       fleet,
       health,
-      _ in
+      transport in
       fleet.faults[0].set(.fail(.unavailable))
       fleet.faults[1].set(.fail(.unavailable))
-      let elapsed = await timed {
-        let error = await #expect(throws: RPCError.self) {
-          try await health.check(.init(), options: .waiting(.seconds(30)))
+      for _ in 0..<3 {
+        let elapsed = await timed {
+          let error = await #expect(throws: RPCError.self) {
+            try await health.check(.init(), options: .waiting(.seconds(60)))
+          }
+          #expect(error?.message.contains("circuit breaker 'max retries'") == true)
         }
-        #expect(error?.message.contains("circuit breaker 'max retries'") == true)
+        #expect(elapsed < .seconds(5), "a refused retry waited \(elapsed)")
       }
-      #expect(elapsed < .seconds(5))
+      #expect(transport.stats.attemptsInFlight == 0)
     }
   }
 
@@ -338,12 +424,16 @@ struct DiscoveryValidationTests {
   @Test("A discovery that throws is reported, kept out of the way, and watched again")
   func discoveryErrorsReported() async throws {
     let discovery = FailingDiscovery(DiscoveryRefused())
-    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health, transport in
+    try await withBalancedClient(
+      discovery: discovery,
+      policy: .roundRobin,
+      defaultTimeout: .milliseconds(200)
+    ) { health, transport in
       await transport.waitForStats { $0.discoveryError != nil }
       #expect(transport.stats.discoveryError?.contains("403") == true)
       // With no endpoint ever known, RPCs wait; at their deadline they fail, saying why.
       let error = await #expect(throws: RPCError.self) {
-        try await health.check(.init(), options: .waiting(.milliseconds(200)))
+        try await health.check(.init(), options: .waiting(nil))
       }
       #expect(error?.code == .deadlineExceeded)
       #expect(error?.message.contains("403") == true, "\(String(describing: error))")

@@ -317,15 +317,6 @@ extension MeshBalancingTransport {
       if let isRetry = held { self.finishAttempt(isRetry: isRetry) }
     }
     while !Task.isCancelled {
-      if held == nil {
-        do {
-          try self.admit(retry: call.lastFailure, now: .now)
-        } catch {
-          call.fail(error)
-          return
-        }
-        held = attempt > 0
-      }
       let picked: Picked
       switch await self.pickEndpoint(avoiding: failed, waitForReady: plan.waitForReady) {
       case .success(let found):
@@ -392,6 +383,17 @@ extension MeshBalancingTransport {
         )
         return
       }
+      // The retry is admitted before its backoff (as Envoy counts a retry from when it is
+      // scheduled): a budget or breaker that refuses it fails the RPC now, with the failure it
+      // would have retried, instead of after the wait. An RPC that ended is not retried.
+      guard !Task.isCancelled else { return }
+      do {
+        try self.admit(retry: failure, now: .now)
+      } catch {
+        call.fail(error)
+        return
+      }
+      held = true
       if delay > .zero {
         guard (try? await Task.sleep(for: delay, tolerance: .zero)) != nil else { return }
       }
@@ -1013,7 +1015,7 @@ extension MeshBalancingTransport {
     return state.refresh()
   }
 
-  private func log(_ changes: [MeshOutlierDetector<ContinuousClock.Instant>.Change]) {
+  func log(_ changes: [MeshOutlierDetector<ContinuousClock.Instant>.Change]) {
     for change in changes {
       switch change {
       case .ejected(let id, let until, let reason):

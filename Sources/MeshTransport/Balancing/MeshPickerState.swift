@@ -106,10 +106,15 @@ public struct MeshPickerState<Instant: InstantProtocol> where Instant.Duration =
     self.stableGroup = self.makeGroup(stable, roundRobinStart: previousStable)
   }
 
+  /// The largest weight an endpoint counts with. Weights come from the registry (any Int a
+  /// registration carries); clamped, a sum over every endpoint a process could hold stays far
+  /// from Int.max.
+  static var maxWeight: Int { 1 << 32 }
+
   private func makeGroup(_ members: [Int], roundRobinStart: Int) -> Group {
     var total = 0
     let cumulative = members.map { index in
-      total += max(0, self.endpoints[index].weight)
+      total += min(max(0, self.endpoints[index].weight), Self.maxWeight)
       return total
     }
     return Group(
