@@ -24,11 +24,20 @@ import Testing
 private let demo = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
   .deletingLastPathComponent().appendingPathComponent("mesh-demo")
 
+/// Bytes a pipe's handler appends to while the test reads them.
+private final class Collected: Sendable {
+  private let data = Mutex(Data())
+
+  func append(_ bytes: Data) { self.data.withLock { $0.append(bytes) } }
+
+  var text: String { self.data.withLock { String(decoding: $0, as: UTF8.self) } }
+}
+
 /// A run of the demo: its output, line by line, as it comes.
 private final class DemoRun {
   let process: Process
   let lines: AsyncStream<String>
-  private let errorOutput = Mutex(Data())
+  private let errorOutput = Collected()
 
   init(_ arguments: [String]) throws {
     let process = Process()
@@ -46,7 +55,7 @@ private final class DemoRun {
       if data.isEmpty {
         handle.readabilityHandler = nil
       } else {
-        errorOutput.withLock { $0.append(data) }
+        errorOutput.append(data)
       }
     }
     self.process = process
@@ -68,7 +77,7 @@ private final class DemoRun {
     return (
       self.process.terminationReason,
       self.process.terminationStatus,
-      self.errorOutput.withLock { String(decoding: $0, as: UTF8.self) }
+      self.errorOutput.text
     )
   }
 }
