@@ -15,6 +15,7 @@
  */
 
 internal import AsyncHTTPClient
+internal import MeshCore
 public import Foundation
 internal import NIOCore
 internal import NIOHTTP1
@@ -59,14 +60,13 @@ public struct ConsulClientConfiguration: Sendable {
     if let address = environment["CONSUL_HTTP_ADDR"], !address.isEmpty {
       let useTLS = ["1", "true", "TRUE", "True"].contains(environment["CONSUL_HTTP_SSL"] ?? "")
       let text = address.contains("://") ? address : "\(useTLS ? "https" : "http")://\(address)"
-      guard let url = URL(string: text), url.host != nil,
-        url.scheme == "http" || url.scheme == "https"
-      else {
+      guard let url = URL(string: text) else {
         throw MeshConsulError(
           code: .invalidConfiguration,
           message: "CONSUL_HTTP_ADDR '\(address)' is not host:port or an http(s) URL."
         )
       }
+      try Self.check(url, named: "CONSUL_HTTP_ADDR '\(address)'")
       configuration.address = url
     }
     if let token = environment["CONSUL_HTTP_TOKEN"], !token.isEmpty {
@@ -76,6 +76,28 @@ public struct ConsulClientConfiguration: Sendable {
       configuration.caBundlePath = caBundle
     }
     return configuration
+  }
+
+  /// Checks that `address` is an http(s) URL with a valid host and, if it has one, a port of
+  /// 1–65535, before async-http-client and NIO see it (NIO traps on a port past 65535).
+  static func check(_ address: URL, named name: String) throws(MeshConsulError) {
+    guard address.scheme == "http" || address.scheme == "https", let host = address.host,
+      !host.isEmpty
+    else {
+      throw MeshConsulError(
+        code: .invalidConfiguration,
+        message: "\(name) is not host:port or an http(s) URL of a Consul agent."
+      )
+    }
+    do {
+      _ = try MeshHost(host, field: "host")
+      if let port = address.port { _ = try MeshInput.port(port, field: "port") }
+    } catch {
+      throw MeshConsulError(
+        code: .invalidConfiguration,
+        message: "\(name) is not a usable Consul address: \(error)"
+      )
+    }
   }
 }
 
@@ -142,14 +164,7 @@ public final class ConsulClient: Sendable {
     throws(MeshConsulError)
   {
     self.configuration = configuration
-    guard configuration.address.scheme == "http" || configuration.address.scheme == "https",
-      configuration.address.host != nil
-    else {
-      throw MeshConsulError(
-        code: .invalidConfiguration,
-        message: "'\(configuration.address)' is not an http(s) URL of a Consul agent."
-      )
-    }
+    try ConsulClientConfiguration.check(configuration.address, named: "'\(configuration.address)'")
     if let caBundlePath = configuration.caBundlePath {
       let roots: [NIOSSLCertificate]
       do {
@@ -212,8 +227,7 @@ public final class ConsulClient: Sendable {
       items.append(URLQueryItem(name: "index", value: String(index)))
       let wait = wait ?? .seconds(300)
       // Whole milliseconds, at least 1, as Consul's Go client sends them.
-      let (seconds, attoseconds) = wait.components
-      let milliseconds = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+      let milliseconds = max(1, MeshInput.milliseconds(clamping: wait))
       items.append(URLQueryItem(name: "wait", value: "\(milliseconds)ms"))
       // Consul may hold the request for wait + wait/16 of jitter.
       timeout = wait + wait / 16 + self.configuration.requestTimeout
@@ -413,8 +427,7 @@ public final class ConsulClient: Sendable {
       request.headers.add(name: "Content-Type", value: "application/json")
       request.body = .bytes(ByteBuffer(bytes: body))
     }
-    let nanoseconds =
-      timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+    let nanoseconds = MeshInput.nanoseconds(clamping: timeout)
     do {
       let response = try await self.http.execute(request, timeout: .nanoseconds(nanoseconds))
       let buffer = try await response.body.collect(upTo: 64 * 1024 * 1024)

@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+internal import Foundation
 public import MeshCore
 
 /// One instance of a service: where to reach it, and what the registry says about it.
@@ -101,9 +102,20 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
   /// What tells this instance apart from every other of the service: its node and its ID
   /// (Consul's service IDs are unique per node only, so two nodes may each run a `web-1`); the
   /// ID alone where no node is known. The balancer keeps one subchannel per key.
+  /// Written `node/id`, or `id` without a node, with `%` and `/` percent-encoded in the node (and
+  /// in a lone ID) so that no two instances share a key: node `a/b` with ID `c`, node `a` with ID
+  /// `b/c` and ID `a/b/c` on no node stay apart.
   public var instanceKey: String {
-    guard let node = self.node, !node.isEmpty else { return self.id }
-    return "\(node)/\(self.id)"
+    guard let node = self.node, !node.isEmpty else { return Self.escaped(self.id) }
+    return "\(Self.escaped(node))/\(self.id)"
+  }
+
+  private static func escaped(_ text: String) -> String {
+    guard text.contains(where: { $0 == "/" || $0 == "%" }) else { return text }
+    return text.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(
+      of: "/",
+      with: "%2F"
+    )
   }
 
   /// Why this endpoint must not be handed to NIO (a host that is not an IPv4 address, an IPv6

@@ -300,5 +300,19 @@ struct ConsulWatchTests {
     #expect(throws: MeshConsulError.self) {
       try ConsulClientConfiguration.fromEnvironment(["CONSUL_HTTP_ADDR": "ftp://x:1"])
     }
+    // Ports past 65535 and hosts that only look like IPs are refused here, before NIO (which
+    // traps on such a port) sees them; so is the same address given in code.
+    for address in [
+      "127.0.0.1:99999", "127.0.0.1:0", "1.2.3.04:8500", "[zz::1]:8500", "http://:8500",
+    ] {
+      let error = #expect(throws: MeshConsulError.self, "\(address)") {
+        try ConsulClientConfiguration.fromEnvironment(["CONSUL_HTTP_ADDR": address])
+      }
+      #expect(error?.code == .invalidConfiguration, "\(address)")
+      #expect(error?.message.contains("CONSUL_HTTP_ADDR") == true, "\(String(describing: error))")
+    }
+    var configuration = ConsulClientConfiguration()
+    configuration.address = URL(string: "http://127.0.0.1:70000")!
+    #expect(throws: MeshConsulError.self) { try ConsulClient(configuration) }
   }
 }

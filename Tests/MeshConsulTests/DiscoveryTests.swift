@@ -103,3 +103,18 @@ struct DiscoveryTests {
     #expect(try await MeshDNSLookup.addresses(of: "127.0.0.1") == ["127.0.0.1"])
   }
 }
+
+@Suite("Endpoint identity")
+struct EndpointIdentityTests {
+  @Test("An instance is its node and its ID: no two pairs share a key")
+  func instanceKeys() {
+    let pairs: [(node: String?, id: String)] = [
+      ("a/b", "c"), ("a", "b/c"), ("a%2Fb", "c"), ("a", "c"), (nil, "a/c"), ("", "a/c/"),
+      (nil, "c"),
+    ]
+    let keys = pairs.map { MeshEndpoint(id: $0.id, host: "127.0.0.1", port: 1, node: $0.node) }
+      .map(\.instanceKey)
+    #expect(Set(keys).count == pairs.count, "\(keys)")
+    #expect(MeshEndpoint(id: "web-1", host: "h", port: 1, node: "n1").instanceKey == "n1/web-1")
+  }
+}
