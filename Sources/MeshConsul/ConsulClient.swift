@@ -15,8 +15,8 @@
  */
 
 internal import AsyncHTTPClient
-internal import MeshCore
 public import Foundation
+internal import MeshCore
 internal import NIOCore
 internal import NIOHTTP1
 internal import NIOSSL
