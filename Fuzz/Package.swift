@@ -70,6 +70,7 @@ let package = Package(
       [
         .product(name: "MeshConsul", package: "swift-grpc-mesh"),
         .product(name: "MeshDiscovery", package: "swift-grpc-mesh"),
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
       ]
     ),
     // The configuration file, as YAML and as JSON.

@@ -28,7 +28,7 @@ export MESH_WARNINGS_AS_ERRORS=1
 
 step "Checking the format (.swift-format)"
 swift format lint --strict --recursive Package.swift Sources Tests Examples/Package.swift Examples/Sources \
-  Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources --configuration .swift-format
+  Examples/Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources --configuration .swift-format
 
 step "Building (warnings are errors)"
 swift build --build-tests

@@ -18,6 +18,7 @@ internal import Foundation
 internal import MeshConsul
 internal import MeshCore
 internal import MeshDiscovery
+internal import MeshTransport
 
 /// Consul's answers as the mesh's Consul client reads them (`JSONDecoder` into the wire types),
 /// and the endpoints discovery makes of a health answer. A hostile agent or registration must
@@ -44,11 +45,28 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         entries: entries,
         taggedAddress: taggedAddress
       )
+      var usable: [MeshPickerEndpoint] = []
       for endpoint in set.endpoints where endpoint.validationError == nil {
         check(MeshInput.ports.contains(endpoint.port), "port \(endpoint.port) in 1...65535")
         check((try? MeshHost(endpoint.host)) != nil, "host \(String(reflecting: endpoint.host))")
-        _ = endpoint.weight
         _ = endpoint.description
+        usable.append(
+          MeshPickerEndpoint(
+            id: endpoint.instanceKey,
+            weight: endpoint.weight,
+            zone: endpoint.zone,
+            tags: endpoint.tags
+          )
+        )
+      }
+      // The registry's weights, zones and tags reach the picker as the transport hands them
+      // over: whatever they are, a non-empty set gives a pick.
+      for policy in [MeshBalancingPolicy.weighted, .roundRobin] {
+        var picker = MeshPickerState<ContinuousClock.Instant>(policy: policy)
+        picker.update(usable)
+        var random = SystemRandomNumberGenerator()
+        let picked = picker.pick(now: .now, using: &random)
+        check((picked != nil) == !usable.isEmpty, "a pick whenever there are endpoints")
       }
     }
   case 1: _ = roundTrip([ConsulCatalogServiceNode].self, body)
