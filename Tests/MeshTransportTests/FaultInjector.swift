@@ -15,6 +15,7 @@
  */
 
 import GRPCCore
+import MeshDiscovery
 import Synchronization
 
 /// A fault-injecting test service: a server interceptor that makes any unary RPC (the health
@@ -31,6 +32,8 @@ final class FaultInjector: ServerInterceptor, Sendable {
     case failAlternate(Status.Code)
     /// Never answer; end only when the RPC is cancelled.
     case hang
+    /// Answer normally once `release` fires (or fail when the RPC is cancelled first).
+    case holdUntil(MeshSignal)
   }
 
   private struct State {
@@ -93,6 +96,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
     case answer
     case fail(Status.Code, pushback: String?)
     case hang
+    case hold(MeshSignal)
   }
 
   private static func action(_ state: inout State) -> Action {
@@ -110,6 +114,8 @@ final class FaultInjector: ServerInterceptor, Sendable {
       return .fail(code, pushback: nil)
     case .hang:
       return .hang
+    case .holdUntil(let release):
+      return .hold(release)
     }
   }
 
@@ -139,6 +145,9 @@ final class FaultInjector: ServerInterceptor, Sendable {
       var trailers: Metadata = [:]
       if let pushback { trailers.addString(pushback, forKey: "grpc-retry-pushback-ms") }
       throw RPCError(code: RPCError.Code(code)!, message: "injected fault", metadata: trailers)
+    case .hold(let release):
+      await release.wait()
+      return try await next(request, context)
     case .hang:
       try? await context.cancellation.cancelled
       let waiters = self.state.withLock { state in

@@ -352,8 +352,25 @@ struct ResilienceStateMachineTests {
   func grpcTimeout() {
     #expect(MeshGRPCTimeout.encode(.milliseconds(250)) == "250000u")
     #expect(MeshGRPCTimeout.encode(.seconds(1000)) == "1000000m")
-    #expect(MeshGRPCTimeout.encode(.seconds(3600 * 24 * 365)) == "31536000S")
+    #expect(MeshGRPCTimeout.encode(.seconds(3600 * 24 * 365)) == "525600M")
     #expect(MeshGRPCTimeout.encode(.seconds(3600 * 24 * 3650)) == "5256000M")
+    // Twenty seconds is 20000000u in eight digits, which grpc-swift's servers refuse.
+    #expect(MeshGRPCTimeout.encode(.seconds(20)) == "20000m")
+    #expect(MeshGRPCTimeout.encode(.milliseconds(19_990)) == "19990m")
+    // At most eight characters (what grpc-swift's servers read), never less time than asked,
+    // and at most one unit step more.
+    var duration = Duration.nanoseconds(1)
+    while duration < .seconds(3600 * 24 * 365 * 20) {
+      let text = MeshGRPCTimeout.encode(duration)
+      #expect(text.utf8.count <= 8, "\(duration): \(text)")
+      let decoded = MeshGRPCTimeout.decode(text)
+      #expect(decoded.map { $0 >= duration } == true, "\(duration): \(text)")
+      #expect(
+        decoded.map { $0 <= duration + duration / 5_000 + .nanoseconds(1) } == true,
+        "\(duration): \(text)"
+      )
+      duration = duration * 7 + .nanoseconds(3)
+    }
     #expect(MeshGRPCTimeout.decode("250000u") == .milliseconds(250))
     #expect(MeshGRPCTimeout.decode("2S") == .seconds(2))
     #expect(MeshGRPCTimeout.decode("1H") == .seconds(3600))

@@ -167,6 +167,41 @@ struct ResilienceTests {
     }
   }
 
+  @Test("An RPC in flight when the client shuts down gracefully finishes on its connection")
+  func gracefulShutdownDrains() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { servers in
+      var fleet = LoopbackFleet()
+      try await fleet.add(in: &servers)
+      let release = MeshSignal()
+      fleet.faults[0].set(.holdUntil(release))
+      let transport = try MeshBalancingTransport(
+        service: "greeter",
+        discovery: MeshStaticDiscovery(["greeter": fleet.endpoints]),
+        factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
+        policy: .roundRobin
+      )
+      let client = GRPCClient(transport: transport)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await client.runConnections() }
+        await transport.waitForPickableEndpoints(1)
+        group.addTask {
+          let health = Grpc_Health_V1_Health.Client(wrapping: client)
+          let status = try await health.check(.init()).status
+          #expect(status == .serving)
+        }
+        await fleet.faults[0].waitForCalls(1)
+        // The transport stops taking RPCs; its connection must not close under the one in
+        // flight (it used to: shutdown cancelled every endpoint's connection task).
+        client.beginGracefulShutdown()
+        await transport.waitForStats { $0.draining }
+        release.fire()
+        try await group.waitForAll()
+      }
+      fleet.stop()
+      try await servers.waitForAll()
+    }
+  }
+
   @Test("Breakers fail fast with UNAVAILABLE naming them: max requests, retries, pending")
   func breakers() async throws {
     try await withFleet(2, resilience: .testing(breakers: .init(maxRequests: 2, maxRetries: 0))) {

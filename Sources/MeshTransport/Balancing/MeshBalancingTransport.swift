@@ -181,6 +181,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       stats.pickable = self.picker.endpoints.count
       stats.connections = self.connections
       stats.pending = self.waiters.count
+      stats.draining = self.isShutDown
       for id in self.order {
         if let error = self.entries[id]?.lastError { stats.connectionErrors[id] = error }
       }
@@ -322,8 +323,18 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   }
 
   private func runSubchannels() async {
+    // Shutdown stops the discovery watch only: the endpoints' connections drain (their RPCs in
+    // flight finish) and end on their own, and this returns once they have.
+    let stopDiscovery = MeshSignal()
     await withDiscardingTaskGroup { group in
-      group.addTask { await self.watchDiscovery() }
+      group.addTask {
+        await withTaskGroup(of: Void.self) { discovery in
+          discovery.addTask { await self.watchDiscovery() }
+          discovery.addTask { await stopDiscovery.wait() }
+          await discovery.next()
+          discovery.cancelAll()
+        }
+      }
 
       for await event in self.events {
         switch event {
@@ -342,6 +353,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         case .shutdown:
           let (entries, waiters) = self.state.withLock { state in
             state.isShutDown = true
+            defer { state.notifyObservers() }
             return (Array(state.entries.values), state.refresh())
           }
           for waiter in waiters { waiter.resume() }
@@ -349,7 +361,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
             entry.removed.fire()
           }
           self.eventSink.finish()
-          group.cancelAll()  // the discovery watch; subchannels drain on their own
+          stopDiscovery.fire()
         }
       }
     }

@@ -54,6 +54,9 @@ public struct MeshTransportStats: Hashable, Sendable {
   public var connectionErrors: [String: String] = [:]
   /// Why discovery last failed; nil once it answers again.
   public var discoveryError: String?
+  /// The transport is shutting down: it takes no new RPC, and those in flight finish on their
+  /// connections before they close.
+  public var draining = false
 
   public init() {}
 
@@ -78,6 +81,7 @@ public struct MeshTransportStats: Hashable, Sendable {
     self.invalidEndpoints = max(self.invalidEndpoints, other.invalidEndpoints)
     self.connectionErrors.merge(other.connectionErrors, uniquingKeysWith: { first, _ in first })
     self.discoveryError = self.discoveryError ?? other.discoveryError
+    self.draining = self.draining || other.draining
   }
 }
 
@@ -249,11 +253,13 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
       )
     }
     if let deadline = self.deadline {
-      let remaining = ContinuousClock.now.duration(to: deadline)
-      let current = metadata.meshFirstString("grpc-timeout").flatMap(MeshGRPCTimeout.decode)
-      if current.map({ remaining < $0 }) ?? true {
-        metadata.replaceOrAddString(MeshGRPCTimeout.encode(remaining), forKey: "grpc-timeout")
+      // Always rewritten in the mesh's encoding, the shorter of the two: grpc-swift's executor
+      // writes eight digits, which grpc-swift's own servers cannot read.
+      var remaining = ContinuousClock.now.duration(to: deadline)
+      if let current = metadata.meshFirstString("grpc-timeout").flatMap(MeshGRPCTimeout.decode) {
+        remaining = min(remaining, current)
       }
+      metadata.replaceOrAddString(MeshGRPCTimeout.encode(remaining), forKey: "grpc-timeout")
     }
     return .metadata(metadata)
   }

@@ -98,7 +98,14 @@ public enum MeshGRPCTimeout {
     }
   }
 
-  /// The finest unit that fits eight digits, rounded up so the peer never gets more time.
+  /// The most digits ``encode(_:)`` writes: seven, one fewer than the protocol allows, because
+  /// grpc-swift 2.4.3's servers refuse a header longer than eight characters (digits and unit)
+  /// and then run the RPC with no deadline at all, although its own clients write eight digits.
+  public static let maxDigits = 7
+
+  /// The finest unit that fits ``maxDigits`` digits, rounded up to whole units (a peer given a
+  /// little more than the remaining time still ends before the caller, who enforces the exact
+  /// deadline).
   public static func encode(_ duration: Duration) -> String {
     let (seconds, attoseconds) = max(duration, .nanoseconds(1)).components
     let nanoseconds = Double(seconds) * 1e9 + Double(attoseconds) / 1e9
@@ -107,8 +114,8 @@ public enum MeshGRPCTimeout {
     ]
     for (unit, scale) in units {
       let value = (nanoseconds / scale).rounded(.up)
-      if value <= 99_999_999 { return "\(Int64(value))\(unit)" }
+      if value <= 9_999_999 { return "\(Int64(value))\(unit)" }
     }
-    return "99999999H"
+    return "9999999H"
   }
 }
