@@ -109,6 +109,7 @@ var targets: [Target] = [
   .target(
     name: "MeshHealth",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "MeshProto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -225,7 +226,8 @@ var targets: [Target] = [
   .target(
     name: "InteropSupport",
     dependencies: [
-      .product(name: "GRPCCore", package: "grpc-swift-2")
+      .target(name: "MeshCore"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
     ],
     path: "Tests/InteropSupport",
     swiftSettings: defaultSwiftSettings
@@ -243,6 +245,7 @@ var targets: [Target] = [
   .testTarget(
     name: "MeshHealthTests",
     dependencies: [
+      .target(name: "MeshCore"),
       .target(name: "InteropSupport"),
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),

@@ -49,17 +49,16 @@ swift test --package-path Examples --skip-build
 swift run --package-path Examples --skip-build health-demo
 swift run --package-path Examples --skip-build mesh-demo --duration 4
 
-# Last, what outside input and memory errors can break: each fuzz target for a bounded time
-# (MESH_FUZZ_SECONDS, default 20 s; 0 skips), then the suite under AddressSanitizer
-# (MESH_SANITIZE: address, thread, both or none; default address). Each is a build of its own.
-# Not ThreadSanitizer by default: on Linux it cannot see Synchronization.Mutex's futex lock, so it
-# reports every Mutex-guarded access as a race (see scripts/sanitize.sh).
+# Last, what outside input, races and memory errors can break: each fuzz target for a bounded time
+# (MESH_FUZZ_SECONDS, default 20 s; 0 skips), then the suite under ThreadSanitizer and
+# AddressSanitizer (MESH_SANITIZE: address, thread, both or none; default both). Each is a build
+# of its own.
 fuzz_seconds=${MESH_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ]; then
   step "Fuzzing every target for ${fuzz_seconds}s (scripts/fuzz.sh)"
   ./scripts/fuzz.sh "$fuzz_seconds"
 fi
-sanitize=${MESH_SANITIZE:-address}
+sanitize=${MESH_SANITIZE:-both}
 if [ "$sanitize" != none ]; then
   step "Running the tests under --sanitize=$sanitize (scripts/sanitize.sh)"
   ./scripts/sanitize.sh "$sanitize"

@@ -17,10 +17,10 @@
 public import GRPCCore
 public import Logging
 internal import MeshConsul
+private import MeshCore
 internal import MeshDiscovery
 public import MeshTransport
 public import ServiceLifecycle
-private import Synchronization
 
 /// The gRPC client a mesh client hands out: a `GRPCClient` over the balancing transport.
 public typealias MeshGRPCClient = GRPCClient<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>
@@ -44,7 +44,7 @@ public final class MeshClient: Sendable {
   private let logger: Logger
   private let credentials: MeshCredentials?
   private let consul: ConsulClient?
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
   /// Fired at shutdown: ends certificate rotation without cancelling the draining clients.

@@ -15,13 +15,13 @@
  */
 
 internal import HTTPTypes
+private import MeshCore
 internal import NIOCore
 internal import NIOHTTPTypes
-private import Synchronization
 
 /// Counts open connections per client IP, shared by every connection of one agent.
 final class ConsulAgentConnectionCounter: Sendable {
-  private let counts = Mutex<[String: Int]>([:])
+  private let counts = MeshMutex<[String: Int]>([:])
 
   /// Counts a new connection from `client`; false (and not counted) when it would pass `limit`.
   func open(_ client: String, limit: Int) -> Bool {

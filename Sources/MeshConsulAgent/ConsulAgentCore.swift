@@ -17,8 +17,8 @@
 internal import Foundation
 internal import Logging
 internal import MeshConsul
+private import MeshCore
 internal import MeshDiscovery
-private import Synchronization
 
 /// The agent without its sockets: the state behind a lock, blocking queries, TTL timers and the
 /// gRPC check runner. ``ConsulAgentRouter`` answers requests with it; ``MeshConsulAgent`` serves
@@ -28,7 +28,7 @@ final class ConsulAgentCore<Clock: _Concurrency.Clock>: Sendable where Clock.Dur
   let clock: Clock
   let logger: Logger
   let shutdown = MeshSignal()
-  private let shared: Mutex<Shared>
+  private let shared: MeshMutex<Shared>
   private let probesChanged: AsyncStream<Void>
   private let probesChangedTrigger: AsyncStream<Void>.Continuation
 
@@ -110,7 +110,7 @@ final class ConsulAgentCore<Clock: _Concurrency.Clock>: Sendable where Clock.Dur
       createIndex: 5,
       modifyIndex: 5
     )
-    self.shared = Mutex(Shared(state: ConsulAgentState(node: node)))
+    self.shared = MeshMutex(Shared(state: ConsulAgentState(node: node)))
     (self.probesChanged, self.probesChangedTrigger) = AsyncStream.makeStream(
       of: Void.self,
       bufferingPolicy: .bufferingNewest(1)

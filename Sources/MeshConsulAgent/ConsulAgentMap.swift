@@ -15,7 +15,7 @@
  */
 /// An ID or a name as Consul compares it: byte for byte.
 internal import Foundation
-internal import Synchronization
+internal import MeshCore
 
 /// A JSON object whose keys are IDs or names, kept apart byte for byte as Consul (a Go map)
 /// keeps them, and written in byte order as Go's encoder writes a map.
@@ -79,7 +79,7 @@ package final class ConsulAgentMapKeys: Sendable {
 
   /// Random for each response, so that no text a client registers can look like a placeholder.
   private let nonce = UUID().uuidString
-  private let keys = Mutex<[ConsulAgentKey]>([])
+  private let keys = MeshMutex<[ConsulAgentKey]>([])
   /// Digits of a placeholder's index: fixed, so that placeholders sort as their indexes.
   private static let digits = 12
 

@@ -18,10 +18,10 @@ internal import Hummingbird
 internal import HummingbirdCore
 internal import HummingbirdTLS
 public import Logging
+private import MeshCore
 internal import MeshDiscovery
 internal import MeshTransport
 internal import NIOCore
-private import Synchronization
 
 /// An embedded Consul-compatible agent: an in-memory `consul agent -dev` for development, demos
 /// and tests.
@@ -52,7 +52,7 @@ where Clock.Duration == Duration {
   /// The agent's request handling, usable without sockets (tests, fuzzing).
   package let router: ConsulAgentRouter<Clock>
   private let connections = ConsulAgentConnectionCounter()
-  private let port = Mutex<Int?>(nil)
+  private let port = MeshMutex<Int?>(nil)
   private let bound: AsyncStream<Result<Int, any Error>>
   private let boundContinuation: AsyncStream<Result<Int, any Error>>.Continuation
 

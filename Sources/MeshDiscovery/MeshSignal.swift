@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-private import Synchronization
+private import MeshCore
 
 /// A one-shot event any number of tasks can wait for: `fire()` wakes every waiter, now and
 /// later. A waiter whose task is cancelled returns at once, leaving the signal intact (unlike
@@ -26,7 +26,7 @@ package final class MeshSignal: Sendable {
     var nextID: UInt64 = 0
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
 
   package init() {}
 

@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-private import Synchronization
+private import MeshCore
 
 /// Discovery from a list held in memory: fixed instances, or instances the program changes with
 /// ``update(_:endpoints:)`` (every watcher sees the change at once).
@@ -28,11 +28,11 @@ public final class MeshStaticDiscovery: MeshDiscovery {
     var nextWatcherID: UInt64 = 0
   }
 
-  private let state: Mutex<State>
+  private let state: MeshMutex<State>
 
   /// Discovery of `endpoints`, by service name.
   public init(_ endpoints: [String: [MeshEndpoint]] = [:]) {
-    self.state = Mutex(State(endpoints: endpoints))
+    self.state = MeshMutex(State(endpoints: endpoints))
   }
 
   /// Replaces the instances of `service`; its watchers get the new set.

@@ -15,9 +15,9 @@
  */
 
 public import GRPCCore
+private import MeshCore
 internal import MeshProto
 internal import SwiftProtobuf
-private import Synchronization
 
 /// The standard grpc.health.v1 `Health` service: `Check`, `Watch` and `List`.
 ///
@@ -45,11 +45,11 @@ private import Synchronization
 /// A status change costs one non-blocking yield per watcher of that service and no task per
 /// watcher; there is no polling.
 public final class MeshHealthService: Sendable {
-  fileprivate let table: Mutex<HealthStatusTable>
+  fileprivate let table: MeshMutex<HealthStatusTable>
 
   /// Creates a health service in which the whole server (`""`) is serving.
   public init() {
-    self.table = Mutex(HealthStatusTable())
+    self.table = MeshMutex(HealthStatusTable())
   }
 
   /// Marks `service` as serving. The default, `""`, is the whole server.

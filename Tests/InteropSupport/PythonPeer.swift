@@ -15,7 +15,7 @@
  */
 
 public import Foundation
-private import Synchronization
+private import MeshCore
 
 /// A real gRPC peer written in Python (grpcio from PyPI), driven over stdin/stdout.
 ///
@@ -75,7 +75,7 @@ public final class PythonPeer<Reply: Decodable> {
     process.standardError = FileHandle.standardError
 
     let (lines, linesContinuation) = AsyncStream.makeStream(of: String.self)
-    let buffer = Mutex(Data())
+    let buffer = MeshMutex(Data())
     stdout.fileHandleForReading.readabilityHandler = { handle in
       let data = handle.availableData
       if data.isEmpty {

@@ -15,12 +15,12 @@
  */
 
 public import GRPCCore
-private import Synchronization
+private import MeshCore
 
 /// A server interceptor that counts the RPCs a server handles, except the balancer's own
 /// health `Watch` streams: how tests see where traffic went.
 public final class RPCCounter: ServerInterceptor, Sendable {
-  private let count = Mutex(0)
+  private let count = MeshMutex(0)
 
   public init() {}
 

@@ -14,8 +14,8 @@
  * limitations under the License.
  */
 
+import MeshCore
 import MeshDiscovery
-import Synchronization
 import Testing
 
 @Suite("Static and DNS discovery", .timeLimit(.minutes(1)))
@@ -57,13 +57,13 @@ struct DiscoveryTests {
 
   @Test("DNS discovery re-resolves every interval, yields changes, keeps the last set on failure")
   func dnsDiscovery() async throws {
-    let answers = Mutex<[Result<[String], any Error>]>([
+    let answers = MeshMutex<[Result<[String], any Error>]>([
       .success(["10.0.0.2", "10.0.0.1"]),
       .success(["10.0.0.2", "10.0.0.1"]),  // unchanged: not yielded
       .failure(MeshDiscoveryError(code: .resolutionFailed, message: "SERVFAIL")),  // kept
       .success(["10.0.0.3"]),
     ])
-    let lookups = Mutex<[String]>([])
+    let lookups = MeshMutex<[String]>([])
     let clock = RecordingClock()
     let discovery = MeshDNSDiscovery(
       defaultPort: 443,

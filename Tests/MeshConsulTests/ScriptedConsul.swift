@@ -15,11 +15,11 @@
  */
 
 import Foundation
+import MeshCore
 import MeshDiscovery
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// A fake Consul that answers health queries from a script, one step per request, and records
 /// what it was asked: how the watch loop meets 500s, 429s, garbage, hung requests and restarts.
@@ -31,9 +31,9 @@ final class ScriptedConsul: Sendable {
     case hang
   }
 
-  private let script: Mutex<[Step]>
-  private let requests = Mutex<[String]>([])
-  private let tokens = Mutex<[String?]>([])
+  private let script: MeshMutex<[Step]>
+  private let requests = MeshMutex<[String]>([])
+  private let tokens = MeshMutex<[String?]>([])
 
   /// The `X-Consul-Token` of each request.
   var requestTokens: [String?] {
@@ -41,7 +41,7 @@ final class ScriptedConsul: Sendable {
   }
 
   init(_ script: [Step]) {
-    self.script = Mutex(script)
+    self.script = MeshMutex(script)
   }
 
   /// The URIs requested so far.
@@ -49,7 +49,7 @@ final class ScriptedConsul: Sendable {
     self.requests.withLock { $0 }
   }
 
-  private let arrivals = Mutex<[(count: Int, signal: MeshSignal)]>([])
+  private let arrivals = MeshMutex<[(count: Int, signal: MeshSignal)]>([])
 
   /// Returns once `count` requests have arrived.
   func waitForRequests(_ count: Int) async {
@@ -147,7 +147,7 @@ final class RecordingClock: Clock, Sendable {
     static func < (lhs: Self, rhs: Self) -> Bool { lhs.offset < rhs.offset }
   }
 
-  private let state = Mutex((now: Instant(offset: .zero), sleeps: [Duration]()))
+  private let state = MeshMutex((now: Instant(offset: .zero), sleeps: [Duration]()))
 
   var now: Instant { self.state.withLock { $0.now } }
   var minimumResolution: Duration { .zero }

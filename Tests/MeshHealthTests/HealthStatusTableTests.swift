@@ -14,8 +14,8 @@
  * limitations under the License.
  */
 
+import MeshCore
 import MeshHealth
-import Synchronization
 import Testing
 
 @Suite("HealthStatusTable")
@@ -216,7 +216,7 @@ struct HealthStatusTableTests {
 
 /// A table behind a lock, so concurrent waiters can be exercised.
 private final class TableBox: Sendable {
-  private let table = Mutex(HealthStatusTable())
+  private let table = MeshMutex(HealthStatusTable())
 
   func add() -> HealthStatusTable.WatcherID {
     let (_, watcher) = AsyncStream.makeStream(of: WatchedStatus.self)

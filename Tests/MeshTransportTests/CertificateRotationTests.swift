@@ -18,9 +18,9 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
+import MeshCore
 import MeshProto
 import MeshTransport
-import Synchronization
 import Testing
 import X509
 
@@ -95,7 +95,7 @@ struct CertificateRotationTests {
     let server = try await pki.credentials(for: "orders")
     let client = try await pki.credentials(for: "checkout")
     let recorder = CallerRecorder()
-    let rotated = Mutex<MeshIssuedCertificate?>(nil)
+    let rotated = MeshMutex<MeshIssuedCertificate?>(nil)
 
     try await withMTLSServer(server, recorder: recorder) { port in
       let security = try client.clientTransportSecurity(

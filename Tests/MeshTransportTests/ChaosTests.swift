@@ -17,10 +17,10 @@
 import Foundation
 import GRPCCore
 import InteropSupport
+import MeshCore
 import MeshDiscovery
 import MeshProto
 import MeshTransport
-import Synchronization
 import Testing
 
 /// A line from `Tests/Interop/fault_peer.py`.
@@ -41,7 +41,7 @@ func startFaultPeer(
 
 /// Workers calling Check in a loop until stopped, counting failures.
 final class SteadyLoad: Sendable {
-  private let state = Mutex((stopped: false, completed: 0, failures: [String]()))
+  private let state = MeshMutex((stopped: false, completed: 0, failures: [String]()))
 
   var failures: [String] { self.state.withLock { $0.failures } }
   var completed: Int { self.state.withLock { $0.completed } }

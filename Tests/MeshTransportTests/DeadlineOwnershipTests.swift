@@ -18,16 +18,16 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InteropSupport
+import MeshCore
 import MeshDiscovery
 import MeshProto
 import MeshTransport
-import Synchronization
 import Testing
 
 /// A discovery whose every watch throws `error` at once, counting the watches.
 final class FailingDiscovery: MeshDiscovery {
   let error: any Error & Sendable
-  private let count = Mutex(0)
+  private let count = MeshMutex(0)
   /// Fires at the second watch: the consumer subscribed again.
   let watchedAgain = MeshSignal()
 

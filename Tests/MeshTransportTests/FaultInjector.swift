@@ -15,8 +15,8 @@
  */
 
 import GRPCCore
+import MeshCore
 import MeshDiscovery
-import Synchronization
 
 /// A fault-injecting test service: a server interceptor that makes any unary RPC (the health
 /// `Watch` stream excepted, so the balancer's view stays up) fail or never answer, and records
@@ -48,10 +48,10 @@ final class FaultInjector: ServerInterceptor, Sendable {
     var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
   }
 
-  private let state: Mutex<State>
+  private let state: MeshMutex<State>
 
   init(_ fault: Fault = .none) {
-    self.state = Mutex(State(fault: fault))
+    self.state = MeshMutex(State(fault: fault))
   }
 
   func set(_ fault: Fault, includingWatch: Bool = false) {

@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-import Synchronization
+import MeshCore
 
 /// A clock that moves only when told to, for testing timers without sleeping.
 ///
@@ -52,7 +52,7 @@ final class ManualClock: Clock, Sendable {
     }
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
 
   var now: Instant {
     self.state.withLock { $0.now }

@@ -18,6 +18,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
+import MeshCore
 import MeshHealth
 import MeshProto
 import MeshTransport
@@ -25,7 +26,6 @@ import NIOCore
 import NIOSSL
 import SwiftASN1
 import SwiftProtobuf
-import Synchronization
 import X509
 
 /// A throwaway mesh PKI in a temporary folder, laid out as `mesh certs` lays it out.
@@ -86,7 +86,7 @@ typealias MTLSHealthClient = Grpc_Health_V1_Health.Client<HTTP2ClientTransport.P
 
 /// Records the verified caller of every RPC, as handlers see it through `MeshCaller.current`.
 final class CallerRecorder: ServerInterceptor, Sendable {
-  private let callers = Mutex<[MeshCaller?]>([])
+  private let callers = MeshMutex<[MeshCaller?]>([])
 
   var recorded: [MeshCaller?] {
     self.callers.withLock { $0 }
@@ -161,7 +161,7 @@ extension MTLSHealthClient {
 /// A client that verifies nothing but records the certificate each server presents: how tests
 /// see which certificate a server's handshake used.
 final class PresentedCertificates: Sendable {
-  private let serials = Mutex<[Certificate.SerialNumber]>([])
+  private let serials = MeshMutex<[Certificate.SerialNumber]>([])
 
   var recorded: [Certificate.SerialNumber] {
     self.serials.withLock { $0 }
@@ -187,7 +187,7 @@ final class PresentedCertificates: Sendable {
 
 /// A count shared between tasks.
 final class Counter: Sendable {
-  private let count = Mutex(0)
+  private let count = MeshMutex(0)
 
   var value: Int {
     self.count.withLock { $0 }

@@ -18,7 +18,6 @@ public import GRPCCore
 internal import Logging
 internal import MeshCore
 internal import MeshDiscovery
-internal import Synchronization
 
 /// One RPC on the balancing transport: the request its attempts replay, the response the
 /// committed attempt passes on, and how the RPC ends.
@@ -34,7 +33,7 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     var lastFailure: RPCError?
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
 
   init(start: ContinuousClock.Instant, deadline: ContinuousClock.Instant?, bufferLimit: Int) {
     self.start = start
@@ -103,7 +102,7 @@ enum MeshHedgeEvent: Sendable {
 
 /// The endpoints a hedged RPC's attempts used.
 final class MeshUsedEndpoints: Sendable {
-  private let ids = Mutex<Set<String>>([])
+  private let ids = MeshMutex<Set<String>>([])
 
   var snapshot: Set<String> { self.ids.withLock { $0 } }
 

@@ -20,7 +20,6 @@ internal import MeshCore
 public import MeshDiscovery
 internal import MeshProto
 internal import SwiftProtobuf
-internal import Synchronization
 
 /// A `ClientTransport` that spreads the RPCs of one service over its endpoints.
 ///
@@ -85,7 +84,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   let discovery: any MeshDiscovery
   let factory: Factory
   let logger: Logger
-  let state: Mutex<State>
+  let state: MeshMutex<State>
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
   /// Attempts' per-try timeouts and RPCs' deadlines.
@@ -260,7 +259,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     var state = State(picker: MeshPickerState(policy: policy))
     state.detector = resilience.outlierDetection.map { MeshOutlierDetector(policy: $0) }
     state.budget = resilience.retryBudget.map { MeshRetryBudget(policy: $0) }
-    self.state = Mutex(state)
+    self.state = MeshMutex(state)
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
   }
 

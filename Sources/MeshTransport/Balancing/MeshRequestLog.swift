@@ -15,7 +15,7 @@
  */
 
 internal import GRPCCore
-private import Synchronization
+private import MeshCore
 
 /// The request parts of one RPC: written once by the caller, read by each of its attempts.
 ///
@@ -59,7 +59,7 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     }
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
   let limit: Int
 
   init(limit: Int) {

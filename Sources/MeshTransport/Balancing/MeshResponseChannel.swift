@@ -15,7 +15,7 @@
  */
 
 internal import GRPCCore
-private import Synchronization
+private import MeshCore
 
 /// The response of one RPC, passed from the attempt that committed to the caller, with
 /// backpressure: the attempt waits while `capacity` parts are unread.
@@ -45,7 +45,7 @@ final class MeshResponseChannel<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     }
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
   private let capacity: Int
 
   init(capacity: Int = 16) {

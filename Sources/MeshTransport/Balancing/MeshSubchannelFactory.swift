@@ -18,7 +18,6 @@ public import GRPCCore
 public import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
 public import MeshDiscovery
-private import Synchronization
 
 /// Makes the transport of one endpoint (a subchannel).
 ///
@@ -119,7 +118,7 @@ extension MeshHTTP2SubchannelFactory {
 
 /// The last verification failure of each endpoint's server, until one is accepted.
 private final class MeshVerificationFailures: Sendable {
-  private let failures = Mutex<[String: MeshTLSError]>([:])
+  private let failures = MeshMutex<[String: MeshTLSError]>([:])
 
   func record(_ failure: MeshTLSError?, for key: String) {
     self.failures.withLock { failures in

@@ -15,7 +15,7 @@
  */
 
 internal import GRPCCore
-private import Synchronization
+private import MeshCore
 
 /// A snapshot of a balancing transport's resilience state: the gauges and counters to export.
 public struct MeshTransportStats: Hashable, Sendable {
@@ -99,7 +99,7 @@ public enum MeshCircuitBreaker: String, Hashable, Sendable, CaseIterable, Custom
 /// What one attempt saw: filled by its inbound stream, read when it ends. Also the handle that
 /// fails the attempt's stream at its per-try timeout.
 final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
 
   struct State {
     var receivedFirstPart = false

@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-private import Synchronization
+private import MeshCore
 
 /// Timers for attempts' per-try timeouts and RPCs' deadlines, shared by all of a transport's
 /// RPCs.
@@ -34,7 +34,7 @@ final class MeshTimers: Sendable {
     var stopped = false
   }
 
-  private let state = Mutex(State())
+  private let state = MeshMutex(State())
 
   init() {}
 

@@ -17,11 +17,11 @@
 public import Foundation
 public import GRPCNIOTransportHTTP2Posix
 public import Logging
+private import MeshCore
 public import NIOCertificateReloading
 internal import NIOCore
 public import NIOSSL
 internal import SwiftASN1
-private import Synchronization
 public import X509
 
 /// A service's live TLS credentials: loaded, checked, rotated from disk, and turned into the
@@ -48,7 +48,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
   /// The configuration the credentials are loaded from.
   public let configuration: MeshTLSConfiguration
   private let logger: Logger
-  private let state: Mutex<State>
+  private let state: MeshMutex<State>
 
   private struct State: Sendable {
     var current: MeshLoadedCredentials
@@ -69,7 +69,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     let loaded = try await MeshLoadedCredentials.load(configuration, now: now)
     self.configuration = configuration
     self.logger = logger
-    self.state = Mutex(State(current: loaded, lastVerificationFailure: nil))
+    self.state = MeshMutex(State(current: loaded, lastVerificationFailure: nil))
     self.logger.info(
       "Loaded mesh TLS credentials",
       metadata: Self.metadata(for: loaded)
