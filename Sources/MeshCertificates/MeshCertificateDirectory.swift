@@ -148,8 +148,10 @@ public struct MeshCertificateDirectory: Sendable, Hashable {
     for (index, file) in staged.enumerated() {
       var backup: String?
       var failure: String?
-      var status = stat()
-      if lstat(file.path, &status) == 0, status.st_mode & S_IFMT == S_IFREG {
+      // A regular file (not a link to one) is kept as a backup. (Foundation's attributes, read
+      // with lstat: C's `stat` struct resolves to CoreFoundation's in release builds.)
+      let type = (try? FileManager.default.attributesOfItem(atPath: file.path))?[.type]
+      if type as? FileAttributeType == .typeRegular {
         let name = "\(file.path).old-\(getpid())"
         unlink(name)
         if link(file.path, name) == 0 {
