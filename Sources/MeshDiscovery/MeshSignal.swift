@@ -45,6 +45,17 @@ package final class MeshSignal: Sendable {
     }
   }
 
+  /// Runs `body` until it returns or the signal fires, whichever comes first: then `body`'s task
+  /// is cancelled and awaited.
+  package func cancelling(_ body: @escaping @Sendable () async -> Void) async {
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask { await body() }
+      group.addTask { await self.wait() }
+      await group.next()
+      group.cancelAll()
+    }
+  }
+
   /// Returns when the signal fires, or when the task is cancelled.
   package func wait() async {
     let id = self.state.withLock { state in

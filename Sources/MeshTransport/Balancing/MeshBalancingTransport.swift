@@ -326,14 +326,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     // flight finish) and end on their own, and this returns once they have.
     let stopDiscovery = MeshSignal()
     await withDiscardingTaskGroup { group in
-      group.addTask {
-        await withTaskGroup(of: Void.self) { discovery in
-          discovery.addTask { await self.watchDiscovery() }
-          discovery.addTask { await stopDiscovery.wait() }
-          await discovery.next()
-          discovery.cancelAll()
-        }
-      }
+      group.addTask { await stopDiscovery.cancelling { await self.watchDiscovery() } }
 
       for await event in self.events {
         switch event {
@@ -429,9 +422,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
           }
           continue
         }
-        guard incoming[endpoint.instanceKey] == nil else { continue }
-        incoming[endpoint.instanceKey] = endpoint
-        order.append(endpoint.instanceKey)
+        let key = endpoint.instanceKey
+        guard incoming[key] == nil else { continue }
+        incoming[key] = endpoint
+        order.append(key)
       }
       state.stats.invalidEndpoints = invalidCount
       for (id, entry) in state.entries {
@@ -506,12 +500,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       group.addTask { try? await entry.client.runConnections() }
       group.addTask {
         // The health stream stops at removal; then the connection drains and closes.
-        await withTaskGroup(of: Void.self) { watch in
-          watch.addTask { await self.watchHealth(of: entry) }
-          watch.addTask { await entry.removed.wait() }
-          await watch.next()
-          watch.cancelAll()
-        }
+        await entry.removed.cancelling { await self.watchHealth(of: entry) }
         entry.client.beginGracefulShutdown()
       }
     }
@@ -587,7 +576,8 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let (waiters, logged) = self.state.withLock {
       state -> ([CheckedContinuation<Void, Never>], (old: String?, new: String?)?) in
       // Only the entry still registered under this ID (not a replaced one).
-      guard let current = state.entries[entry.endpoint.instanceKey],
+      let key = entry.endpoint.instanceKey
+      guard let current = state.entries[key],
         current.removed === entry.removed
       else {
         return ([], nil)
@@ -597,10 +587,10 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
           || current.lastError != error || !current.probed
       else { return ([], nil) }
       let logged = current.lastError != error ? (current.lastError, error) : nil
-      state.entries[entry.endpoint.instanceKey]?.eligible = eligible
-      state.entries[entry.endpoint.instanceKey]?.connected = connected
-      state.entries[entry.endpoint.instanceKey]?.lastError = error
-      state.entries[entry.endpoint.instanceKey]?.probed = true
+      state.entries[key]?.eligible = eligible
+      state.entries[key]?.connected = connected
+      state.entries[key]?.lastError = error
+      state.entries[key]?.probed = true
       return (state.refresh(), logged)
     }
     for waiter in waiters { waiter.resume() }
