@@ -127,6 +127,7 @@ var targets: [Target] = [
       .target(name: "MeshDiscovery"),
       .target(name: "MeshConsul"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "Yams", package: "Yams"),

@@ -15,15 +15,19 @@
  */
 
 public import GRPCCore
+public import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import MeshConsul
-private import MeshCore
+internal import MeshCore
 internal import MeshDiscovery
 public import MeshTransport
 public import ServiceLifecycle
 
-/// The gRPC client a mesh client hands out: a `GRPCClient` over the balancing transport.
-public typealias MeshGRPCClient = GRPCClient<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>
+/// The gRPC client a mesh client hands out: a `GRPCClient` over a handle on the target's
+/// balancing transport (one per target, shared by every client of it).
+public typealias MeshGRPCClient = GRPCClient<
+  MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>
+>
 
 /// Calls services by name: discovers their instances, secures every connection with mTLS and
 /// the target's identity, and spreads RPCs over the healthy instances.
@@ -35,7 +39,9 @@ public typealias MeshGRPCClient = GRPCClient<MeshBalancingTransport<MeshHTTP2Sub
 /// }
 /// ```
 ///
-/// ``client(for:timeout:)`` returns the same client for the same target and timeout. Clients
+/// ``client(for:timeout:)`` returns the same client for the same target and timeout; the clients
+/// of one target share its balancing transport (one discovery watch, one pool of connections and
+/// health streams), each with its own default timeout. Clients
 /// run inside ``run()`` (which ``withMeshClient(_:logger:_:)`` and the `Service` conformance
 /// do for you) until ``beginGracefulShutdown()``, which lets RPCs in flight finish; cancelling
 /// ``run()`` is the hard stop.
@@ -52,7 +58,9 @@ public final class MeshClient: Sendable {
 
   private struct State {
     var clients: [ClientKey: MeshGRPCClient] = [:]
-    var transports: [ClientKey: MeshBalancingTransport<MeshHTTP2SubchannelFactory>] = [:]
+    var handles: [ClientKey: MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>] = [:]
+    /// One balancing transport per target.
+    var transports: [String: MeshHTTP2BalancingTransport] = [:]
     var isShutDown = false
   }
 
@@ -63,6 +71,7 @@ public final class MeshClient: Sendable {
 
   private enum Event: Sendable {
     case run(MeshGRPCClient)
+    case runTransport(MeshHTTP2BalancingTransport)
     case shutdown
   }
 
@@ -81,6 +90,7 @@ public final class MeshClient: Sendable {
       try target.policy?.validate()
       try target.resilience?.validate()
     }
+    try configuration.validate()
     self.configuration = configuration
     self.logger = logger
     if let tls = configuration.tls {
@@ -106,6 +116,29 @@ public final class MeshClient: Sendable {
     if let client = self.state.withLock({ $0.clients[key] }) {
       return client
     }
+    let handle = MeshTargetTransport(
+      base: try self.transport(making: target),
+      defaultTimeout: timeout
+    )
+    let created = GRPCClient(transport: handle)
+    let client = try self.state.withLock { state throws(MeshClientError) -> MeshGRPCClient in
+      guard !state.isShutDown else {
+        throw MeshClientError("The mesh client is shut down; no new clients.")
+      }
+      if let existing = state.clients[key] { return existing }  // another caller won the race
+      state.clients[key] = created
+      state.handles[key] = handle
+      self.eventSink.yield(.run(created))
+      return created
+    }
+    return client
+  }
+
+  /// The target's balancing transport, made (and run) at its first client.
+  private func transport(making target: String) throws -> MeshHTTP2BalancingTransport {
+    if let transport = self.state.withLock({ $0.transports[target] }) {
+      return transport
+    }
     let settings = self.configuration.targets[target]
     let factory = try self.subchannelFactory(for: target, settings: settings)
     let discovery: any MeshDiscovery =
@@ -114,54 +147,46 @@ public final class MeshClient: Sendable {
       service: target,
       discovery: discovery,
       factory: factory,
-      policy: settings?.policy ?? self.configuration.policy,
-      defaultTimeout: timeout ?? settings?.timeout ?? self.configuration.defaultTimeout,
-      healthChecking: (settings?.healthCheckServiceName ?? self.configuration.healthCheckServiceName)
-        .map { .init(serviceName: $0) },
-      resilience: settings?.resilience ?? self.configuration.resilience,
+      configuration: self.configuration.balancing(for: target),
       logger: self.logger
     )
-    let created = GRPCClient(transport: transport)
-    let client = try self.state.withLock { state throws(MeshClientError) -> MeshGRPCClient in
+    return try self.state.withLock { state throws(MeshClientError) in
       guard !state.isShutDown else {
         throw MeshClientError("The mesh client is shut down; no new clients.")
       }
-      if let existing = state.clients[key] { return existing }  // another caller won the race
-      state.clients[key] = created
-      state.transports[key] = transport
-      self.eventSink.yield(.run(created))
-      return created
+      if let existing = state.transports[target] { return existing }  // another caller won
+      state.transports[target] = transport
+      self.eventSink.yield(.runTransport(transport))
+      return transport
     }
-    return client
   }
 
   /// The resilience gauges and counters of calls to `target` (all its clients), or nil before
   /// ``client(for:timeout:)`` made one.
   public func stats(for target: String) -> MeshTransportStats? {
-    let transports = self.state.withLock { state in
-      state.transports.filter { $0.key.target == target }.map(\.value)
-    }
-    guard var total = transports.first?.stats else { return nil }
-    for transport in transports.dropFirst() {
-      total.add(transport.stats)
-    }
-    return total
+    self.transport(for: target)?.stats
   }
 
-  /// The balancing transport behind ``client(for:timeout:)``'s client, once made.
-  package func transport(
+  /// The balancing transport the clients of `target` share, once made.
+  package func transport(for target: String) -> MeshHTTP2BalancingTransport? {
+    self.state.withLock { $0.transports[target] }
+  }
+
+  /// The transport handle of ``client(for:timeout:)``'s client, once made.
+  package func handle(
     for target: String,
     timeout: Duration? = nil
-  ) -> MeshBalancingTransport<MeshHTTP2SubchannelFactory>? {
-    self.state.withLock { $0.transports[ClientKey(target: target, timeout: timeout)] }
+  ) -> MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>? {
+    self.state.withLock { $0.handles[ClientKey(target: target, timeout: timeout)] }
   }
 
   private func subchannelFactory(
     for target: String,
     settings: MeshClientConfiguration.Target?
   ) throws -> MeshHTTP2SubchannelFactory {
+    let config = settings?.transport ?? self.configuration.transport
     guard let credentials = self.credentials, let tls = self.configuration.tls else {
-      return .plaintext
+      return MeshHTTP2SubchannelFactory(transportSecurity: .plaintext, config: config ?? .defaults)
     }
     let identities =
       try settings?.identities
@@ -169,7 +194,7 @@ public final class MeshClient: Sendable {
         .spiffe(trustDomain: tls.trustDomain, namespace: tls.namespace, service: target),
         .dns(target),
       ]
-    return try .mTLS(credentials, server: .oneOf(identities))
+    return try .mTLS(credentials, server: .oneOf(identities), config: config)
   }
 
   /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``, or until a
@@ -197,13 +222,18 @@ public final class MeshClient: Sendable {
         switch event {
         case .run(let client):
           group.addTask { try? await client.runConnections() }
+        case .runTransport(let transport):
+          group.addTask { try? await transport.connect() }
         case .shutdown:
-          let clients = self.state.withLock { state in
+          let (clients, transports) = self.state.withLock { state in
             state.isShutDown = true
-            return Array(state.clients.values)
+            return (Array(state.clients.values), Array(state.transports.values))
           }
           for client in clients {
             client.beginGracefulShutdown()
+          }
+          for transport in transports {
+            transport.beginGracefulShutdown()
           }
           self.eventSink.finish()
           self.shutdown.fire()  // rotation stops; the clients drain their RPCs and return

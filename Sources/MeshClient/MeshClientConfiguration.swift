@@ -15,6 +15,7 @@
  */
 
 public import Foundation
+public import GRPCNIOTransportHTTP2Posix
 public import MeshConsul
 internal import MeshCore
 public import MeshDiscovery
@@ -46,6 +47,16 @@ public struct MeshClientConfiguration: Sendable {
   /// backoff; a 20 % + 10/s retry budget; breakers at 100/200/500/5; ejection after 5
   /// consecutive failures).
   public var resilience: MeshResiliencePolicy
+  /// The streams one connection carries before another is opened to the same endpoint (the
+  /// servers' max concurrent streams), and the most connections to one endpoint. Defaults 100
+  /// and 8.
+  public var maxStreamsPerConnection: Int
+  public var maxConnectionsPerEndpoint: Int
+  /// grpc-swift's HTTP/2 transport settings of every connection (HTTP/2 frame and window sizes,
+  /// authority, keepalive, idle time, flush coalescing, compression, connection backoff), for
+  /// plaintext and mTLS alike. Nil: grpc-swift's defaults, with the TLS configuration's HTTP/2
+  /// tuning and keepalive under mTLS.
+  public var transport: HTTP2ClientTransport.Posix.Config?
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
 
@@ -82,20 +93,46 @@ public struct MeshClientConfiguration: Sendable {
     public var healthCheckServiceName: String?
     /// Overrides ``MeshClientConfiguration/resilience``.
     public var resilience: MeshResiliencePolicy?
+    /// Overrides ``MeshClientConfiguration/transport``.
+    public var transport: HTTP2ClientTransport.Posix.Config?
 
+    /// Settings of one target; each nil keeps the client's.
     public init(
       timeout: Duration? = nil,
       policy: MeshBalancingPolicy? = nil,
       identities: [MeshServiceIdentity]? = nil,
-      resilience: MeshResiliencePolicy? = nil
+      healthCheckServiceName: String? = nil,
+      resilience: MeshResiliencePolicy? = nil,
+      transport: HTTP2ClientTransport.Posix.Config? = nil
     ) {
       self.timeout = timeout
       self.policy = policy
       self.identities = identities
+      self.healthCheckServiceName = healthCheckServiceName
       self.resilience = resilience
+      self.transport = transport
     }
   }
 
+  /// The balancing transport settings of `target`: its own where it has them, else the client's.
+  public func balancing(for target: String) -> MeshBalancingConfiguration {
+    self.balancing(settings: self.targets[target])
+  }
+
+  private func balancing(settings: Target?) -> MeshBalancingConfiguration {
+    MeshBalancingConfiguration(
+      policy: settings?.policy ?? self.policy,
+      defaultTimeout: settings?.timeout ?? self.defaultTimeout,
+      healthChecking: (settings?.healthCheckServiceName ?? self.healthCheckServiceName).map {
+        MeshBalancingConfiguration.HealthChecking(serviceName: $0)
+      },
+      maxStreamsPerConnection: self.maxStreamsPerConnection,
+      maxConnectionsPerEndpoint: self.maxConnectionsPerEndpoint,
+      resilience: settings?.resilience ?? self.resilience
+    )
+  }
+
+  /// Every setting; each defaults to what ``defaults`` has.
   public init(
     serviceName: String? = nil,
     consul: ConsulClientConfiguration = ConsulClientConfiguration(),
@@ -103,7 +140,11 @@ public struct MeshClientConfiguration: Sendable {
     tls: TLS? = nil,
     defaultTimeout: Duration? = nil,
     policy: MeshBalancingPolicy = .leastRequest,
+    healthCheckServiceName: String? = nil,
     resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
+    maxStreamsPerConnection: Int = 100,
+    maxConnectionsPerEndpoint: Int = 8,
+    transport: HTTP2ClientTransport.Posix.Config? = nil,
     targets: [String: Target] = [:]
   ) {
     self.serviceName = serviceName
@@ -112,9 +153,29 @@ public struct MeshClientConfiguration: Sendable {
     self.tls = tls
     self.defaultTimeout = defaultTimeout
     self.policy = policy
-    self.healthCheckServiceName = nil
+    self.healthCheckServiceName = healthCheckServiceName
     self.resilience = resilience
+    self.maxStreamsPerConnection = maxStreamsPerConnection
+    self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
+    self.transport = transport
     self.targets = targets
+  }
+
+  /// Consul on `127.0.0.1:8500`, plaintext, no default timeout, least request, connectivity
+  /// checks only, the default resilience policy, 100 streams a connection, 8 connections an
+  /// endpoint, grpc-swift's transport defaults.
+  public static var defaults: Self { Self() }
+
+  /// Checks every setting of the client and its targets; the error names the first bad one.
+  public func validate() throws(MeshBalancingError) {
+    try self.balancing(settings: nil).validate()
+    for name in self.targets.keys.sorted() {
+      do {
+        try self.balancing(settings: self.targets[name]).validate()
+      } catch {
+        throw MeshBalancingError("targets.\(name).\(error.message)")
+      }
+    }
   }
 
   /// Applies a configuration file (``MeshConfigurationFile``): its defaults become every target's

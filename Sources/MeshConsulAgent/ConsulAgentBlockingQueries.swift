@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-internal import MeshDiscovery
+internal import MeshCore
 
 /// What a blocking query waits on: the index it compares with `index=`.
 enum ConsulAgentWatchKey: Hashable, Sendable {

@@ -17,7 +17,7 @@
 internal import Foundation
 internal import Logging
 internal import MeshConsul
-private import MeshCore
+internal import MeshCore
 internal import MeshDiscovery
 
 /// The agent without its sockets: the state behind a lock, blocking queries, TTL timers and the

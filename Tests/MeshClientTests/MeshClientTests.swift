@@ -168,7 +168,12 @@ struct MeshClientTests {
         // The transport applies the timeout itself (grpc-swift is given no method config).
         #expect(mesh.transport(for: "greeter")?.config(forMethod: descriptor) == nil)
         #expect(mesh.transport(for: "greeter")?.defaultTimeout == .seconds(10))
-        #expect(mesh.transport(for: "greeter", timeout: .seconds(1))?.defaultTimeout == .seconds(1))
+        #expect(mesh.handle(for: "greeter", timeout: .seconds(1))?.defaultTimeout == .seconds(1))
+        // One transport per target: both clients' handles share it.
+        #expect(
+          mesh.handle(for: "greeter", timeout: .seconds(1))?.base === mesh.transport(for: "greeter")
+        )
+        #expect(mesh.handle(for: "greeter")?.base === mesh.transport(for: "greeter"))
 
         await mesh.transport(for: "greeter")?.waitForPickableEndpoints(3)
         let health = Grpc_Health_V1_Health.Client(wrapping: client)

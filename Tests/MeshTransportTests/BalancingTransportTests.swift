@@ -83,23 +83,25 @@ struct LoopbackFleet {
 func withBalancedClient(
   discovery: any MeshDiscovery,
   policy: MeshBalancingPolicy,
-  healthChecking: MeshBalancingTransport<MeshHTTP2SubchannelFactory>.HealthChecking? = nil,
+  healthChecking: MeshBalancingConfiguration.HealthChecking? = nil,
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   waitForPickable: Int? = nil,
   defaultTimeout: Duration? = nil,
   _ body: (
-    Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
-    MeshBalancingTransport<MeshHTTP2SubchannelFactory>
+    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
+    MeshHTTP2BalancingTransport
   ) async throws -> Void
 ) async throws {
   let transport = try MeshBalancingTransport(
     service: "greeter",
     discovery: discovery,
     factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
-    policy: policy,
-    defaultTimeout: defaultTimeout,
-    healthChecking: healthChecking,
-    resilience: resilience
+    configuration: .testing(
+      policy: policy,
+      defaultTimeout: defaultTimeout,
+      healthChecking: healthChecking,
+      resilience: resilience
+    )
   )
   try await withGRPCClient(transport: transport) { client in
     if let count = waitForPickable {
@@ -293,7 +295,7 @@ struct BalancingTransportTests {
           "greeter": [MeshEndpoint(id: "only", host: "127.0.0.1", port: port)]
         ]),
         factory: MeshHTTP2SubchannelFactory.plaintext,
-        maxStreamsPerConnection: 1
+        configuration: .testing(maxStreamsPerConnection: 1)
       )
       try await withGRPCClient(transport: transport) { client in
         await transport.waitForPickableEndpoints(1)

@@ -51,7 +51,7 @@ final class SteadyLoad: Sendable {
   }
 
   func run(
-    _ health: Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>
+    _ health: Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>
   ) async {
     while !self.state.withLock({ $0.stopped }) {
       do {

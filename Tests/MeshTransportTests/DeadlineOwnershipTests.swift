@@ -62,8 +62,8 @@ func withMTLSBalancedClient(
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   defaultTimeout: Duration? = nil,
   _ body: (
-    Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
-    MeshBalancingTransport<MeshHTTP2SubchannelFactory>
+    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
+    MeshHTTP2BalancingTransport
   ) async throws -> Void
 ) async throws {
   let credentials = try await pki.credentials(for: "frontend")
@@ -75,9 +75,11 @@ func withMTLSBalancedClient(
     service: "greeter",
     discovery: discovery,
     factory: factory,
-    policy: .roundRobin,
-    defaultTimeout: defaultTimeout,
-    resilience: resilience
+    configuration: .testing(
+      policy: .roundRobin,
+      defaultTimeout: defaultTimeout,
+      resilience: resilience
+    )
   )
   try await withGRPCClient(transport: transport) { client in
     try await body(Grpc_Health_V1_Health.Client(wrapping: client), transport)

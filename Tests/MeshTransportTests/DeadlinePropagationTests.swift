@@ -24,7 +24,7 @@ import Testing
 /// Service B of A → B → C: answers Check by calling C through the mesh, with no deadline or
 /// cancellation code of its own.
 struct RelayHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
-  let downstream: Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>
+  let downstream: Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>
 
   func check(
     request: Grpc_Health_V1_HealthCheckRequest,
@@ -62,8 +62,10 @@ struct DeadlinePropagationTests {
         service: "c",
         discovery: MeshStaticDiscovery(["c": fleetC.endpoints]),
         factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
-        policy: .roundRobin,
-        resilience: .testing(MeshMethodPolicy(), propagationMargin: margin)
+        configuration: .testing(
+          policy: .roundRobin,
+          resilience: .testing(MeshMethodPolicy(), propagationMargin: margin)
+        )
       )
       try await withGRPCClient(transport: toC) { clientC in
         let transportB = HTTP2ServerTransport.Posix(

@@ -16,6 +16,7 @@
 
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import MeshCore
 import MeshDiscovery
 import MeshProto
 import MeshTransport
@@ -51,6 +52,25 @@ extension MeshResiliencePolicy {
   }
 }
 
+extension MeshBalancingConfiguration {
+  /// ``defaults`` with what a test changes.
+  static func testing(
+    policy: MeshBalancingPolicy = .leastRequest,
+    defaultTimeout: Duration? = nil,
+    healthChecking: HealthChecking? = nil,
+    maxStreamsPerConnection: Int = 100,
+    resilience: MeshResiliencePolicy = MeshResiliencePolicy()
+  ) -> Self {
+    var configuration = Self.defaults
+    configuration.policy = policy
+    configuration.defaultTimeout = defaultTimeout
+    configuration.healthChecking = healthChecking
+    configuration.maxStreamsPerConnection = maxStreamsPerConnection
+    configuration.resilience = resilience
+    return configuration
+  }
+}
+
 /// A discovery whose watch never yields: RPCs wait for endpoints.
 struct SilentDiscovery: MeshDiscovery {
   func watch(_ service: String) -> MeshEndpointUpdates {
@@ -64,8 +84,8 @@ func withFleet(
   resilience: MeshResiliencePolicy = .testing(),
   _ body: (
     LoopbackFleet,
-    Grpc_Health_V1_Health.Client<MeshBalancingTransport<MeshHTTP2SubchannelFactory>>,
-    MeshBalancingTransport<MeshHTTP2SubchannelFactory>
+    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
+    MeshHTTP2BalancingTransport
   ) async throws -> Void
 ) async throws {
   try await withThrowingTaskGroup(of: Void.self) { group in
@@ -178,7 +198,7 @@ struct ResilienceTests {
         service: "greeter",
         discovery: MeshStaticDiscovery(["greeter": fleet.endpoints]),
         factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
-        policy: .roundRobin
+        configuration: .testing(policy: .roundRobin)
       )
       let client = GRPCClient(transport: transport)
       try await withThrowingTaskGroup(of: Void.self) { group in

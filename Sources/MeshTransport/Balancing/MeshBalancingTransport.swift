@@ -55,32 +55,40 @@ internal import SwiftProtobuf
 ///   ``MeshDeadlinePropagationInterceptor``), an RPC is cancelled with the one being served.
 /// - **Lifecycle.** ``connect()`` runs the watch and the subchannels until
 ///   ``beginGracefulShutdown()`` (which lets RPCs in flight finish) or cancellation.
-public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: ClientTransport {
+///
+/// Its state is a balancer state machine value under a lock whose methods return what to do
+/// next; the transport carries those actions out (makes connections, wakes waiting RPCs, logs)
+/// outside the lock. Every timer, backoff and deadline runs on its `Clock`, so tests drive the
+/// policies with a manual clock.
+public final class MeshBalancingTransport<
+  Factory: MeshSubchannelFactory,
+  Clock: _Concurrency.Clock
+>: ClientTransport where Clock.Duration == Duration {
   public typealias Bytes = Factory.Subchannel.Bytes
 
-  /// Client-side health checking (gRFC A17).
-  public struct HealthChecking: Hashable, Sendable {
-    /// The grpc.health.v1 service name to watch; `""` is the whole server.
-    public var serviceName: String
-
-    public init(serviceName: String = "") {
-      self.serviceName = serviceName
-    }
+  /// One connection to an endpoint: grpc-swift's transport and the client that runs it.
+  struct Connection: Sendable {
+    let subchannel: Factory.Subchannel
+    let client: GRPCClient<Factory.Subchannel>
   }
 
+  typealias StateMachine = MeshBalancerStateMachine<
+    Connection, CheckedContinuation<Void, Never>, Clock.Instant
+  >
+  typealias Picked = StateMachine.Picked
+
+  struct State {
+    var machine: StateMachine
+    /// Picks and backoff jitter.
+    var random = MeshFastRandom()
+  }
+
+  /// The target service's name in discovery.
   public let service: String
-  /// The timeout of RPCs whose call options set none (the Python helper's
-  /// `create_stub(target, Stub, timeout=10.0)`).
-  public let defaultTimeout: Duration?
-  /// Client-side health checking; nil: endpoints are only checked for connectivity.
-  public let healthChecking: HealthChecking?
-  /// The streams one connection carries before another is opened to the same endpoint: the
-  /// server's max concurrent streams. Default 100.
-  public let maxStreamsPerConnection: Int
-  /// The most connections to one endpoint. Default 8.
-  public let maxConnectionsPerEndpoint: Int
-  /// Timeouts, retries, breakers and outlier detection.
-  public let resilience: MeshResiliencePolicy
+  /// How it picks, checks, pools and calls endpoints.
+  public let configuration: MeshBalancingConfiguration
+  /// The clock of its timers, backoffs, deadlines and ejections.
+  public let clock: Clock
   let discovery: any MeshDiscovery
   let factory: Factory
   let logger: Logger
@@ -88,7 +96,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
   /// Attempts' per-try timeouts and RPCs' deadlines.
-  let timers = MeshTimers()
+  let timers: MeshTimers<Clock>
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
@@ -96,172 +104,46 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     case shutdown
   }
 
-  /// One connection of an endpoint's pool.
-  struct Pooled {
-    var subchannel: Factory.Subchannel
-    var client: GRPCClient<Factory.Subchannel>
-    /// Streams open on it (the first connection's health Watch included).
-    var streams: Int
-  }
-
-  struct Entry {
-    var endpoint: MeshEndpoint
-    /// The endpoint's connections; the first carries the health Watch. More are opened when
-    /// every one is at ``maxStreamsPerConnection``.
-    var pool: [Pooled]
-    var removed: MeshSignal
-
-    var client: GRPCClient<Factory.Subchannel> { self.pool[0].client }
-    /// The health stream is up (and, with health checking, reports SERVING).
-    var eligible = false
-    /// The health stream is up: the endpoint is connected, healthy or not.
-    var connected = false
-    /// The first probe has answered or failed.
-    var probed = false
-    /// Why the endpoint's last connection (or health stream) failed, while it is not connected.
-    var lastError: String?
-  }
-
-  struct State {
-    var picker: MeshPickerState<ContinuousClock.Instant>
-    /// Endpoints in discovery order.
-    var order: [String] = []
-    var entries: [String: Entry] = [:]
-    /// RPCs waiting for the state to change (an endpoint to become pickable).
-    var waiters = MeshWaitQueue<CheckedContinuation<Void, Never>>()
-    var hasEndpoints = false
-    var isShutDown = false
-    var random = MeshFastRandom()
-    /// Observers of the stats, for tests and diagnostics.
-    var observers: [(predicate: @Sendable (MeshTransportStats) -> Bool, signal: MeshSignal)] = []
-    var detector: MeshOutlierDetector<ContinuousClock.Instant>?
-    var budget: MeshRetryBudget<ContinuousClock.Instant>?
-    var connections = 0
-    var stats = MeshTransportStats()
-    /// Invalid endpoints already logged (so that each is logged once), by description.
-    var loggedInvalid: Set<String> = []
-
-    /// Rebuilds the picker from the eligible endpoints; returns the waiters to wake.
-    mutating func refresh() -> [CheckedContinuation<Void, Never>] {
-      var candidates: [Entry] = []
-      var connected: [Entry] = []
-      var allProbed = true
-      for id in self.order {
-        guard let entry = self.entries[id] else { continue }
-        if entry.eligible { candidates.append(entry) }
-        if entry.connected { connected.append(entry) }
-        if !entry.probed { allProbed = false }
-      }
-      if candidates.isEmpty && allProbed {
-        candidates = connected  // none is healthy: try them all rather than fail them all
-      }
-      if let ejected = self.detector?.ejected, !ejected.isEmpty {
-        // Ejection never takes the last candidates: with all of them ejected, all are used.
-        let remaining = candidates.filter { !ejected.contains($0.endpoint.instanceKey) }
-        if !remaining.isEmpty { candidates = remaining }
-      }
-      self.picker.update(
-        candidates.map {
-          MeshPickerEndpoint(
-            id: $0.endpoint.instanceKey,
-            weight: $0.endpoint.weight,
-            zone: $0.endpoint.zone,
-            tags: $0.endpoint.tags
-          )
-        }
-      )
-      self.notifyObservers()
-      return self.waiters.removeAll()
-    }
-
-    var currentStats: MeshTransportStats {
-      var stats = self.stats
-      stats.endpoints = self.order.count
-      stats.pickable = self.picker.endpoints.count
-      stats.connections = self.connections
-      stats.pending = self.waiters.count
-      stats.draining = self.isShutDown
-      for id in self.order {
-        if let error = self.entries[id]?.lastError { stats.connectionErrors[id] = error }
-      }
-      if let detector = self.detector {
-        stats.ejectedEndpoints = detector.ejected
-        stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
-        stats.ejectionsTotal = detector.ejectionsTotal
-        stats.readmissionsTotal = detector.readmissionsTotal
-      }
-      stats.retriesRefusedByBudget = self.budget?.refused ?? 0
-      return stats
-    }
-
-    mutating func notifyObservers() {
-      guard !self.observers.isEmpty else { return }
-      let stats = self.currentStats
-      self.observers.removeAll { observer in
-        guard observer.predicate(stats) else { return false }
-        observer.signal.fire()
-        return true
-      }
-    }
-
-    mutating func reject(_ breaker: MeshCircuitBreaker) {
-      self.stats.breakerRejections[breaker, default: 0] += 1
-    }
-
-    /// Endpoints that are not connected, with why, for an RPC's failure (at most three).
-    var unreadyReasons: String {
-      let reasons = self.order.lazy.compactMap { id -> String? in
-        guard let entry = self.entries[id], !entry.connected else { return nil }
-        return "\(entry.endpoint): \(entry.lastError ?? "not connected yet")"
-      }
-      let shown = Array(reasons.prefix(3))
-      let more = self.order.count > 3 ? " (of \(self.order.count) endpoints)" : ""
-      return shown.joined(separator: "; ") + more
-    }
-  }
-
+  /// A transport to the endpoints `discovery` lists for `service`, each reached through a
+  /// subchannel `factory` makes.
+  ///
+  /// - Throws: ``MeshBalancingError`` naming the first invalid setting.
   public init(
     service: String,
     discovery: any MeshDiscovery,
     factory: Factory,
-    policy: MeshBalancingPolicy = .leastRequest,
-    defaultTimeout: Duration? = nil,
-    healthChecking: HealthChecking? = nil,
-    maxStreamsPerConnection: Int = 100,
-    maxConnectionsPerEndpoint: Int = 8,
-    resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
+    configuration: MeshBalancingConfiguration = .defaults,
+    clock: Clock,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
-    try policy.validate()
-    guard maxStreamsPerConnection >= 1 else {
-      throw MeshBalancingError("maxStreamsPerConnection must be at least 1.")
-    }
-    guard maxConnectionsPerEndpoint >= 1 else {
-      throw MeshBalancingError("maxConnectionsPerEndpoint must be at least 1.")
-    }
-    do {
-      try resilience.validate()
-    } catch {
-      throw MeshBalancingError("resilience.\(error)")
-    }
-    self.resilience = resilience
-    self.maxStreamsPerConnection = maxStreamsPerConnection
-    self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
-    if let defaultTimeout, defaultTimeout <= .zero {
-      throw MeshBalancingError("defaultTimeout must be positive, not \(defaultTimeout).")
-    }
+    try configuration.validate()
     self.service = service
-    self.defaultTimeout = defaultTimeout
-    self.healthChecking = healthChecking
+    self.configuration = configuration
+    self.clock = clock
     self.discovery = discovery
     self.factory = factory
     self.logger = logger
-    var state = State(picker: MeshPickerState(policy: policy))
-    state.detector = resilience.outlierDetection.map { MeshOutlierDetector(policy: $0) }
-    state.budget = resilience.retryBudget.map { MeshRetryBudget(policy: $0) }
-    self.state = MeshMutex(state)
+    self.timers = MeshTimers(clock: clock)
+    let resilience = configuration.resilience
+    let machine = StateMachine(
+      configuration: StateMachine.Configuration(
+        service: service,
+        maxStreamsPerConnection: configuration.maxStreamsPerConnection,
+        maxConnectionsPerEndpoint: configuration.maxConnectionsPerEndpoint,
+        breakers: resilience.circuitBreakers
+      ),
+      policy: configuration.policy,
+      outlierDetection: resilience.outlierDetection,
+      retryBudget: resilience.retryBudget
+    )
+    self.state = MeshMutex(State(machine: machine))
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
   }
+
+  /// The timeout of RPCs whose call options set none.
+  public var defaultTimeout: Duration? { self.configuration.defaultTimeout }
+  /// Timeouts, retries, breakers and outlier detection.
+  public var resilience: MeshResiliencePolicy { self.configuration.resilience }
 
   public var retryThrottle: RetryThrottle? { nil }
 
@@ -275,19 +157,14 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
 
   /// The current gauges and counters.
   public var stats: MeshTransportStats {
-    self.state.withLock { $0.currentStats }
+    self.state.withLock { $0.machine.stats }
   }
 
   /// Returns once `predicate` holds for the stats (checked at each change).
   package func waitForStats(_ predicate: @escaping @Sendable (MeshTransportStats) -> Bool) async {
     let signal = MeshSignal()
-    self.state.withLock { state in
-      if predicate(state.currentStats) {
-        signal.fire()
-      } else {
-        state.observers.append((predicate, signal))
-      }
-    }
+    let stored = self.state.withLock { $0.machine.observe(predicate, signal: signal) }
+    if !stored { signal.fire() }
     await signal.wait()
   }
 
@@ -295,21 +172,19 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     self.eventSink.yield(.shutdown)
   }
 
-  /// Runs a connection added to an endpoint's pool until the endpoint is removed.
-  func eventSinkYieldPooled(_ client: GRPCClient<Factory.Subchannel>, removed: MeshSignal) {
-    self.eventSink.yield(.runPooled(client, removed: removed))
-  }
-
   /// The endpoints currently picked from.
   public var endpoints: [MeshEndpoint] {
-    self.state.withLock { state in
-      state.picker.endpoints.compactMap { state.entries[$0.id]?.endpoint }
-    }
+    self.state.withLock { $0.machine.pickableEndpoints }
   }
 
   /// Returns once exactly `count` endpoints can be picked.
   package func waitForPickableEndpoints(_ count: Int) async {
     await self.waitForStats { $0.pickable == count }
+  }
+
+  /// The connections open to an endpoint (its pool's size), or nil if it is unknown.
+  package func connectionCount(forEndpoint id: String) -> Int? {
+    self.state.withLock { $0.machine.entries[id]?.pool.count }
   }
 
   public func connect() async throws {
@@ -319,6 +194,25 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
       await self.runSubchannels()
       timers.cancelAll()
     }
+  }
+
+  /// Carries out what the state machine asked for, outside the lock.
+  func perform(_ effects: StateMachine.Effects) {
+    guard !effects.isEmpty else { return }
+    for waiter in effects.resume { waiter.resume() }
+    for signal in effects.fire { signal.fire() }
+    self.log(effects.changes)
+  }
+
+  /// A new connection to `endpoint`.
+  func makeConnection(to endpoint: MeshEndpoint) throws -> Connection {
+    let subchannel = try self.factory.makeSubchannel(for: endpoint)
+    return Connection(subchannel: subchannel, client: GRPCClient(transport: subchannel))
+  }
+
+  /// Runs a connection added to an endpoint's pool until the endpoint is removed.
+  func runPooled(_ connection: Connection, removed: MeshSignal) {
+    self.eventSink.yield(.runPooled(connection.client, removed: removed))
   }
 
   private func runSubchannels() async {
@@ -343,15 +237,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
             }
           }
         case .shutdown:
-          let (entries, waiters) = self.state.withLock { state in
-            state.isShutDown = true
-            defer { state.notifyObservers() }
-            return (Array(state.entries.values), state.refresh())
-          }
-          for waiter in waiters { waiter.resume() }
-          for entry in entries {
-            entry.removed.fire()
-          }
+          self.perform(self.state.withLock { $0.machine.shutDown() })
           self.eventSink.finish()
           stopDiscovery.fire()
         }
@@ -366,7 +252,7 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     let maxBackoff = Duration.seconds(30)
     var backoff = Duration.seconds(1)
     while !Task.isCancelled {
-      let started = ContinuousClock.now
+      let started = self.clock.now
       do {
         for try await set in self.discovery.watch(self.service) {
           self.eventSink.yield(.endpoints(set))
@@ -376,20 +262,16 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         guard !Task.isCancelled else { return }
         self.setDiscoveryError(error)
       }
-      if started.duration(to: .now) >= maxBackoff { backoff = .seconds(1) }
-      guard (try? await Task.sleep(for: backoff)) != nil else { return }
+      if started.duration(to: self.clock.now) >= maxBackoff { backoff = .seconds(1) }
+      guard (try? await self.clock.sleep(for: backoff)) != nil else { return }
       backoff = min(backoff * 2, maxBackoff)
     }
   }
 
   private func setDiscoveryError(_ error: (any Error)?) {
     let text = error.map { "\($0)" }
-    let changed = self.state.withLock { state -> Bool in
-      guard state.stats.discoveryError != text else { return false }
-      state.stats.discoveryError = text
-      state.notifyObservers()
-      return true
-    }
+    let (changed, effects) = self.state.withLock { $0.machine.setDiscoveryError(text) }
+    self.perform(effects)
     if changed, let text {
       self.logger.error(
         "Discovery failed; keeping the last endpoints and watching again",
@@ -398,85 +280,22 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
     }
   }
 
-  /// Applies a new endpoint set; returns the new entries to run.
-  private func apply(_ set: MeshEndpointSet) -> [Entry] {
-    var added: [Entry] = []
-    var removed: [Entry] = []
-    var invalid: [(MeshEndpoint, MeshInputError)] = []
-    var waiters: [CheckedContinuation<Void, Never>] = []
-    var detectorChanges: [MeshOutlierDetector<ContinuousClock.Instant>.Change] = []
-    self.state.withLock { state in
-      guard !state.isShutDown else { return }
-      var incoming: [String: MeshEndpoint] = [:]
-      var order: [String] = []
-      order.reserveCapacity(set.endpoints.count)
-      var invalidCount = 0
-      for endpoint in set.endpoints {
-        if let error = endpoint.validationError {
-          invalidCount += 1
-          let key = endpoint.description
-          if !state.loggedInvalid.contains(key) {
-            if state.loggedInvalid.count >= 1024 { state.loggedInvalid.removeAll() }
-            state.loggedInvalid.insert(key)
-            invalid.append((endpoint, error))
-          }
-          continue
-        }
-        let key = endpoint.instanceKey
-        guard incoming[key] == nil else { continue }
-        incoming[key] = endpoint
-        order.append(key)
+  /// Applies a new endpoint set; returns the new entries to run. Connections for new endpoints
+  /// are made between the two steps, outside the lock.
+  private func apply(_ set: MeshEndpointSet) -> [StateMachine.Entry] {
+    guard let incoming = self.state.withLock({ $0.machine.prepare(set) }) else { return [] }
+    var made: [String: Connection] = [:]
+    var invalid = incoming.newlyInvalid
+    for key in incoming.toConnect {
+      guard let endpoint = incoming.endpoints[key] else { continue }
+      do {
+        made[key] = try self.makeConnection(to: endpoint)
+      } catch {
+        invalid.append((endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)")))
       }
-      state.stats.invalidEndpoints = invalidCount
-      for (id, entry) in state.entries {
-        let kept = incoming[id].map {
-          $0.host == entry.endpoint.host && $0.port == entry.endpoint.port
-        }
-        if kept != true {
-          removed.append(entry)
-          state.entries[id] = nil
-          state.connections -= entry.pool.count
-        }
-      }
-      state.order = []
-      state.order.reserveCapacity(order.count)
-      for id in order {
-        let endpoint = incoming[id]!
-        if state.entries[id] != nil {
-          state.entries[id]?.endpoint = endpoint  // tags, weights, zone may change
-        } else {
-          do {
-            let subchannel = try self.factory.makeSubchannel(for: endpoint)
-            let entry = Entry(
-              endpoint: endpoint,
-              // The health Watch holds one of the first connection's streams.
-              pool: [
-                Pooled(
-                  subchannel: subchannel,
-                  client: GRPCClient(transport: subchannel),
-                  streams: 1
-                )
-              ],
-              removed: MeshSignal()
-            )
-            state.entries[id] = entry
-            state.connections += 1
-            added.append(entry)
-          } catch {
-            state.stats.invalidEndpoints += 1
-            invalid.append(
-              (endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)"))
-            )
-            continue
-          }
-        }
-        state.order.append(id)
-      }
-      state.hasEndpoints = true
-      detectorChanges = state.detector?.setEndpoints(state.order) ?? []
-      waiters = state.refresh()
     }
-    self.log(detectorChanges)
+    let (added, effects) = self.state.withLock { $0.machine.apply(incoming, connections: made) }
+    self.perform(effects)
     for (endpoint, error) in invalid {
       self.logger.error(
         "Skipping an invalid endpoint from discovery",
@@ -486,134 +305,68 @@ public final class MeshBalancingTransport<Factory: MeshSubchannelFactory>: Clien
         ]
       )
     }
-    for waiter in waiters { waiter.resume() }
-    // Removed endpoints are no longer picked; they finish their RPCs in flight, then close.
-    for entry in removed {
-      entry.removed.fire()
-    }
     return added
   }
 
   /// Runs one endpoint's connection and health stream until it is removed.
-  private func run(_ entry: Entry) async {
+  private func run(_ entry: StateMachine.Entry) async {
+    let client = entry.first.client
     await withTaskGroup(of: Void.self) { group in
-      group.addTask { try? await entry.client.runConnections() }
+      group.addTask { try? await client.runConnections() }
       group.addTask {
         // The health stream stops at removal; then the connection drains and closes.
         await entry.removed.cancelling { await self.watchHealth(of: entry) }
-        entry.client.beginGracefulShutdown()
+        client.beginGracefulShutdown()
       }
     }
   }
 
-  /// Keeps a grpc.health.v1 Watch open on the endpoint, marking it eligible while it is up.
-  private func watchHealth(of entry: Entry) async {
-    let health = Grpc_Health_V1_Health.Client(wrapping: entry.client)
-    let serviceName = self.healthChecking?.serviceName ?? ""
-    var backoff = Duration.milliseconds(100)
-    while !Task.isCancelled {
-      do {
-        let answered = try await health.watch(.with { $0.service = serviceName }) { response in
-          var answered = false
-          do {
-            for try await message in response.messages {
-              answered = true
-              self.setHealth(
-                entry,
-                connected: true,
-                eligible: self.healthChecking == nil || message.status == .serving,
-                error: nil
-              )
-            }
-          } catch  where answered {
-            // The stream broke after it was up: reconnect promptly.
-          }
-          return answered
-        }
-        self.setHealth(entry, connected: false, eligible: false, error: "The health stream ended.")
-        if answered { backoff = .milliseconds(100) }
-      } catch let error as RPCError where error.code == .unimplemented {
-        // No health service: the server answered, so it is reachable. Nothing more to watch.
-        self.setHealth(entry, connected: true, eligible: true, error: nil)
-        await entry.removed.wait()
-        return
-      } catch {
-        guard !Task.isCancelled else { return }
-        self.setHealth(
-          entry,
-          connected: false,
-          eligible: false,
-          error: self.describeConnectionFailure(error, endpoint: entry.endpoint)
-        )
-      }
-      // Reconnect with backoff (the connection itself also backs off).
-      guard (try? await ContinuousClock().sleep(for: backoff)) != nil else { return }
-      backoff = min(backoff * 2, .seconds(5))
-    }
-  }
-
-  /// What went wrong connecting to `endpoint`: the factory's account (a TLS verification
-  /// failure, with the identities) where it has one, else the error and its causes.
-  func describeConnectionFailure(_ error: any Error, endpoint: MeshEndpoint) -> String {
-    if let failure = self.factory.connectionFailure(for: endpoint) {
-      return "\(failure)"
-    }
-    var parts: [String] = []
-    var next: (any Error)? = error
-    while let current = next, parts.count < 4 {
-      if let rpc = current as? RPCError {
-        parts.append(rpc.message)
-        next = rpc.cause
-      } else {
-        parts.append("\(current)")
-        next = nil
-      }
-    }
-    return parts.joined(separator: ": ")
-  }
-
-  private func setHealth(_ entry: Entry, connected: Bool, eligible: Bool, error: String?) {
-    let (waiters, logged) = self.state.withLock {
-      state -> ([CheckedContinuation<Void, Never>], (old: String?, new: String?)?) in
-      // Only the entry still registered under this ID (not a replaced one).
-      let key = entry.endpoint.instanceKey
-      guard let current = state.entries[key],
-        current.removed === entry.removed
-      else {
-        return ([], nil)
-      }
-      guard
-        current.eligible != eligible || current.connected != connected
-          || current.lastError != error || !current.probed
-      else { return ([], nil) }
-      let logged = current.lastError != error ? (current.lastError, error) : nil
-      state.entries[key]?.eligible = eligible
-      state.entries[key]?.connected = connected
-      state.entries[key]?.lastError = error
-      state.entries[key]?.probed = true
-      return (state.refresh(), logged)
-    }
-    for waiter in waiters { waiter.resume() }
-    if let logged {
-      if let error = logged.new {
+  func log(_ changes: [MeshOutlierDetector<Clock.Instant>.Change]) {
+    for change in changes {
+      switch change {
+      case .ejected(let id, let until, let reason):
         self.logger.warning(
-          "Cannot use an endpoint",
+          "Ejected an endpoint",
           metadata: [
-            "mesh.service": "\(self.service)", "mesh.endpoint": "\(entry.endpoint)",
-            "mesh.error": "\(error)",
+            "mesh.service": "\(self.service)", "mesh.endpoint": "\(id)",
+            "mesh.reason": "\(reason.rawValue)",
+            "mesh.ejection_ms":
+              "\(MeshInput.milliseconds(clamping: self.clock.now.duration(to: until)))",
           ]
         )
-      } else if logged.old != nil {
+      case .halfOpen(let id):
         self.logger.info(
-          "An endpoint is usable again",
-          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(entry.endpoint)"]
+          "Probing an ejected endpoint",
+          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
+        )
+      case .readmitted(let id):
+        self.logger.info(
+          "Readmitted an endpoint",
+          metadata: ["mesh.service": "\(self.service)", "mesh.endpoint": "\(id)"]
         )
       }
     }
   }
+}
 
-  /// The connections open to an endpoint (its pool's size), or nil if it is unknown.
-  package func connectionCount(forEndpoint id: String) -> Int? {
-    self.state.withLock { $0.entries[id]?.pool.count }
+extension MeshBalancingTransport where Clock == ContinuousClock {
+  /// A transport to the endpoints `discovery` lists for `service`, on the continuous clock.
+  ///
+  /// - Throws: ``MeshBalancingError`` naming the first invalid setting.
+  public convenience init(
+    service: String,
+    discovery: any MeshDiscovery,
+    factory: Factory,
+    configuration: MeshBalancingConfiguration = .defaults,
+    logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) throws(MeshBalancingError) {
+    try self.init(
+      service: service,
+      discovery: discovery,
+      factory: factory,
+      configuration: configuration,
+      clock: ContinuousClock(),
+      logger: logger
+    )
   }
 }

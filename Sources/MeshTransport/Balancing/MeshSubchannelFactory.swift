@@ -42,6 +42,12 @@ extension MeshSubchannelFactory {
   }
 }
 
+/// A balancing transport over grpc-swift's HTTP/2 transport, on the continuous clock: what a
+/// ``MeshBalancingTransport`` is in production.
+public typealias MeshHTTP2BalancingTransport = MeshBalancingTransport<
+  MeshHTTP2SubchannelFactory, ContinuousClock
+>
+
 /// Subchannels on grpc-swift's `HTTP2ClientTransport.Posix`, all with the same security (mTLS
 /// expecting the target's identity) and settings.
 public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
@@ -99,15 +105,17 @@ extension MeshHTTP2SubchannelFactory {
   }
 
   /// mTLS subchannels presenting `credentials` and accepting servers whose identity `server`
-  /// accepts, with the credentials' HTTP/2 settings. A server rejected by verification is
-  /// reported by ``connectionFailure(for:)`` with the identities it presented.
+  /// accepts, with `config` (nil: grpc-swift's defaults with the credentials' HTTP/2 tuning and
+  /// keepalive). A server rejected by verification is reported by ``connectionFailure(for:)``
+  /// with the identities it presented.
   public static func mTLS(
     _ credentials: MeshCredentials,
-    server: MeshIdentityPolicy
+    server: MeshIdentityPolicy,
+    config: HTTP2ClientTransport.Posix.Config? = nil
   ) throws(MeshTLSError) -> Self {
     var factory = Self(
       transportSecurity: try credentials.clientTransportSecurity(server: server),
-      config: credentials.clientConfig()
+      config: config ?? credentials.clientConfig()
     )
     factory.makeSecurity = { onVerified in
       try credentials.clientTransportSecurity(server: server, onVerified: onVerified)

@@ -226,7 +226,8 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
 
   let base: RPCWriter<RPCRequestPart<Bytes>>.Closable
   let previousAttempts: Int
-  let deadline: ContinuousClock.Instant?
+  /// The time left before the RPC's deadline, if it has one.
+  let remaining: (@Sendable () -> Duration)?
 
   func write(_ element: RPCRequestPart<Bytes>) async throws {
     try await self.base.write(self.rewrite(element))
@@ -252,10 +253,10 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
         forKey: "grpc-previous-rpc-attempts"
       )
     }
-    if let deadline = self.deadline {
+    if let remainingTime = self.remaining {
       // Always rewritten in the mesh's encoding, the shorter of the two: grpc-swift's executor
       // writes eight digits, which grpc-swift's own servers cannot read.
-      var remaining = ContinuousClock.now.duration(to: deadline)
+      var remaining = remainingTime()
       if let current = metadata.meshFirstString("grpc-timeout").flatMap(MeshGRPCTimeout.decode) {
         remaining = min(remaining, current)
       }

@@ -22,12 +22,12 @@ private import MeshCore
 /// Arming one is a dictionary insert under a lock, not a task: one runner (started with the
 /// transport) sleeps until the earliest armed deadline, and is woken early only when a timer is
 /// armed before the one it sleeps for. With nothing armed it waits on a continuation.
-final class MeshTimers: Sendable {
+final class MeshTimers<Clock: _Concurrency.Clock>: Sendable where Clock.Duration == Duration {
   private struct State {
-    var timers: [UInt64: (deadline: ContinuousClock.Instant, action: @Sendable () -> Void)] = [:]
+    var timers: [UInt64: (deadline: Clock.Instant, action: @Sendable () -> Void)] = [:]
     var nextID: UInt64 = 0
     /// When the runner will next look, if it sleeps; how to wake it earlier.
-    var sleepingUntil: ContinuousClock.Instant?
+    var sleepingUntil: Clock.Instant?
     var wake: CheckedContinuation<Void, Never>?
     /// Counts the runner's sleeps: a waker of a sleep that already ended must not wait.
     var sleeps: UInt64 = 0
@@ -35,12 +35,15 @@ final class MeshTimers: Sendable {
   }
 
   private let state = MeshMutex(State())
+  let clock: Clock
 
-  init() {}
+  init(clock: Clock) {
+    self.clock = clock
+  }
 
   /// Arms a timer; `action` runs (on the runner, so it must be quick) once `deadline` passed.
   func arm(
-    at deadline: ContinuousClock.Instant,
+    at deadline: Clock.Instant,
     _ action: @escaping @Sendable () -> Void
   ) -> UInt64 {
     let (id, wake) = self.state.withLock { state -> (UInt64, CheckedContinuation<Void, Never>?) in
@@ -63,11 +66,11 @@ final class MeshTimers: Sendable {
   /// Fires the timers until cancelled.
   func run() async {
     while !Task.isCancelled {
-      let now = ContinuousClock.now
+      let now = self.clock.now
       let (due, next) = self.state.withLock {
-        state -> ([@Sendable () -> Void], ContinuousClock.Instant?) in
+        state -> ([@Sendable () -> Void], Clock.Instant?) in
         var due: [@Sendable () -> Void] = []
-        var next: ContinuousClock.Instant?
+        var next: Clock.Instant?
         for (id, timer) in state.timers {
           if timer.deadline <= now {
             due.append(timer.action)
@@ -84,13 +87,13 @@ final class MeshTimers: Sendable {
   }
 
   /// Returns at `deadline` (nil: never), when a timer is armed before it, or when cancelled.
-  private func sleep(until deadline: ContinuousClock.Instant?) async {
+  private func sleep(until deadline: Clock.Instant?) async {
     let sleep = self.state.withLock { $0.sleeps }
     await withTaskCancellationHandler {
       await withTaskGroup(of: Void.self) { group in
         if let deadline {
           group.addTask {
-            try? await Task.sleep(until: deadline, tolerance: .zero, clock: .continuous)
+            try? await self.clock.sleep(until: deadline, tolerance: .zero)
           }
         }
         group.addTask {

@@ -14,8 +14,6 @@
  * limitations under the License.
  */
 
-private import MeshCore
-
 /// A one-shot event any number of tasks can wait for: `fire()` wakes every waiter, now and
 /// later. A waiter whose task is cancelled returns at once, leaving the signal intact (unlike
 /// iterating an `AsyncStream`, which a cancelled iteration terminates for everyone).

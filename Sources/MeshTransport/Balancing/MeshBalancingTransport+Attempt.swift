@@ -1,0 +1,265 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+internal import GRPCCore
+internal import MeshCore
+
+// One attempt: its stream, the exchange of request and response, and its accounting.
+extension MeshBalancingTransport {
+  /// Runs one attempt on `picked`: replays the request, and passes the response on unless it is
+  /// a failure another attempt may fix.
+  func runAttempt(
+    _ call: MeshCall<Bytes, Clock.Instant>,
+    number: Int,
+    on picked: Picked,
+    plan: Plan,
+    descriptor: MethodDescriptor,
+    options: CallOptions
+  ) async -> MeshAttemptOutcome {
+    let started = self.clock.now
+    let observer = MeshAttemptObserver<Bytes>()
+    var perTryTimer: UInt64?
+    if let perTryTimeout = plan.perTryTimeout, plan.maxAttempts > 1 {
+      let perTryDeadline = self.clock.now.advanced(by: perTryTimeout)
+      if call.deadline.map({ perTryDeadline < $0 }) ?? true {
+        let error = RPCError(
+          code: .unavailable,
+          message: "No response from \(picked.endpoint) within the per-try timeout of "
+            + "\(MeshGoDuration.format(perTryTimeout))."
+        )
+        perTryTimer = self.timers.arm(at: perTryDeadline) {
+          // A timer action must not block the timer runner; failing the stream is async.
+          Task { await observer.abandonAtPerTryTimeout(error: error) }
+        }
+      }
+    }
+    defer {
+      if let perTryTimer { self.timers.disarm(perTryTimer) }
+    }
+    var attemptOptions = options
+    // The transport waits for readiness itself (bounded by the deadline); a subchannel that is
+    // not ready fails the attempt at once, so that another endpoint can take it.
+    attemptOptions.waitForReady = false
+    var opened = false
+    let outcome: MeshAttemptOutcome
+    do {
+      outcome = try await picked.connection.subchannel.withStream(
+        descriptor: descriptor,
+        options: attemptOptions
+      ) { stream, _ in
+        opened = true
+        observer.attach(stream.outbound)
+        return await self.exchange(
+          call,
+          number: number,
+          stream: stream,
+          observer: observer,
+          plan: plan
+        )
+      }
+    } catch {
+      let described = self.attemptError(error, on: picked, observer: observer)
+      outcome = opened ? .failed(described, pushback: .none) : .notOpened(described)
+    }
+    self.release(picked, started: started, observer: observer, outcome: outcome)
+    return outcome
+  }
+
+  /// The attempt's error as the caller should read it: which endpoint, and why its connection
+  /// failed where that is known.
+  private func attemptError(
+    _ error: any Error,
+    on picked: Picked,
+    observer: MeshAttemptObserver<Bytes>
+  ) -> RPCError {
+    if let abandonment = observer.snapshot.abandonment { return abandonment }
+    let rpcError = (error as? RPCError) ?? RPCError(code: .unavailable, message: "\(error)")
+    guard rpcError.code == .unavailable else { return rpcError }
+    let reason =
+      self.factory.connectionFailure(for: picked.endpoint).map { "\($0)" }
+      ?? self.state.withLock { $0.machine.lastError(of: picked.id) }
+    var message = "\(picked.endpoint): \(rpcError.message)"
+    if let reason, !message.contains(reason) { message += " (\(reason))" }
+    return RPCError(code: .unavailable, message: message, cause: rpcError)
+  }
+
+  /// Sends the request on the attempt's stream and reads the response's start: a failure
+  /// another attempt may fix ends the attempt; anything else commits it and passes it on.
+  private func exchange(
+    _ call: MeshCall<Bytes, Clock.Instant>,
+    number: Int,
+    stream: RPCStream<Factory.Subchannel.Inbound, Factory.Subchannel.Outbound>,
+    observer: MeshAttemptObserver<Bytes>,
+    plan: Plan
+  ) async -> MeshAttemptOutcome {
+    guard let reader = call.log.addReader() else {
+      return .failed(
+        RPCError(code: .unavailable, message: "The request can no longer be replayed."),
+        pushback: .stop
+      )
+    }
+    var remaining: (@Sendable () -> Duration)?
+    if let deadline = call.deadline {
+      let clock = self.clock
+      remaining = { clock.now.duration(to: deadline) }
+    }
+    let outbound = MeshRewritingOutbound(
+      base: stream.outbound,
+      previousAttempts: number,
+      remaining: remaining
+    )
+    return await withTaskGroup(of: Void.self) { pump in
+      defer {
+        pump.cancelAll()
+        call.log.removeReader(reader)
+      }
+      pump.addTask {
+        do {
+          while let part = try await call.log.next(reader) {
+            try await outbound.write(part)
+          }
+          await outbound.finish()
+        } catch is CancellationError {
+          // The attempt ended first (it failed, or another committed).
+        } catch {
+          await outbound.finish(throwing: error)
+        }
+      }
+      var inbound = MeshObservedInbound(
+        base: RPCAsyncSequence(wrapping: stream.inbound),
+        observer: observer
+      ).makeAsyncIterator()
+      let first: RPCResponsePart<Bytes>?
+      do {
+        first = try await inbound.next()
+      } catch {
+        let rpcError = (error as? RPCError) ?? RPCError(code: .unavailable, message: "\(error)")
+        if self.mayRetry(rpcError.code, number: number, plan: plan, call: call) {
+          return .failed(rpcError, pushback: .none)
+        }
+        guard call.commit(number) else { return .lost }
+        call.log.commit(reader)
+        call.response.finish(throwing: rpcError)
+        return .committed
+      }
+      if case .status(let status, _)? = first, status.code != .ok,
+        self.mayRetry(
+          RPCError.Code(status.code) ?? .unknown,
+          number: number,
+          plan: plan,
+          call: call
+        )
+      {
+        let seen = observer.snapshot
+        let pushback: MeshPushback =
+          seen.pushbackStops ? .stop : (seen.pushback.map { .retryAfter($0) } ?? .none)
+        if pushback != .stop {
+          return .failed(
+            RPCError(code: RPCError.Code(status.code) ?? .unknown, message: status.message),
+            pushback: pushback
+          )
+        }
+      }
+      guard call.commit(number) else { return .lost }
+      call.log.commit(reader)
+      guard let first else {
+        call.response.finish()
+        return .committed
+      }
+      guard await call.response.send(first) else { return .committed }
+      do {
+        while let part = try await inbound.next() {
+          guard await call.response.send(part) else { return .committed }
+        }
+        call.response.finish()
+      } catch {
+        call.response.finish(throwing: error)
+      }
+      return .committed
+    }
+  }
+
+  /// Whether a failure with `code` on attempt `number` may be followed by another attempt.
+  private func mayRetry(
+    _ code: RPCError.Code,
+    number: Int,
+    plan: Plan,
+    call: MeshCall<Bytes, Clock.Instant>
+  ) -> Bool {
+    guard plan.retryableCodes.contains(Status.Code(code)), call.log.isReplayable else {
+      return false
+    }
+    // A hedge's non-fatal failure never ends the RPC by itself: the hedging loop fails it once
+    // no attempt is left.
+    return plan.hedgingDelay != nil || number + 1 < plan.maxAttempts
+  }
+
+  /// A backoff ceiling grown by `multiplier`, at most `limit` (computed in seconds, so that no
+  /// multiplier can overflow a `Duration`).
+  static func grow(_ ceiling: Duration, by multiplier: Double, upTo limit: Duration) -> Duration {
+    let (seconds, attoseconds) = ceiling.components
+    let grown = (Double(seconds) + Double(attoseconds) / 1e18) * multiplier
+    let (limitSeconds, limitAttoseconds) = limit.components
+    guard grown.isFinite, grown < Double(limitSeconds) + Double(limitAttoseconds) / 1e18 else {
+      return limit
+    }
+    return (try? MeshInput.duration(seconds: grown, field: "backoff")) ?? limit
+  }
+
+  /// Accounts for the end of an attempt on `picked`: its load, and outlier detection.
+  private func release(
+    _ picked: Picked,
+    started: Clock.Instant,
+    observer: MeshAttemptObserver<Bytes>,
+    outcome: MeshAttemptOutcome
+  ) {
+    let seen = observer.snapshot
+    let end = self.clock.now
+    var endpointFailed = false
+    let perTryTimedOut = seen.abandonment != nil
+    if perTryTimedOut {
+      endpointFailed = true
+    } else if Task.isCancelled {
+      // The RPC ended (its deadline, the caller): not the endpoint's fault.
+    } else if let status = seen.status {
+      endpointFailed = Self.endpointFailureCodes.contains(status.code)
+    } else if let error = seen.transportError {
+      endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
+    } else {
+      switch outcome {
+      case .notOpened(let error), .failed(let error, _):
+        endpointFailed = error.code == .unavailable
+      case .committed, .lost:
+        break
+      }
+    }
+    let effects = self.state.withLock {
+      $0.machine.release(
+        picked,
+        latency: started.duration(to: end),
+        endpointFailed: endpointFailed,
+        perTryTimedOut: perTryTimedOut,
+        now: end
+      )
+    }
+    self.perform(effects)
+  }
+
+  /// Codes that count against an endpoint in outlier detection.
+  private static var endpointFailureCodes: Set<Status.Code> {
+    [.unavailable, .internalError, .unknown, .dataLoss]
+  }
+}

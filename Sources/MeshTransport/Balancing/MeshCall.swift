@@ -1,0 +1,117 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+internal import GRPCCore
+internal import MeshCore
+
+/// One RPC on the balancing transport: the request its attempts replay, the response the
+/// committed attempt passes on, and how the RPC ends.
+final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProtocol>: Sendable {
+  let log: MeshRequestLog<Bytes>
+  let response = MeshResponseChannel<Bytes>()
+  let start: Instant
+  let deadline: Instant?
+
+  private struct State {
+    var committed: Int?
+    var ended = false
+    var lastFailure: RPCError?
+  }
+
+  private let state = MeshMutex(State())
+
+  init(start: Instant, deadline: Instant?, bufferLimit: Int) {
+    self.start = start
+    self.deadline = deadline
+    self.log = MeshRequestLog(limit: bufferLimit)
+  }
+
+  /// The attempt becomes the RPC's if none has; false if another already is.
+  func commit(_ attempt: Int) -> Bool {
+    self.state.withLock { state in
+      guard !state.ended, state.committed == nil else { return state.committed == attempt }
+      state.committed = attempt
+      return true
+    }
+  }
+
+  var isCommitted: Bool { self.state.withLock { $0.committed != nil } }
+
+  func recordFailure(_ error: RPCError) {
+    self.state.withLock { $0.lastFailure = error }
+  }
+
+  var lastFailure: RPCError? { self.state.withLock { $0.lastFailure } }
+
+  /// Ends the RPC with `error` unless an attempt committed: the caller reads `error`, and
+  /// writes to the request fail.
+  func fail(_ error: RPCError) {
+    self.end(error, evenIfCommitted: false)
+  }
+
+  /// Ends the RPC with `error` whatever happened so far (its deadline passed, the RPC being
+  /// served was cancelled).
+  func abort(_ error: RPCError) {
+    self.end(error, evenIfCommitted: true)
+  }
+
+  private func end(_ error: RPCError, evenIfCommitted: Bool) {
+    let proceed = self.state.withLock { state -> Bool in
+      guard !state.ended, evenIfCommitted || state.committed == nil else { return false }
+      state.ended = true
+      return true
+    }
+    guard proceed else { return }
+    self.response.fail(error)
+    self.log.close(with: error)
+  }
+}
+
+/// How one attempt ended.
+enum MeshAttemptOutcome: Sendable {
+  /// Its response went to the caller.
+  case committed
+  /// Another attempt's response went to the caller (hedging).
+  case lost
+  /// The stream never opened: nothing was sent.
+  case notOpened(RPCError)
+  /// It failed before the caller saw anything; `pushback` is the server's say on retrying.
+  case failed(RPCError, pushback: MeshPushback)
+}
+
+/// What happened in a hedged RPC.
+enum MeshHedgeEvent: Sendable {
+  case ended(MeshAttemptOutcome)
+  case hedgeDue
+}
+
+/// The endpoints a hedged RPC's attempts used.
+final class MeshUsedEndpoints: Sendable {
+  private let ids = MeshMutex<Set<String>>([])
+
+  var snapshot: Set<String> { self.ids.withLock { $0 } }
+
+  func insert(_ id: String) {
+    self.ids.withLock { _ = $0.insert(id) }
+  }
+}
+
+/// The server's `grpc-retry-pushback-ms`.
+enum MeshPushback: Sendable, Equatable {
+  case none
+  case retryAfter(Duration)
+  case stop
+}
