@@ -27,6 +27,7 @@ let products: [Product] = [
   .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
   .library(name: "MeshConsul", targets: ["MeshConsul"]),
   .library(name: "MeshConsulAgent", targets: ["MeshConsulAgent"]),
+  .library(name: "MeshTestKit", targets: ["MeshTestKit"]),
   .executable(name: "mesh", targets: ["mesh"]),
 ]
 
@@ -123,11 +124,9 @@ var targets: [Target] = [
     dependencies: [
       .target(name: "MeshCore"),
       .target(name: "MeshTransport"),
-      .target(name: "MeshHealth"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshConsul"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
-      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "Yams", package: "Yams"),
@@ -223,6 +222,22 @@ var targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
+  // What the package's tests use, for users to test their own services on the mesh: a manual
+  // clock, test discoveries, a fault-injecting interceptor, in-process endpoints.
+  .target(
+    name: "MeshTestKit",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .target(name: "MeshDiscovery"),
+      .target(name: "MeshTransport"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshProto"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
   // Drives real gRPC peers (Python grpcio, installed by scripts/test.sh) from the tests.
   .target(
     name: "InteropSupport",
@@ -262,6 +277,8 @@ var targets: [Target] = [
     name: "MeshTransportTests",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshTestKit"),
+      .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       .product(name: "PropertyBased", package: "swift-property-based"),
       .target(name: "InteropSupport"),
       .target(name: "MeshDiscovery"),

@@ -15,7 +15,6 @@
  */
 
 public import GRPCCore
-public import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import MeshConsul
 internal import MeshCore
@@ -186,7 +185,7 @@ public final class MeshClient: Sendable {
   ) throws -> MeshHTTP2SubchannelFactory {
     let config = settings?.transport ?? self.configuration.transport
     guard let credentials = self.credentials, let tls = self.configuration.tls else {
-      return MeshHTTP2SubchannelFactory(transportSecurity: .plaintext, config: config ?? .defaults)
+      return .plaintext(config: config)
     }
     let identities =
       try settings?.identities

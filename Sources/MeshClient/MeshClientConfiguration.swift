@@ -15,7 +15,6 @@
  */
 
 public import Foundation
-public import GRPCNIOTransportHTTP2Posix
 public import MeshConsul
 internal import MeshCore
 public import MeshDiscovery
@@ -56,7 +55,7 @@ public struct MeshClientConfiguration: Sendable {
   /// authority, keepalive, idle time, flush coalescing, compression, connection backoff), for
   /// plaintext and mTLS alike. Nil: grpc-swift's defaults, with the TLS configuration's HTTP/2
   /// tuning and keepalive under mTLS.
-  public var transport: HTTP2ClientTransport.Posix.Config?
+  public var transport: MeshHTTP2TransportConfig?
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
 
@@ -94,7 +93,7 @@ public struct MeshClientConfiguration: Sendable {
     /// Overrides ``MeshClientConfiguration/resilience``.
     public var resilience: MeshResiliencePolicy?
     /// Overrides ``MeshClientConfiguration/transport``.
-    public var transport: HTTP2ClientTransport.Posix.Config?
+    public var transport: MeshHTTP2TransportConfig?
 
     /// Settings of one target; each nil keeps the client's.
     public init(
@@ -103,7 +102,7 @@ public struct MeshClientConfiguration: Sendable {
       identities: [MeshServiceIdentity]? = nil,
       healthCheckServiceName: String? = nil,
       resilience: MeshResiliencePolicy? = nil,
-      transport: HTTP2ClientTransport.Posix.Config? = nil
+      transport: MeshHTTP2TransportConfig? = nil
     ) {
       self.timeout = timeout
       self.policy = policy
@@ -144,7 +143,7 @@ public struct MeshClientConfiguration: Sendable {
     resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
     maxStreamsPerConnection: Int = 100,
     maxConnectionsPerEndpoint: Int = 8,
-    transport: HTTP2ClientTransport.Posix.Config? = nil,
+    transport: MeshHTTP2TransportConfig? = nil,
     targets: [String: Target] = [:]
   ) {
     self.serviceName = serviceName

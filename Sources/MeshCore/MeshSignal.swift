@@ -17,7 +17,7 @@
 /// A one-shot event any number of tasks can wait for: `fire()` wakes every waiter, now and
 /// later. A waiter whose task is cancelled returns at once, leaving the signal intact (unlike
 /// iterating an `AsyncStream`, which a cancelled iteration terminates for everyone).
-package final class MeshSignal: Sendable {
+public final class MeshSignal: Sendable {
   private struct State {
     var fired = false
     var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -26,13 +26,16 @@ package final class MeshSignal: Sendable {
 
   private let state = MeshMutex(State())
 
-  package init() {}
+  /// A signal that has not fired.
+  public init() {}
 
-  package var hasFired: Bool {
+  /// Whether ``fire()`` was called.
+  public var hasFired: Bool {
     self.state.withLock { $0.fired }
   }
 
-  package func fire() {
+  /// Fires the signal: every waiter returns, now and later. Firing again does nothing.
+  public func fire() {
     let waiters = self.state.withLock { state in
       state.fired = true
       defer { state.waiters.removeAll() }
@@ -45,7 +48,7 @@ package final class MeshSignal: Sendable {
 
   /// Runs `body` until it returns or the signal fires, whichever comes first: then `body`'s task
   /// is cancelled and awaited.
-  package func cancelling(_ body: @escaping @Sendable () async -> Void) async {
+  public func cancelling(_ body: @escaping @Sendable () async -> Void) async {
     await withTaskGroup(of: Void.self) { group in
       group.addTask { await body() }
       group.addTask { await self.wait() }
@@ -55,7 +58,7 @@ package final class MeshSignal: Sendable {
   }
 
   /// Returns when the signal fires, or when the task is cancelled.
-  package func wait() async {
+  public func wait() async {
     let id = self.state.withLock { state in
       state.nextID += 1
       return state.nextID

@@ -20,6 +20,7 @@ import InteropSupport
 import MeshDiscovery
 import MeshHealth
 import MeshProto
+import MeshTestKit
 import MeshTransport
 import SwiftProtobuf
 import Synchronization
@@ -36,7 +37,7 @@ struct LoopbackFleet {
   var endpoints: [MeshEndpoint] = []
   var counters: [RPCCounter] = []
   var healths: [MeshHealthService] = []
-  var faults: [FaultInjector] = []
+  var faults: [MeshFaultInjector] = []
   var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
 
   /// Starts one more server in `group`.
@@ -46,7 +47,7 @@ struct LoopbackFleet {
     weight: Int = 1
   ) async throws {
     let counter = RPCCounter()
-    let fault = FaultInjector()
+    let fault = MeshFaultInjector()
     let health = MeshHealthService()
     let transport = HTTP2ServerTransport.Posix(
       address: .ipv4(host: "127.0.0.1", port: 0),

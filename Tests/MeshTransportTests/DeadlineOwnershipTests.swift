@@ -21,6 +21,7 @@ import InteropSupport
 import MeshCore
 import MeshDiscovery
 import MeshProto
+import MeshTestKit
 import MeshTransport
 import Testing
 

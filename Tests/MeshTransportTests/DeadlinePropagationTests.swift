@@ -18,6 +18,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshDiscovery
 import MeshProto
+import MeshTestKit
 import MeshTransport
 import Testing
 

@@ -18,6 +18,7 @@ import Foundation
 import InMemoryLogging
 import Logging
 import MeshCertificates
+import MeshTestKit
 import MeshTransport
 import Testing
 import X509
@@ -303,7 +304,7 @@ struct MeshCredentialsLoadingTests {
     var configuration = pki.configuration(for: "orders")
     configuration.reloadInterval = .seconds(30)
     let credentials = try await MeshCredentials(configuration)
-    let clock = ManualClock()
+    let clock = MeshManualClock()
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await credentials.run(clock: clock) }

@@ -14,11 +14,12 @@
  * limitations under the License.
  */
 
+import MeshTestKit
 import MeshTransport
 import PropertyBased
 import Testing
 
-private typealias Instant = ManualClock.Instant
+private typealias Instant = MeshManualClock.Instant
 
 /// Policies that eject readily: a low failure streak, short intervals, few requests to judge a
 /// success rate or failure percentage, and ejection shares up to all of them.

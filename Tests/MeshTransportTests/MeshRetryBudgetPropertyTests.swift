@@ -14,11 +14,12 @@
  * limitations under the License.
  */
 
+import MeshTestKit
 import MeshTransport
 import PropertyBased
 import Testing
 
-private typealias Instant = ManualClock.Instant
+private typealias Instant = MeshManualClock.Instant
 
 /// Ratios from none to the most a policy may have.
 private let ratios = Gen.int(in: 0...4).map { choice -> Double in

@@ -15,10 +15,11 @@
  */
 
 import GRPCCore
+import MeshTestKit
 import MeshTransport
 import Testing
 
-private typealias Instant = ManualClock.Instant
+private typealias Instant = MeshManualClock.Instant
 
 private func at(_ milliseconds: Int64) -> Instant {
   Instant(offset: .milliseconds(milliseconds))
@@ -384,7 +385,7 @@ struct ResilienceStateMachineTests {
 struct FailurePercentageTests {
   @Test("An endpoint failing at least the threshold's share of enough attempts is ejected")
   func failurePercentage() {
-    var detector = MeshOutlierDetector<ManualClock.Instant>(
+    var detector = MeshOutlierDetector<MeshManualClock.Instant>(
       policy: MeshOutlierDetectionPolicy(
         consecutiveFailures: 1000,
         interval: .seconds(1),
@@ -393,7 +394,7 @@ struct FailurePercentageTests {
         failurePercentageThreshold: 0.4
       )
     )
-    let start = ManualClock.Instant(offset: .zero)
+    let start = MeshManualClock.Instant(offset: .zero)
     detector.setEndpoints(["flaky", "steady"])
     _ = detector.tick(now: start)
     for index in 0..<10 {

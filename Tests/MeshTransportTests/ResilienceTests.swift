@@ -19,6 +19,7 @@ import GRPCNIOTransportHTTP2Posix
 import MeshCore
 import MeshDiscovery
 import MeshProto
+import MeshTestKit
 import MeshTransport
 import Testing
 

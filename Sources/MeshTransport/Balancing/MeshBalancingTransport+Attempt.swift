@@ -32,6 +32,8 @@ extension MeshBalancingTransport {
     let started = self.clock.now
     let observer = MeshAttemptObserver<Bytes>()
     var perTryTimer: UInt64?
+    /// Fired when the attempt is abandoned at its per-try timeout.
+    var abandoned: MeshSignal?
     if let perTryTimeout = plan.perTryTimeout, plan.maxAttempts > 1 {
       let perTryDeadline = self.clock.now.advanced(by: perTryTimeout)
       if call.deadline.map({ perTryDeadline < $0 }) ?? true {
@@ -40,9 +42,14 @@ extension MeshBalancingTransport {
           message: "No response from \(picked.endpoint) within the per-try timeout of "
             + "\(MeshGoDuration.format(perTryTimeout))."
         )
+        let signal = MeshSignal()
+        abandoned = signal
         perTryTimer = self.timers.arm(at: perTryDeadline) {
-          // A timer action must not block the timer runner; failing the stream is async.
-          Task { await observer.abandonAtPerTryTimeout(error: error) }
+          // A timer action must not block the timer runner, and failing the stream is async:
+          // this task only finishes the attempt's request stream and fires the signal.
+          Task {
+            if await observer.abandonAtPerTryTimeout(error: error) { signal.fire() }
+          }
         }
       }
     }
@@ -53,26 +60,47 @@ extension MeshBalancingTransport {
     // The transport waits for readiness itself (bounded by the deadline); a subchannel that is
     // not ready fails the attempt at once, so that another endpoint can take it.
     attemptOptions.waitForReady = false
-    var opened = false
-    let outcome: MeshAttemptOutcome
-    do {
-      outcome = try await picked.connection.subchannel.withStream(
-        descriptor: descriptor,
-        options: attemptOptions
-      ) { stream, _ in
-        opened = true
-        observer.attach(stream.outbound)
-        return await self.exchange(
-          call,
-          number: number,
-          stream: stream,
-          observer: observer,
-          plan: plan
-        )
+    let run: @Sendable () async -> MeshAttemptOutcome = { [attemptOptions] in
+      var opened = false
+      do {
+        return try await picked.connection.subchannel.withStream(
+          descriptor: descriptor,
+          options: attemptOptions
+        ) { stream, _ in
+          opened = true
+          observer.attach(stream.outbound)
+          return await self.exchange(
+            call,
+            number: number,
+            stream: stream,
+            observer: observer,
+            plan: plan
+          )
+        }
+      } catch {
+        let described = self.attemptError(error, on: picked, observer: observer)
+        return opened ? .failed(described, pushback: .none) : .notOpened(described)
       }
-    } catch {
-      let described = self.attemptError(error, on: picked, observer: observer)
-      outcome = opened ? .failed(described, pushback: .none) : .notOpened(described)
+    }
+    let outcome: MeshAttemptOutcome
+    if let abandoned {
+      // An abandoned attempt's stream is cancelled as well as failed: a subchannel that does not
+      // end the response when the request fails (grpc-swift's in-process transport) would
+      // otherwise hold the attempt until the server answers.
+      let result = MeshMutex<MeshAttemptOutcome?>(nil)
+      await abandoned.cancelling {
+        let outcome = await run()
+        result.withLock { $0 = outcome }
+      }
+      outcome =
+        result.withLock { $0 }
+        ?? .failed(
+          observer.snapshot.abandonment
+            ?? RPCError(code: .unavailable, message: "The attempt was abandoned."),
+          pushback: .none
+        )
+    } else {
+      outcome = await run()
     }
     self.release(picked, started: started, observer: observer, outcome: outcome)
     return outcome
@@ -154,6 +182,10 @@ extension MeshBalancingTransport {
         call.log.commit(reader)
         call.response.finish(throwing: rpcError)
         return .committed
+      }
+      if let abandonment = observer.snapshot.abandonment {
+        // Abandoned at its per-try timeout before anything arrived.
+        return .failed(abandonment, pushback: .none)
       }
       if case .status(let status, _)? = first, status.code != .ok,
         self.mayRetry(

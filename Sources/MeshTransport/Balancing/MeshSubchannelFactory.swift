@@ -98,10 +98,20 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
   }
 }
 
+/// grpc-swift's HTTP/2 client transport settings (HTTP/2 frame and window sizes, authority,
+/// keepalive, idle time, flush coalescing, compression, connection backoff), as the mesh's
+/// layers above the transport name them.
+public typealias MeshHTTP2TransportConfig = HTTP2ClientTransport.Posix.Config
+
 extension MeshHTTP2SubchannelFactory {
   /// Plaintext subchannels (for development and tests).
   public static var plaintext: Self {
     Self(transportSecurity: .plaintext)
+  }
+
+  /// Plaintext subchannels with `config` (nil: grpc-swift's defaults).
+  public static func plaintext(config: MeshHTTP2TransportConfig?) -> Self {
+    Self(transportSecurity: .plaintext, config: config ?? .defaults)
   }
 
   /// mTLS subchannels presenting `credentials` and accepting servers whose identity `server`

@@ -178,16 +178,19 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     }
   }
 
-  /// Fails the stream at its per-try timeout, unless the response has started.
-  func abandonAtPerTryTimeout(error: RPCError) async {
-    let outbound = self.state.withLock { state -> RPCWriter<RPCRequestPart<Bytes>>.Closable? in
+  /// Fails the stream at its per-try timeout, unless the response has started; true when it
+  /// was abandoned.
+  func abandonAtPerTryTimeout(error: RPCError) async -> Bool {
+    let (abandoned, outbound) = self.state.withLock {
+      state -> (Bool, RPCWriter<RPCRequestPart<Bytes>>.Closable?) in
       guard state.status == nil, state.abandonment == nil, !state.receivedFirstPart else {
-        return nil
+        return (false, nil)
       }
       state.abandonment = error
-      return state.outbound
+      return (true, state.outbound)
     }
     await outbound?.finish(throwing: error)
+    return abandoned
   }
 }
 

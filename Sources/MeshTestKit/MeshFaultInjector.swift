@@ -14,15 +14,15 @@
  * limitations under the License.
  */
 
-import GRPCCore
-import MeshCore
-import MeshDiscovery
+public import GRPCCore
+public import MeshCore
 
-/// A fault-injecting test service: a server interceptor that makes any unary RPC (the health
+/// A fault-injecting server interceptor that makes any unary RPC (the health
 /// `Watch` stream excepted, so the balancer's view stays up) fail or never answer, and records
 /// what each RPC carried. (A slow server is `Tests/Interop/fault_peer.py --delay-ms`.)
-final class FaultInjector: ServerInterceptor, Sendable {
-  enum Fault: Sendable {
+public final class MeshFaultInjector: ServerInterceptor, Sendable {
+  /// What the next RPCs get.
+  public enum Fault: Sendable {
     /// Answer normally.
     case none
     /// Fail the next `times` RPCs with `code` (and a `grpc-retry-pushback-ms` trailer), then
@@ -30,7 +30,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
     case fail(Status.Code, times: Int = .max, pushback: String? = nil)
     /// Fail every other RPC with `code`: half of them, deterministically.
     case failAlternate(Status.Code)
-    /// Never answer; end only when the RPC is cancelled.
+    /// Never answer; end only when the RPC is cancelled (or at ``releaseHanging()``).
     case hang
     /// Answer normally once `release` fires (or fail when the RPC is cancelled first).
     case holdUntil(MeshSignal)
@@ -49,27 +49,39 @@ final class FaultInjector: ServerInterceptor, Sendable {
   }
 
   private let state: MeshMutex<State>
+  /// Fired by ``releaseHanging()``.
+  private let released = MeshSignal()
 
-  init(_ fault: Fault = .none) {
+  /// An injector with `fault` in force.
+  public init(_ fault: Fault = .none) {
     self.state = MeshMutex(State(fault: fault))
   }
 
-  func set(_ fault: Fault, includingWatch: Bool = false) {
+  /// Puts `fault` in force, for health `Watch` streams too if `includingWatch`.
+  public func set(_ fault: Fault, includingWatch: Bool = false) {
     self.state.withLock {
       $0.fault = fault
       $0.includesWatch = includingWatch
     }
   }
 
+  /// Ends every RPC hanging now or later (with `CANCELLED`): for servers that never cancel a
+  /// handler themselves, such as grpc-swift's in-process transport, before they shut down.
+  public func releaseHanging() {
+    self.released.fire()
+  }
+
   /// RPCs seen (Watch excepted), failed, and cancelled while hanging.
-  var calls: Int { self.state.withLock { $0.calls } }
-  var failures: Int { self.state.withLock { $0.failures } }
-  var cancellations: Int { self.state.withLock { $0.cancellations } }
+  public var calls: Int { self.state.withLock { $0.calls } }
+  /// RPCs failed by a fault.
+  public var failures: Int { self.state.withLock { $0.failures } }
+  /// Hanging RPCs that were cancelled.
+  public var cancellations: Int { self.state.withLock { $0.cancellations } }
   /// The request metadata of each RPC, in order.
-  var metadata: [Metadata] { self.state.withLock { $0.metadata } }
+  public var metadata: [Metadata] { self.state.withLock { $0.metadata } }
 
   /// Returns once `count` hanging RPCs were cancelled.
-  func waitForCancellations(_ count: Int) async {
+  public func waitForCancellations(_ count: Int) async {
     await withCheckedContinuation { continuation in
       let ready = self.state.withLock { state in
         if state.cancellations >= count { return true }
@@ -81,7 +93,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
   }
 
   /// Returns once `count` RPCs arrived.
-  func waitForCalls(_ count: Int) async {
+  public func waitForCalls(_ count: Int) async {
     await withCheckedContinuation { continuation in
       let ready = self.state.withLock { state in
         if state.calls >= count { return true }
@@ -119,7 +131,7 @@ final class FaultInjector: ServerInterceptor, Sendable {
     }
   }
 
-  func intercept<Input: Sendable, Output: Sendable>(
+  public func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,
     next: (StreamingServerRequest<Input>, ServerContext) async throws ->
@@ -149,7 +161,16 @@ final class FaultInjector: ServerInterceptor, Sendable {
       await release.wait()
       return try await next(request, context)
     case .hang:
-      try? await context.cancellation.cancelled
+      let released = self.released
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { try? await context.cancellation.cancelled }
+        group.addTask { await released.wait() }
+        await group.next()
+        group.cancelAll()
+      }
+      if released.hasFired {
+        throw RPCError(code: .cancelled, message: "released while hanging")
+      }
       let waiters = self.state.withLock { state in
         state.cancellations += 1
         let ready = state.cancellationWaiters.filter { $0.0 <= state.cancellations }
