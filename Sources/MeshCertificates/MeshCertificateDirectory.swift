@@ -37,18 +37,24 @@ public struct MeshCertificateDirectory: Sendable, Hashable {
   /// The folder, `certs` by default.
   public var path: String
 
+  /// The layout under `path`.
   public init(path: String = "certs") {
     self.path = path
   }
 
+  /// `<path>/ca.crt`: the CA certificate.
   public var caCertificatePath: String { "\(self.path)/ca.crt" }
+  /// `<path>/ca-key.pem`: the CA's key.
   public var caKeyPath: String { "\(self.path)/ca-key.pem" }
+  /// `<path>/services`: the services' certificates and keys.
   public var servicesPath: String { "\(self.path)/services" }
 
+  /// `<path>/services/<service>.crt`: a service's certificate.
   public func certificatePath(service: String) -> String {
     "\(self.servicesPath)/\(service).crt"
   }
 
+  /// `<path>/services/<service>-key.pem`: a service's key.
   public func keyPath(service: String) -> String {
     "\(self.servicesPath)/\(service)-key.pem"
   }

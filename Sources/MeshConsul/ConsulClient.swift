@@ -34,6 +34,9 @@ public struct ConsulClientConfiguration: Sendable {
   /// How long a non-blocking request may take. Blocking queries get their wait plus a margin.
   public var requestTimeout: Duration
 
+  /// A configuration with each setting given, or its default: the local agent at
+  /// `http://127.0.0.1:8500`, no token, the agent's datacenter, the system's roots, and 10 seconds
+  /// per non-blocking request.
   public init(
     address: URL = URL(string: "http://127.0.0.1:8500")!,
     token: String? = nil,
@@ -103,6 +106,7 @@ public struct ConsulClientConfiguration: Sendable {
 
 /// A response's body and the query metadata of its headers.
 public struct ConsulResponse<Value: Sendable>: Sendable {
+  /// The decoded body.
   public var value: Value
   /// `X-Consul-Index`: the index to block on next.
   public var index: UInt64
@@ -116,8 +120,11 @@ public struct ConsulResponse<Value: Sendable>: Sendable {
 public struct ConsulHealthQuery: Sendable, Hashable {
   /// Read consistency.
   public enum Consistency: Sendable, Hashable {
+    /// Consul's default mode: the leader answers, without checking its leadership with a quorum.
     case `default`
+    /// `?stale`: any server answers, perhaps a little behind the leader; spreads reads.
     case stale
+    /// `?consistent`: the leader confirms its leadership with a quorum first; the slowest.
     case consistent
   }
 
@@ -129,10 +136,13 @@ public struct ConsulHealthQuery: Sendable, Hashable {
   public var near: String?
   /// A Consul filter expression.
   public var filter: String?
+  /// Read consistency: Consul's default, `?stale` or `?consistent`.
   public var consistency: Consistency
   /// The datacenter; nil uses the client's.
   public var datacenter: String?
 
+  /// A query with each option given, or its default: passing instances only (`?passing`), no tag,
+  /// `near` or filter, Consul's default consistency, and the client's datacenter.
   public init(
     passingOnly: Bool = true,
     tags: [String] = [],
@@ -156,10 +166,16 @@ public struct ConsulHealthQuery: Sendable, Hashable {
 /// Call ``shutdown()`` when done if the configuration names a CA bundle (the client then owns an
 /// HTTP client of its own); otherwise it uses the shared one and shutting down is a no-op.
 public final class ConsulClient: Sendable {
+  /// Where the agent is and how to talk to it.
   public let configuration: ConsulClientConfiguration
   private let http: HTTPClient
   private let ownsHTTPClient: Bool
 
+  /// A client of the agent `configuration` names.
+  ///
+  /// - Throws: ``MeshConsulError`` with code ``MeshConsulError/Code/invalidConfiguration`` for an
+  ///   address that is not an http(s) URL with a valid host and port, or a CA bundle that cannot be
+  ///   read as PEM certificates.
   public init(_ configuration: ConsulClientConfiguration = ConsulClientConfiguration())
     throws(MeshConsulError)
   {

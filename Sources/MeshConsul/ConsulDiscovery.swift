@@ -47,6 +47,9 @@ where Clock.Duration == Duration {
     /// The longest backoff. Default 60 s.
     public var maximumBackoff: Duration
 
+    /// A configuration with each setting given, or its default: passing instances only, 5-minute
+    /// waits, the service address, a burst of 3 requests then one every 2 seconds, and backoff from
+    /// 1 second to 60 seconds.
     public init(
       query: ConsulHealthQuery = ConsulHealthQuery(),
       wait: Duration = .seconds(300),
@@ -87,6 +90,8 @@ where Clock.Duration == Duration {
     self.random = random
   }
 
+  /// Watches the healthy instances of `service` with blocking queries; see ``ConsulDiscovery`` for
+  /// what the watch does while Consul fails. An empty service name makes the sequence throw.
   public func watch(_ service: String) -> MeshEndpointUpdates {
     MeshEndpointUpdates(Updates(discovery: self, service: service))
   }

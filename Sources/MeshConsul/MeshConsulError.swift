@@ -44,23 +44,28 @@ public struct MeshConsulError: Error, Hashable, Sendable, CustomStringConvertibl
     /// The client's configuration is unusable (bad address, unreadable CA bundle…).
     public static let invalidConfiguration = Self(.invalidConfiguration)
 
+    /// The code's name (`unexpectedStatus`, `timeout`…).
     public var description: String {
       self.value.rawValue
     }
   }
 
+  /// What kind of problem this is.
   public var code: Code
   /// The HTTP status, for ``Code/unexpectedStatus``.
   public var status: Int?
   /// What went wrong; for a non-2xx answer, Consul's own plain-text message.
   public var message: String
 
+  /// An error of kind `code`; `status` is the HTTP status of a non-2xx answer.
   public init(code: Code, status: Int? = nil, message: String) {
     self.code = code
     self.status = status
     self.message = message
   }
 
+  /// The wording of Consul's Go client for a non-2xx answer (`Unexpected response code: 403 (…)`),
+  /// else `code: message`.
   public var description: String {
     if let status = self.status {
       // The wording of Consul's own Go client.

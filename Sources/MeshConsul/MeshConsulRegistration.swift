@@ -38,7 +38,9 @@ public import Logging
 /// retried at the next beat.
 public final class MeshConsulRegistration<Clock: _Concurrency.Clock>: Sendable
 where Clock.Duration == Duration {
+  /// The client of the local agent the instance registers with.
   public let client: ConsulClient
+  /// What is registered: the service definition and its checks.
   public let registration: ConsulServiceRegistration
   /// How often TTL checks are reported passing; nil when the registration has no TTL check.
   public let heartbeatInterval: Duration?
@@ -52,6 +54,10 @@ where Clock.Duration == Duration {
     self.registration.id ?? self.registration.name
   }
 
+  /// Keeps `registration` registered through `client`, timed by `clock`.
+  ///
+  /// - Parameter heartbeatInterval: How often TTL checks are reported passing; nil for a third of
+  ///   the shortest TTL among the registration's checks.
   public init(
     client: ConsulClient,
     registration: ConsulServiceRegistration,
@@ -143,6 +149,7 @@ where Clock.Duration == Duration {
 }
 
 extension MeshConsulRegistration where Clock == ContinuousClock {
+  /// Keeps `registration` registered through `client`, on the continuous clock.
   public convenience init(
     client: ConsulClient,
     registration: ConsulServiceRegistration,

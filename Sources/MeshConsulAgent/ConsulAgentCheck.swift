@@ -19,9 +19,12 @@ package import MeshCore
 
 /// An HTTP error the agent answers with: a status and Consul's plain-text message.
 public struct ConsulAgentError: Error, Hashable, Sendable {
+  /// The HTTP status to answer with (400, 404, 500…).
   public var status: Int
+  /// Consul's plain-text message, the body of the answer.
   public var message: String
 
+  /// An answer of `status` with `message`.
   public init(_ status: Int, _ message: String) {
     self.status = status
     self.message = message

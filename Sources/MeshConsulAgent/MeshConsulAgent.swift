@@ -47,6 +47,7 @@ internal import NIOCore
 /// ```
 public final class MeshConsulAgent<Clock: _Concurrency.Clock>: Sendable
 where Clock.Duration == Duration {
+  /// How the agent runs: its address, node, datacenter, TLS and limits.
   public let configuration: MeshConsulAgentConfiguration
   private let core: ConsulAgentCore<Clock>
   /// The agent's request handling, usable without sockets (tests, fuzzing).
@@ -56,6 +57,8 @@ where Clock.Duration == Duration {
   private let bound: AsyncStream<Result<Int, any Error>>
   private let boundContinuation: AsyncStream<Result<Int, any Error>>.Continuation
 
+  /// An agent configured by `configuration`, timed by `clock` (tests drive one of their own),
+  /// logging to `logger`. Nothing is bound until ``run()``.
   public init(
     configuration: MeshConsulAgentConfiguration = MeshConsulAgentConfiguration(),
     clock: Clock,
@@ -185,6 +188,7 @@ where Clock.Duration == Duration {
 }
 
 extension MeshConsulAgent where Clock == ContinuousClock {
+  /// An agent configured by `configuration`, on the continuous clock.
   public convenience init(
     configuration: MeshConsulAgentConfiguration = MeshConsulAgentConfiguration(),
     logger: Logger = Logger(label: "mesh.consul.agent", factory: { _ in SwiftLogNoOpLogHandler() })

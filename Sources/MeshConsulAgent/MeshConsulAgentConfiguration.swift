@@ -33,6 +33,7 @@ public struct MeshConsulAgentConfiguration: Sendable {
     /// one is answered `429` and closed. Default 200, as Consul.
     public var maxConnectionsPerClient: Int
 
+    /// Limits with each value given, or Consul's default.
     public init(
       maxRequestBodySize: Int = 4 * 1024 * 1024,
       idleTimeout: Duration = .seconds(90),
@@ -70,6 +71,9 @@ public struct MeshConsulAgentConfiguration: Sendable {
   /// Body size, timeouts and connections per client.
   public var limits: Limits
 
+  /// A configuration with each setting given, or its default. ``httpsCredentials`` is nil (plain
+  /// HTTP), blocking queries wait 5 minutes by default and at most 10, and ``limits`` is
+  /// ``Limits/defaults``.
   public init(
     host: String = "127.0.0.1",
     port: Int = 8500,

@@ -24,8 +24,11 @@
 /// digits and hyphens (1–63 bytes each, at most 253 in all), whose last label is not all
 /// digits, so that nothing that looks like an address is resolved as a name.
 public enum MeshHost: Hashable, Sendable, CustomStringConvertible {
+  /// An IPv4 address in strict dotted decimal.
   case ipv4(String)
+  /// An IPv6 address in RFC 4291 text, without brackets or zone.
   case ipv6(String)
+  /// A DNS name: labels of letters, digits, `-` and `_`, the last one not all digits.
   case dns(String)
 
   /// Classifies and validates `text`.
@@ -66,6 +69,7 @@ public enum MeshHost: Hashable, Sendable, CustomStringConvertible {
     }
   }
 
+  /// The host as text, as ``text`` writes it (IPv6 without brackets).
   public var description: String { self.text }
 
   /// Splits `host:port` (`[v6]:port` for IPv6) and validates both.

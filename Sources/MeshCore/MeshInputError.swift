@@ -39,6 +39,7 @@ public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible
     /// A value of the right kind, but outside what the field accepts or can represent.
     public static let outOfRange = Self(.outOfRange)
 
+    /// The code's name: `invalid` or `outOfRange`.
     public var description: String {
       self.value.rawValue
     }
@@ -52,6 +53,7 @@ public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible
   /// What is wrong with the value, without the field's name.
   public var message: String
 
+  /// An error of kind `code` about the value of `field`; `message` says what is wrong.
   public init(code: Code, field: String, message: String) {
     self.code = code
     self.field = field
@@ -65,6 +67,7 @@ public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible
     return copy
   }
 
+  /// `field: message`, or the message alone when no field is named.
   public var description: String {
     self.field.isEmpty ? self.message : "\(self.field): \(self.message)"
   }

@@ -51,6 +51,7 @@ public struct MeshMutex<Value: ~Copyable>: ~Copyable, Sendable {
     let token = _MeshTSanToken()
   #endif
 
+  /// A mutex holding `initialValue`.
   @inlinable
   public init(_ initialValue: consuming sending Value) {
     self.base = Mutex(initialValue)

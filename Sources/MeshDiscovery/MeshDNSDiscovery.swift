@@ -56,6 +56,10 @@ where Clock.Duration == Duration {
     self.resolve = resolve
   }
 
+  /// Watches `target` (`host:port`, `[v6]:port`, or a bare host on ``defaultPort``): looks it up at
+  /// once, then every ``refreshInterval``, and yields the addresses whenever they change. A target
+  /// that cannot be split into a host and a port 1–65535 makes the sequence throw
+  /// ``MeshDiscoveryError`` (``MeshDiscoveryError/Code/invalidTarget``).
   public func watch(_ target: String) -> MeshEndpointUpdates {
     MeshEndpointUpdates(
       Updates(

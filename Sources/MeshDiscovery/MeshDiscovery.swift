@@ -44,6 +44,7 @@ public protocol MeshDiscovery: Sendable {
 /// - **One pass.** A value may be iterated once; call ``MeshDiscovery/watch(_:)`` again for an
 ///   independent watch.
 public struct MeshEndpointUpdates: AsyncSequence, Sendable {
+  /// Each element is the complete set of the service's endpoints.
   public typealias Element = MeshEndpointSet
 
   private let makeBase: @Sendable () -> any MeshEndpointIterator
@@ -56,10 +57,13 @@ public struct MeshEndpointUpdates: AsyncSequence, Sendable {
     self.makeBase = { IteratorBox(base.makeAsyncIterator()) }
   }
 
+  /// An iterator over the sets; see ``MeshEndpointUpdates`` for what it yields and when.
   public func makeAsyncIterator() -> AsyncIterator {
     AsyncIterator(base: self.makeBase())
   }
 
+  /// The iterator of ``MeshEndpointUpdates``: yields a set only when it differs from the last one
+  /// it returned.
   public struct AsyncIterator: AsyncIteratorProtocol {
     private let base: any MeshEndpointIterator
     private var last: MeshEndpointSet?

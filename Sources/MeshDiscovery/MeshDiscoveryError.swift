@@ -34,19 +34,24 @@ public struct MeshDiscoveryError: Error, Hashable, Sendable, CustomStringConvert
     /// A name lookup failed.
     public static let resolutionFailed = Self(.resolutionFailed)
 
+    /// The code's name: `invalidTarget` or `resolutionFailed`.
     public var description: String {
       self.value.rawValue
     }
   }
 
+  /// What kind of problem this is.
   public var code: Code
+  /// What went wrong, naming the target or host.
   public var message: String
 
+  /// An error of kind `code`, described by `message`.
   public init(code: Code, message: String) {
     self.code = code
     self.message = message
   }
 
+  /// `code: message`.
   public var description: String {
     "\(self.code): \(self.message)"
   }

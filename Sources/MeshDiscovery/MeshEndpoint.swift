@@ -37,6 +37,7 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// Some check warns, none is critical: usable, at its warning weight.
     public static let warning = Self(.warning)
 
+    /// `passing` or `warning`.
     public var description: String {
       self.value.rawValue
     }
@@ -44,9 +45,12 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
 
   /// Relative weights by health (Consul's `Weights`); both default to 1.
   public struct Weights: Hashable, Sendable {
+    /// The weight while every check passes.
     public var passing: Int
+    /// The weight while some check warns.
     public var warning: Int
 
+    /// Weights of `passing` and `warning`, both 1 by default, as in Consul.
     public init(passing: Int = 1, warning: Int = 1) {
       self.passing = passing
       self.warning = warning
@@ -75,6 +79,9 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
   /// The zone it runs in (from service or node metadata `zone`), if known.
   public var zone: String?
 
+  /// An endpoint at `host` and `port`. The ID defaults to `host:port`; the rest defaults to what
+  /// a registry that knows nothing more would say: passing, weights of 1, no node, datacenter or
+  /// zone.
   public init(
     id: String? = nil,
     host: String,
@@ -136,6 +143,7 @@ public struct MeshEndpoint: Hashable, Sendable, CustomStringConvertible {
     self.health == .passing ? self.weights.passing : self.weights.warning
   }
 
+  /// `id@host:port`, for logs.
   public var description: String {
     "\(self.id)@\(self.host):\(self.port)"
   }
@@ -148,6 +156,7 @@ public struct MeshEndpointSet: Hashable, Sendable {
   /// The instances, in the registry's order.
   public var endpoints: [MeshEndpoint]
 
+  /// The set of `endpoints` of `service`.
   public init(service: String, endpoints: [MeshEndpoint]) {
     self.service = service
     self.endpoints = endpoints

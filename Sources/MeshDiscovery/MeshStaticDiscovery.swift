@@ -47,6 +47,9 @@ public final class MeshStaticDiscovery: MeshDiscovery {
     }
   }
 
+  /// Watches `service`: its current list at once (empty if it has none), then each list given
+  /// to ``update(_:endpoints:)``. A watcher that falls behind gets only the newest list. The watch
+  /// never finishes on its own; cancelling the task that iterates it ends it.
   public func watch(_ service: String) -> MeshEndpointUpdates {
     // Only the newest set matters to a consumer that fell behind.
     let (stream, continuation) = AsyncStream.makeStream(

@@ -111,6 +111,8 @@ public final class MeshHealthService: Sendable {
 }
 
 extension MeshHealthService: RegistrableRPCService {
+  /// Registers grpc.health.v1 `Check`, `Watch` and `List` with `router`; the server calls this
+  /// when it is given the service.
   public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     HealthServicer(health: self).registerMethods(with: &router)
   }

@@ -36,6 +36,7 @@ public struct MeshServingStatus: Hashable, Sendable, CustomStringConvertible {
   /// The service cannot handle RPCs now (starting, draining, or a dependency is down).
   public static let notServing = Self(.notServing)
 
+  /// The protocol's name for the status: `SERVING` or `NOT_SERVING`.
   public var description: String {
     switch self.value {
     case .serving:

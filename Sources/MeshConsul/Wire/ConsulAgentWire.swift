@@ -18,26 +18,46 @@
 ///
 /// Durations are Go duration strings; build them with ``ConsulDuration/format(_:)``.
 public struct ConsulCheckDefinition: Codable, Hashable, Sendable {
+  /// The check's ID (`CheckID`); nil lets Consul derive one from the service ID.
   public var checkID: String?
+  /// The check's name (`Name`).
   public var name: String?
+  /// The check's status when registered (`Status`); Consul starts a check critical by default.
   public var status: ConsulCheckStatus?
+  /// Free text for people (`Notes`).
   public var notes: String?
   /// `host:port` or `host:port/<grpc.health.v1 service name>`.
   public var grpc: String?
+  /// Whether the gRPC check connects with TLS (`GRPCUseTLS`).
   public var grpcUseTLS: Bool?
+  /// The server name a TLS check sends and verifies (`TLSServerName`).
   public var tlsServerName: String?
+  /// Whether a TLS check skips verifying the server's certificate (`TLSSkipVerify`).
   public var tlsSkipVerify: Bool?
+  /// A TTL check's time to live (`TTL`): the check turns critical when no update comes in time.
   public var ttl: String?
+  /// How often the check runs (`Interval`).
   public var interval: String?
+  /// How long one probe may take (`Timeout`).
   public var timeout: String?
+  /// How long the check may stay critical before Consul deregisters the service
+  /// (`DeregisterCriticalServiceAfter`).
   public var deregisterCriticalServiceAfter: String?
+  /// The URL of an HTTP check (`HTTP`); the embedded agent runs gRPC and TTL checks only.
   public var http: String?
+  /// The `host:port` of a TCP check (`TCP`); the embedded agent runs gRPC and TTL checks only.
   public var tcp: String?
+  /// Passing probes in a row before the check turns passing (`SuccessBeforePassing`).
   public var successBeforePassing: Int?
+  /// Failed probes in a row before the check turns warning (`FailuresBeforeWarning`).
   public var failuresBeforeWarning: Int?
+  /// Failed probes in a row before the check turns critical (`FailuresBeforeCritical`).
   public var failuresBeforeCritical: Int?
+  /// The most bytes of output Consul keeps for the check (`OutputMaxSize`).
   public var outputMaxSize: Int?
 
+  /// A check definition with the fields given; the `grpc(_:interval:…)` and `ttl(_:…)` factories
+  /// build the usual ones.
   public init(
     checkID: String? = nil,
     name: String? = nil,
@@ -134,18 +154,31 @@ public struct ConsulCheckDefinition: Codable, Hashable, Sendable {
 
 /// The body of `PUT /v1/agent/service/register` (`ServiceDefinition`).
 public struct ConsulServiceRegistration: Codable, Hashable, Sendable {
+  /// The instance's ID (`ID`), unique on its node; nil registers it under ``name``.
   public var id: String?
+  /// The service's name (`Name`), which clients discover it by.
   public var name: String
+  /// Tags (`Tags`), which health queries can filter on.
   public var tags: [String]?
+  /// The address clients reach the instance at (`Address`); nil or empty for the node's.
   public var address: String?
+  /// The port (`Port`).
   public var port: Int?
+  /// More addresses, by name (`TaggedAddresses`: `lan_ipv4`, `wan`…).
   public var taggedAddresses: [String: ConsulServiceAddress]?
+  /// Metadata (`Meta`); the mesh reads the instance's zone from `zone`.
   public var meta: [String: String]?
+  /// Weights for weighted balancing (`Weights`); nil for Consul's, 1 and 1.
   public var weights: ConsulWeights?
+  /// Whether the catalog may change the instance's tags (`EnableTagOverride`); sent only when
+  /// set.
   public var enableTagOverride: Bool?
+  /// A check (`Check`); sent as `null` when nil, as Consul's Go client does.
   public var check: ConsulCheckDefinition?
+  /// More checks (`Checks`); sent as `null` when nil.
   public var checks: [ConsulCheckDefinition]?
 
+  /// A registration of `name`; the fields not given are left out of the request.
   public init(
     id: String? = nil,
     name: String,
@@ -190,6 +223,8 @@ public struct ConsulServiceRegistration: Codable, Hashable, Sendable {
     case checks = "Checks"
   }
 
+  /// Encodes as Consul's Go client does: unset fields are left out, except `Check` and
+  /// `Checks`, which are written as `null`.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encodeIfPresent(self.id, forKey: .id)
@@ -209,9 +244,12 @@ public struct ConsulServiceRegistration: Codable, Hashable, Sendable {
 
 /// The body of `PUT /v1/agent/check/update/:check_id`.
 public struct ConsulCheckUpdate: Codable, Hashable, Sendable {
+  /// The check's new status (`Status`).
   public var status: ConsulCheckStatus
+  /// The check's new output (`Output`), shown in health results.
   public var output: String
 
+  /// An update to `status`, with `output`.
   public init(status: ConsulCheckStatus, output: String = "") {
     self.status = status
     self.output = output
@@ -222,6 +260,7 @@ public struct ConsulCheckUpdate: Codable, Hashable, Sendable {
     case output = "Output"
   }
 
+  /// Decodes an update; a missing `Output` is empty.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.status = try c.decode(ConsulCheckStatus.self, forKey: .status)
@@ -231,29 +270,52 @@ public struct ConsulCheckUpdate: Codable, Hashable, Sendable {
 
 /// One entry of `GET /v1/catalog/service/:service` (`structs.ServiceNode`).
 public struct ConsulCatalogServiceNode: Codable, Hashable, Sendable {
+  /// The node's ID (`ID`).
   public var id: String
+  /// The node's name (`Node`).
   public var node: String
+  /// The node's address (`Address`).
   public var address: String
+  /// The node's datacenter (`Datacenter`).
   public var datacenter: String
+  /// The node's tagged addresses (`TaggedAddresses`).
   public var taggedAddresses: [String: String]?
+  /// The node's metadata (`NodeMeta`).
   public var nodeMeta: [String: String]?
+  /// The instance's kind (`ServiceKind`); empty for a typical service.
   public var serviceKind: String
+  /// The instance's ID (`ServiceID`).
   public var serviceID: String
+  /// The service's name (`ServiceName`).
   public var serviceName: String
+  /// The instance's tags (`ServiceTags`).
   public var serviceTags: [String]
+  /// The instance's own address (`ServiceAddress`); empty for the node's.
   public var serviceAddress: String
+  /// The instance's tagged addresses (`ServiceTaggedAddresses`).
   public var serviceTaggedAddresses: [String: ConsulServiceAddress]?
+  /// The instance's weights (`ServiceWeights`).
   public var serviceWeights: ConsulWeights
+  /// The instance's metadata (`ServiceMeta`).
   public var serviceMeta: [String: String]?
+  /// The instance's port (`ServicePort`).
   public var servicePort: Int
+  /// The instance's Unix socket (`ServiceSocketPath`); empty when it listens on a port.
   public var serviceSocketPath: String
+  /// Whether the catalog may change the instance's tags (`ServiceEnableTagOverride`).
   public var serviceEnableTagOverride: Bool
+  /// Proxy settings (`ServiceProxy`), passed through unread.
   public var serviceProxy: ConsulJSONValue
+  /// Connect settings (`ServiceConnect`), passed through unread.
   public var serviceConnect: ConsulJSONValue
+  /// Locality (`ServiceLocality`), passed through unread.
   public var serviceLocality: ConsulJSONValue
+  /// The index at which the entry was created (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which the entry last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
+  /// The catalog entry of `service` on `node`.
   public init(node: ConsulNode, service: ConsulNodeService) {
     self.id = node.id
     self.node = node.node
@@ -304,6 +366,7 @@ public struct ConsulCatalogServiceNode: Codable, Hashable, Sendable {
     case modifyIndex = "ModifyIndex"
   }
 
+  /// Decodes an entry; fields other than `Node`, `ServiceID` and `ServiceName` may be absent.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
@@ -339,6 +402,8 @@ public struct ConsulCatalogServiceNode: Codable, Hashable, Sendable {
     self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
   }
 
+  /// Encodes in Consul's shape: every field is written (`null` where Consul writes it), and
+  /// `ServiceTaggedAddresses` only when it has an entry.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(self.id, forKey: .id)

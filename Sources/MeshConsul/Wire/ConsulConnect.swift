@@ -16,8 +16,11 @@
 
 /// `GET /v1/agent/connect/ca/roots` (`IndexedCARoots`).
 public struct ConsulCARoots: Codable, Hashable, Sendable {
+  /// The ID of the root that signs new certificates (`ActiveRootID`).
   public var activeRootID: String
+  /// The SPIFFE trust domain of the Connect CA (`TrustDomain`).
   public var trustDomain: String
+  /// Every root, the active one and those kept during a rotation (`Roots`).
   public var roots: [ConsulCARoot]
 
   enum CodingKeys: String, CodingKey {
@@ -29,10 +32,15 @@ public struct ConsulCARoots: Codable, Hashable, Sendable {
 
 /// One Connect CA root.
 public struct ConsulCARoot: Codable, Hashable, Sendable {
+  /// The root's ID (`ID`).
   public var id: String
+  /// The root's name (`Name`).
   public var name: String
+  /// The root certificate's serial number (`SerialNumber`).
   public var serialNumber: UInt64
+  /// The ID of the key that signs leaf certificates (`SigningKeyID`).
   public var signingKeyID: String
+  /// The trust domain the root was made for (`ExternalTrustDomain`).
   public var externalTrustDomain: String
   /// RFC 3339.
   public var notBefore: String
@@ -42,10 +50,15 @@ public struct ConsulCARoot: Codable, Hashable, Sendable {
   public var rootCert: String
   /// PEM, or nil (`null` on the wire).
   public var intermediateCerts: [String]?
+  /// Whether this is the active root (`Active`).
   public var active: Bool
+  /// The root key's type (`PrivateKeyType`: `ec` or `rsa`).
   public var privateKeyType: String
+  /// The root key's size in bits (`PrivateKeyBits`).
   public var privateKeyBits: Int
+  /// The index at which the root was created (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which the root last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
   enum CodingKeys: String, CodingKey {
@@ -72,7 +85,9 @@ public struct ConsulIssuedCertificate: Codable, Hashable, Sendable {
   public var serialNumber: String
   /// The leaf followed by any intermediates, PEM.
   public var certPEM: String
+  /// The leaf's private key, PEM (`PrivateKeyPEM`).
   public var privateKeyPEM: String
+  /// The service the certificate was issued for (`Service`).
   public var service: String
   /// The SPIFFE ID.
   public var serviceURI: String
@@ -80,7 +95,9 @@ public struct ConsulIssuedCertificate: Codable, Hashable, Sendable {
   public var validAfter: String
   /// RFC 3339.
   public var validBefore: String
+  /// The index at which the certificate was issued (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which it last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
   enum CodingKeys: String, CodingKey {
@@ -98,10 +115,15 @@ public struct ConsulIssuedCertificate: Codable, Hashable, Sendable {
 
 /// The body of `POST /v1/agent/connect/authorize`.
 public struct ConsulAuthorizeRequest: Codable, Hashable, Sendable {
+  /// The service being called (`Target`).
   public var target: String
+  /// The caller's SPIFFE ID, from its certificate's URI SAN (`ClientCertURI`).
   public var clientCertURI: String
+  /// The serial number of the caller's certificate (`ClientCertSerial`).
   public var clientCertSerial: String
 
+  /// A request to authorize the caller `clientCertURI` (serial `clientCertSerial`) to call
+  /// `target`.
   public init(target: String, clientCertURI: String, clientCertSerial: String) {
     self.target = target
     self.clientCertURI = clientCertURI
@@ -117,6 +139,7 @@ public struct ConsulAuthorizeRequest: Codable, Hashable, Sendable {
 
 /// The answer of `POST /v1/agent/connect/authorize`.
 public struct ConsulAuthorizeResponse: Codable, Hashable, Sendable {
+  /// Whether the call is allowed (`Authorized`).
   public var authorized: Bool
   /// Free text.
   public var reason: String

@@ -17,13 +17,20 @@
 /// Any JSON value, for the parts of Consul's documents the mesh passes through without reading
 /// (`Proxy`, `Connect`, check `Definition`).
 public enum ConsulJSONValue: Codable, Hashable, Sendable {
+  /// `null`.
   case null
+  /// `true` or `false`.
   case bool(Bool)
+  /// A number, as a `Double` (integers past 2^53 lose precision).
   case number(Double)
+  /// A string.
   case string(String)
+  /// An array.
   case array([ConsulJSONValue])
+  /// An object.
   case object([String: ConsulJSONValue])
 
+  /// Decodes any JSON value.
   public init(from decoder: any Decoder) throws {
     let container = try decoder.singleValueContainer()
     if container.decodeNil() {
@@ -41,6 +48,7 @@ public enum ConsulJSONValue: Codable, Hashable, Sendable {
     }
   }
 
+  /// Encodes the value as the JSON it stands for.
   public func encode(to encoder: any Encoder) throws {
     var container = encoder.singleValueContainer()
     switch self {
@@ -65,9 +73,12 @@ public enum ConsulJSONValue: Codable, Hashable, Sendable {
 
 /// A service's `Weights`.
 public struct ConsulWeights: Codable, Hashable, Sendable {
+  /// The weight while every check passes (`Passing`).
   public var passing: Int
+  /// The weight while some check warns (`Warning`).
   public var warning: Int
 
+  /// Weights of `passing` and `warning`, both 1 by default, as in Consul.
   public init(passing: Int = 1, warning: Int = 1) {
     self.passing = passing
     self.warning = warning
@@ -81,9 +92,12 @@ public struct ConsulWeights: Codable, Hashable, Sendable {
 
 /// A tagged service address: `{"Address": …, "Port": …}`.
 public struct ConsulServiceAddress: Codable, Hashable, Sendable {
+  /// The address (`Address`).
   public var address: String
+  /// The port (`Port`).
   public var port: Int
 
+  /// A tagged address at `address` and `port`.
   public init(address: String, port: Int) {
     self.address = address
     self.port = port
@@ -99,6 +113,8 @@ public struct ConsulServiceAddress: Codable, Hashable, Sendable {
     case port
   }
 
+  /// Decodes `Address` and `Port`, as Consul writes them, or `address` and `port`, as its
+  /// documentation's samples do; an absent address is empty and an absent port 0.
   public init(from decoder: any Decoder) throws {
     // Consul writes Address/Port; its documentation samples show address/port.
     let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -114,15 +130,24 @@ public struct ConsulServiceAddress: Codable, Hashable, Sendable {
 
 /// A node (`structs.Node`).
 public struct ConsulNode: Codable, Hashable, Sendable {
+  /// The node's ID (`ID`).
   public var id: String
+  /// The node's name (`Node`).
   public var node: String
+  /// The node's address (`Address`): where its services are, unless they name their own.
   public var address: String
+  /// The node's datacenter (`Datacenter`).
   public var datacenter: String
+  /// The node's tagged addresses (`TaggedAddresses`: `lan`, `wan`…).
   public var taggedAddresses: [String: String]?
+  /// The node's metadata (`Meta`); the mesh reads `zone` here when the service has none.
   public var meta: [String: String]?
+  /// The index at which the node was created (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which the node last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
+  /// A node named `node`, with ID `id`, at `address` in `datacenter`.
   public init(
     id: String,
     node: String,
@@ -154,6 +179,7 @@ public struct ConsulNode: Codable, Hashable, Sendable {
     case modifyIndex = "ModifyIndex"
   }
 
+  /// Decodes a node; every field but `Node` may be absent.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
@@ -166,6 +192,7 @@ public struct ConsulNode: Codable, Hashable, Sendable {
     self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
   }
 
+  /// Encodes in Consul's shape: every field is written, unset maps as `null`, as Go does.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(self.id, forKey: .id)
@@ -181,23 +208,37 @@ public struct ConsulNode: Codable, Hashable, Sendable {
 
 /// A service instance on a node (`structs.NodeService`), as in health results.
 public struct ConsulNodeService: Codable, Hashable, Sendable {
+  /// The instance's kind (`Kind`); nil or empty for a typical service (not a proxy or gateway).
   public var kind: String?
+  /// The instance's ID (`ID`), unique on its node.
   public var id: String
+  /// The service's name (`Service`).
   public var service: String
+  /// The instance's tags (`Tags`).
   public var tags: [String]
+  /// The instance's own address (`Address`); empty for the node's.
   public var address: String
+  /// The instance's tagged addresses (`TaggedAddresses`).
   public var taggedAddresses: [String: ConsulServiceAddress]?
+  /// The instance's metadata (`Meta`); the mesh reads its zone from `zone`.
   public var meta: [String: String]?
   /// Absent on the wire when 0.
   public var port: Int
+  /// The instance's weights (`Weights`).
   public var weights: ConsulWeights
+  /// Whether the catalog may change the instance's tags (`EnableTagOverride`).
   public var enableTagOverride: Bool
+  /// Proxy settings (`Proxy`), passed through unread.
   public var proxy: ConsulJSONValue
+  /// Connect settings (`Connect`), passed through unread.
   public var connect: ConsulJSONValue
+  /// The cluster peer the instance was imported from (`PeerName`); empty for a local one.
   public var peerName: String
   /// Enterprise only; absent in CE.
   public var namespace: String?
+  /// The index at which the instance was registered (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which the instance last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
   /// The proxy block Consul writes for a typical (non-proxy) service.
@@ -205,6 +246,8 @@ public struct ConsulNodeService: Codable, Hashable, Sendable {
     "Mode": .string(""), "MeshGateway": .emptyObject, "Expose": .emptyObject,
   ])
 
+  /// Instance `id` of `service`, a typical (non-proxy) service, with Consul's defaults for what
+  /// is not given.
   public init(
     id: String,
     service: String,
@@ -255,6 +298,7 @@ public struct ConsulNodeService: Codable, Hashable, Sendable {
     case modifyIndex = "ModifyIndex"
   }
 
+  /// Decodes an instance; every field but `ID` and `Service` may be absent.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.kind = try c.decodeIfPresent(String.self, forKey: .kind)
@@ -279,6 +323,8 @@ public struct ConsulNodeService: Codable, Hashable, Sendable {
     self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
   }
 
+  /// Encodes in Consul's shape, leaving out what Go's `omitempty` leaves out: an empty `Kind`,
+  /// empty `TaggedAddresses` and a zero `Port`.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encodeIfPresent(self.kind.flatMap { $0.isEmpty ? nil : $0 }, forKey: .kind)
@@ -306,31 +352,52 @@ public struct ConsulNodeService: Codable, Hashable, Sendable {
 
 /// A health check's status.
 public enum ConsulCheckStatus: String, Codable, Hashable, Sendable, CaseIterable {
+  /// Every check passes.
   case passing
+  /// Some check warns and none is critical: the instance is used, at its warning weight.
   case warning
+  /// Some check fails: the instance leaves `?passing` results and the mesh's endpoint sets.
   case critical
 }
 
 /// A health check (`structs.HealthCheck`).
 public struct ConsulHealthCheck: Codable, Hashable, Sendable {
+  /// The node the check belongs to (`Node`).
   public var node: String
+  /// The check's ID (`CheckID`).
   public var checkID: String
+  /// The check's name (`Name`).
   public var name: String
+  /// The check's status (`Status`).
   public var status: ConsulCheckStatus
+  /// Free text for people (`Notes`).
   public var notes: String
+  /// The last probe's or update's output (`Output`).
   public var output: String
+  /// The instance the check belongs to (`ServiceID`); empty for a node check.
   public var serviceID: String
+  /// The name of that instance's service (`ServiceName`).
   public var serviceName: String
+  /// That instance's tags (`ServiceTags`).
   public var serviceTags: [String]
+  /// The check's type (`Type`: `grpc`, `ttl`, `http`…).
   public var type: String
+  /// How often the check runs (`Interval`), as Go duration text; empty for TTL checks.
   public var interval: String
+  /// How long one probe may take (`Timeout`), as Go duration text.
   public var timeout: String
+  /// The port a Connect proxy exposes the check on (`ExposedPort`); 0 for none.
   public var exposedPort: Int
+  /// The check's definition (`Definition`), passed through unread.
   public var definition: ConsulJSONValue
+  /// The Enterprise namespace (`Namespace`); absent in Consul CE.
   public var namespace: String?
+  /// The index at which the check was registered (`CreateIndex`).
   public var createIndex: UInt64
+  /// The index at which the check last changed (`ModifyIndex`).
   public var modifyIndex: UInt64
 
+  /// Check `checkID`, named `name`, of `node`, in `status`; the other fields default to empty.
   public init(
     node: String,
     checkID: String,
@@ -386,6 +453,7 @@ public struct ConsulHealthCheck: Codable, Hashable, Sendable {
     case modifyIndex = "ModifyIndex"
   }
 
+  /// Decodes a check; every field but `CheckID` and `Status` may be absent.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
@@ -408,6 +476,7 @@ public struct ConsulHealthCheck: Codable, Hashable, Sendable {
     self.modifyIndex = try c.decodeIfPresent(UInt64.self, forKey: .modifyIndex) ?? 0
   }
 
+  /// Encodes in Consul's shape: every field is written, `Namespace` only when set.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(self.node, forKey: .node)
@@ -432,10 +501,14 @@ public struct ConsulHealthCheck: Codable, Hashable, Sendable {
 
 /// One entry of `GET /v1/health/service/:service`.
 public struct ConsulServiceEntry: Codable, Hashable, Sendable {
+  /// The node the instance runs on (`Node`).
   public var node: ConsulNode
+  /// The instance (`Service`).
   public var service: ConsulNodeService
+  /// The instance's checks and its node's (`Checks`).
   public var checks: [ConsulHealthCheck]
 
+  /// The entry of `service` on `node`, with `checks`.
   public init(node: ConsulNode, service: ConsulNodeService, checks: [ConsulHealthCheck]) {
     self.node = node
     self.service = service
@@ -448,6 +521,7 @@ public struct ConsulServiceEntry: Codable, Hashable, Sendable {
     case checks = "Checks"
   }
 
+  /// Decodes an entry; absent `Checks` are none.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.node = try c.decode(ConsulNode.self, forKey: .node)

@@ -70,8 +70,11 @@ public struct MeshCaller: Sendable, Hashable {
 /// A server interceptor that makes the verified caller available as ``MeshCaller/current``
 /// to the handler and everything it calls.
 public struct MeshCallerInterceptor: ServerInterceptor {
+  /// Creates the interceptor.
   public init() {}
 
+  /// Runs the rest of the RPC with ``MeshCaller/current`` set to its verified caller (nil when
+  /// the connection is not mTLS).
   public func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,

@@ -50,6 +50,7 @@ public struct MeshIdentityPolicy: Hashable, Sendable, CustomStringConvertible {
     Self(.oneOf([identity]))
   }
 
+  /// The policy in words, for logs and errors (`one of [spiffe://…]`).
   public var description: String {
     switch self.value {
     case .anyIdentity:

@@ -48,6 +48,7 @@ public struct MeshPEMSource: Sendable, Hashable, CustomStringConvertible {
     return nil
   }
 
+  /// The file's path, or `in-memory PEM`: the PEM itself is never shown.
   public var description: String {
     switch self.value {
     case .file(let path):

@@ -52,6 +52,7 @@ public struct MeshServiceIdentity: Hashable, Sendable, CustomStringConvertible {
     return String(rest.prefix { $0 != "/" })
   }
 
+  /// The SPIFFE ID, or `dns:<name>` for a DNS identity: the text ``init(parsing:)`` reads.
   public var description: String {
     switch self.value {
     case .spiffe(let id):

@@ -45,6 +45,8 @@ public struct MeshTLSConfiguration: Sendable {
     /// The largest frame payload. Default 16,384.
     public var maxFrameSize: Int
 
+    /// Envoy's values: a 65,536-byte stream window, a 1,048,576-byte connection window, 100
+    /// concurrent streams and 16,384-byte frames.
     public static var defaults: Self {
       Self(
         initialStreamWindowSize: 65_536,
@@ -54,6 +56,7 @@ public struct MeshTLSConfiguration: Sendable {
       )
     }
 
+    /// HTTP/2 settings with each value given; ``MeshTLSConfiguration/validate()`` checks them.
     public init(
       initialStreamWindowSize: Int,
       connectionWindowSize: Int,
@@ -79,6 +82,8 @@ public struct MeshTLSConfiguration: Sendable {
     /// abusive. Default 10 seconds (below the clients' default interval).
     public var serverMinimumPingInterval: Duration
 
+    /// Client pings every 30 seconds with a 10-second timeout, none without RPCs in flight; servers
+    /// accept pings 10 seconds apart.
     public static var defaults: Self {
       Self(
         clientPingInterval: .seconds(30),
@@ -88,6 +93,7 @@ public struct MeshTLSConfiguration: Sendable {
       )
     }
 
+    /// Keepalive with each value given; ``MeshTLSConfiguration/validate()`` checks them.
     public init(
       clientPingInterval: Duration,
       pingTimeout: Duration,
@@ -101,6 +107,8 @@ public struct MeshTLSConfiguration: Sendable {
     }
   }
 
+  /// Credentials from `certificateChain`, `privateKey` and `trustBundle`, re-read every 30
+  /// seconds, warning 7 days before expiry, with the default ``HTTP2`` and ``Keepalive`` settings.
   public init(
     certificateChain: MeshPEMSource,
     privateKey: MeshPEMSource,

@@ -72,6 +72,7 @@ public struct MeshTLSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A file to be written exists, and replacing it was not asked for.
     public static let alreadyExists = Self(.alreadyExists)
 
+    /// The code's name (`fileNotFound`, `identityMismatch`…).
     public var description: String {
       self.value.rawValue
     }
@@ -84,12 +85,14 @@ public struct MeshTLSError: Error, Hashable, Sendable, CustomStringConvertible {
   /// The underlying error, if there was one.
   public var cause: (any Error)?
 
+  /// An error of kind `code`, described by `message`, with the underlying `cause` if any.
   public init(code: Code, message: String, cause: (any Error)? = nil) {
     self.code = code
     self.message = message
     self.cause = cause
   }
 
+  /// `code: message`, and the cause when there is one.
   public var description: String {
     if let cause = self.cause {
       return "\(self.code): \(self.message) (cause: \(cause))"
@@ -97,10 +100,12 @@ public struct MeshTLSError: Error, Hashable, Sendable, CustomStringConvertible {
     return "\(self.code): \(self.message)"
   }
 
+  /// Errors are equal when their codes and messages are; causes are not compared.
   public static func == (lhs: Self, rhs: Self) -> Bool {
     lhs.code == rhs.code && lhs.message == rhs.message
   }
 
+  /// Hashes the code and the message, the parts that `==` compares.
   public func hash(into hasher: inout Hasher) {
     hasher.combine(self.code)
     hasher.combine(self.message)
