@@ -20,6 +20,7 @@ import PackageDescription
 let products: [Product] = [
   .library(name: "MeshCore", targets: ["MeshCore"]),
   .library(name: "MeshProto", targets: ["MeshProto"]),
+  .library(name: "MeshIdentity", targets: ["MeshIdentity"]),
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
@@ -39,6 +40,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
   .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
   .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+  .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
   .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
   .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
   .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -86,11 +88,24 @@ var targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
-  // The NIO side of the mesh: TLS and identity, per-endpoint connections, the balancing transport.
+  // Service identities (SPIFFE IDs, DNS names), identity policies, PEM reading and certificate
+  // chain verification: what the CA tool and the TLS layer share, with no NIO and no gRPC.
+  .target(
+    name: "MeshIdentity",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .product(name: "X509", package: "swift-certificates"),
+      .product(name: "SwiftASN1", package: "swift-asn1"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // The NIO side of the mesh: TLS credentials, per-endpoint connections, the balancing transport.
   .target(
     name: "MeshTransport",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshIdentity"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshProto"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -166,18 +181,17 @@ var targets: [Target] = [
     name: "MeshConsulAgent",
     dependencies: [
       .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HummingbirdCore", package: "hummingbird"),
       .product(name: "HummingbirdTLS", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
       .target(name: "MeshCore"),
       .target(name: "MeshConsul"),
-      .target(name: "MeshDiscovery"),
       .target(name: "MeshTransport"),
       .target(name: "MeshProto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOCore", package: "swift-nio"),
-      .product(name: "NIOPosix", package: "swift-nio"),
-      .product(name: "NIOHTTP1", package: "swift-nio"),
-      .product(name: "NIOSSL", package: "swift-nio-ssl"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
     ],
@@ -189,7 +203,7 @@ var targets: [Target] = [
     name: "MeshCertificates",
     dependencies: [
       .target(name: "MeshCore"),
-      .target(name: "MeshTransport"),
+      .target(name: "MeshIdentity"),
       .product(name: "X509", package: "swift-certificates"),
       .product(name: "Crypto", package: "swift-crypto"),
       .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -283,7 +297,6 @@ var targets: [Target] = [
       .target(name: "InteropSupport"),
       .target(name: "MeshDiscovery"),
       .target(name: "MeshCertificates"),
-      .target(name: "MeshCommands"),
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
       .target(name: "MeshTransport"),
@@ -294,13 +307,26 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
-      .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "SwiftASN1", package: "swift-asn1"),
       .product(name: "InMemoryLogging", package: "swift-log"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
 ]
+
+// The `mesh` tool's commands, run in process.
+targets.append(
+  .testTarget(
+    name: "MeshCommandsTests",
+    dependencies: [
+      .target(name: "MeshCommands"),
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshTransport"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  )
+)
 
 targets.append(
   .testTarget(

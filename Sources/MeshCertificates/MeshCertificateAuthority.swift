@@ -17,7 +17,7 @@
 internal import Crypto
 public import Foundation
 internal import MeshCore
-public import MeshTransport
+public import MeshIdentity
 internal import SwiftASN1
 public import X509
 

@@ -15,7 +15,7 @@
  */
 
 internal import Foundation
-public import MeshTransport
+public import MeshIdentity
 
 #if canImport(Glibc)
   import Glibc

@@ -18,7 +18,6 @@ internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import MeshConsul
 internal import MeshCore
-internal import MeshDiscovery
 internal import MeshProto
 internal import MeshTransport
 internal import SwiftProtobuf

@@ -18,7 +18,6 @@ internal import Foundation
 internal import Logging
 internal import MeshConsul
 internal import MeshCore
-internal import MeshDiscovery
 
 /// The agent without its sockets: the state behind a lock, blocking queries, TTL timers and the
 /// gRPC check runner. ``ConsulAgentRouter`` answers requests with it; ``MeshConsulAgent`` serves

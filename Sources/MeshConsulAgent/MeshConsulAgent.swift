@@ -19,7 +19,6 @@ internal import HummingbirdCore
 internal import HummingbirdTLS
 public import Logging
 private import MeshCore
-internal import MeshDiscovery
 internal import MeshTransport
 internal import NIOCore
 

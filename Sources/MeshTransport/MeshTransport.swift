@@ -14,6 +14,10 @@
  * limitations under the License.
  */
 
-// MeshTransport is the NIO side of the mesh: TLS and service identities (Security/), and, to come,
-// per-endpoint HTTP/2 connections and the balancing `ClientTransport` that picks an endpoint for
-// each attempt. It is the only module that imports NIO.
+// MeshTransport is the NIO side of the mesh: TLS credentials and their rotation (Security/),
+// per-endpoint subchannels and the balancing `ClientTransport` (Balancing/), and the resilience
+// policies it runs (Resilience/). Service identities, identity policies and certificate
+// verification are MeshIdentity's (no NIO, no gRPC), re-exported here so that a service needs
+// one import.
+
+@_exported public import MeshIdentity

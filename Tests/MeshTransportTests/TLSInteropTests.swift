@@ -14,12 +14,10 @@
  * limitations under the License.
  */
 
-import ArgumentParser
 import Foundation
 import GRPCCore
 import InteropSupport
 import MeshCertificates
-import MeshCommands
 import MeshProto
 import MeshTransport
 import Testing
@@ -36,20 +34,21 @@ struct TLSPeerReply: Decodable {
 }
 
 /// mTLS between our transports and grpcio 1.85.1 (gRPC core's TLS), with certificates made by
-/// `mesh certs`; each side verifies the other's identity.
+/// the mesh CA and written as `mesh certs` writes them; each side verifies the other's identity.
 @Suite("mTLS interop with Python grpcio", .timeLimit(.minutes(2)))
 struct TLSInteropTests {
-  /// A PKI made by the `mesh` tool itself, with certificates for `services`.
+  /// A PKI made by the mesh CA with the `mesh certs` defaults, with certificates for `services`
+  /// (MeshCommandsTests checks that the tool writes the same).
   func makePKI(_ services: [String]) throws -> MeshCertificateDirectory {
     let path = FileManager.default.temporaryDirectory
       .appendingPathComponent("mesh-interop-\(UUID().uuidString)").path
-    var initCommand = try MeshCommand.parseAsRoot(["certs", "init", "--dir", path])
-    try initCommand.run()
+    let directory = MeshCertificateDirectory(path: path)
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    _ = try directory.write(authority, force: false)
     for service in services {
-      var issue = try MeshCommand.parseAsRoot(["certs", "issue", service, "--dir", path])
-      try issue.run()
+      _ = try directory.write(try authority.issue(service: service), force: false)
     }
-    return MeshCertificateDirectory(path: path)
+    return directory
   }
 
   func peerArguments(_ pki: MeshCertificateDirectory, service: String) -> [String] {

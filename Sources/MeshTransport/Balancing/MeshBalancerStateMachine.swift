@@ -91,20 +91,20 @@ where Instant.Duration == Duration {
   /// Endpoints in discovery order, by instance key.
   private(set) var order: [String] = []
   private(set) var entries: [String: Entry] = [:]
-  private var waiters = MeshWaitQueue<Waiter>()
+  var waiters = MeshWaitQueue<Waiter>()
   /// Discovery has answered at least once.
   private(set) var hasEndpoints = false
   private(set) var isShutDown = false
   private var nextGeneration: UInt64 = 0
-  private var connections = 0
+  private(set) var connections = 0
   private(set) var invalidEndpoints = 0
   private(set) var discoveryError: String?
-  private var failedAttempts = 0
-  private var perTryTimeouts = 0
+  private(set) var failedAttempts = 0
+  private(set) var perTryTimeouts = 0
   /// Invalid endpoints already reported (so that each is logged once), by description.
   private var reportedInvalid: Set<String> = []
   /// Observers of the stats, for tests and diagnostics.
-  private var observers: [(predicate: @Sendable (MeshTransportStats) -> Bool, signal: MeshSignal)] =
+  var observers: [(predicate: @Sendable (MeshTransportStats) -> Bool, signal: MeshSignal)] =
     []
 
   init(
@@ -478,71 +478,6 @@ where Instant.Duration == Duration {
     var effects = self.refresh()
     effects.changes = changes
     return effects
-  }
-
-  // MARK: - Stats
-
-  var stats: MeshTransportStats {
-    var stats = MeshTransportStats()
-    self.admission.record(into: &stats)
-    stats.endpoints = self.order.count
-    stats.pickable = self.picker.endpoints.count
-    stats.connections = self.connections
-    stats.pending = self.waiters.count
-    stats.draining = self.isShutDown
-    stats.invalidEndpoints = self.invalidEndpoints
-    stats.discoveryError = self.discoveryError
-    stats.failedAttempts = self.failedAttempts
-    stats.perTryTimeouts = self.perTryTimeouts
-    for id in self.order {
-      if let error = self.entries[id]?.lastError { stats.connectionErrors[id] = error }
-    }
-    if let detector = self.detector {
-      stats.ejectedEndpoints = detector.ejected
-      stats.halfOpen = self.order.lazy.filter { detector.state(of: $0) == .halfOpen }.count
-      stats.ejectionsTotal = detector.ejectionsTotal
-      stats.readmissionsTotal = detector.readmissionsTotal
-    }
-    return stats
-  }
-
-  /// Adds an observer of the stats; false when `predicate` already holds (nothing is stored).
-  mutating func observe(
-    _ predicate: @escaping @Sendable (MeshTransportStats) -> Bool,
-    signal: MeshSignal
-  ) -> Bool {
-    if predicate(self.stats) { return false }
-    self.observers.append((predicate, signal))
-    return true
-  }
-
-  /// The observers whose predicate now holds, removed, to fire.
-  private mutating func notifyObservers() -> [MeshSignal] {
-    guard !self.observers.isEmpty else { return [] }
-    let stats = self.stats
-    var fired: [MeshSignal] = []
-    self.observers.removeAll { observer in
-      guard observer.predicate(stats) else { return false }
-      fired.append(observer.signal)
-      return true
-    }
-    return fired
-  }
-
-  /// The endpoints picked from now.
-  var pickableEndpoints: [MeshEndpoint] {
-    self.picker.endpoints.compactMap { self.entries[$0.id]?.endpoint }
-  }
-
-  /// Endpoints that are not connected, with why, for an RPC's failure (at most three).
-  var unreadyReasons: String {
-    let reasons = self.order.lazy.compactMap { id -> String? in
-      guard let entry = self.entries[id], !entry.connected else { return nil }
-      return "\(entry.endpoint): \(entry.lastError ?? "not connected yet")"
-    }
-    let shown = Array(reasons.prefix(3))
-    let more = self.order.count > 3 ? " (of \(self.order.count) endpoints)" : ""
-    return shown.joined(separator: "; ") + more
   }
 }
 
