@@ -185,6 +185,7 @@ var targets: [Target] = [
       .product(name: "HummingbirdTLS", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),
       .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .target(name: "MeshCore"),
       .target(name: "MeshConsul"),
       .target(name: "MeshTransport"),
@@ -221,6 +222,8 @@ var targets: [Target] = [
       .target(name: "MeshTransport"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       .product(name: "X509", package: "swift-certificates"),
     ],
     swiftSettings: defaultSwiftSettings
@@ -333,6 +336,8 @@ targets.append(
     name: "MeshConsulTests",
     dependencies: [
       .target(name: "MeshCore"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "HummingbirdTesting", package: "hummingbird"),
       .target(name: "MeshConsul"),
       .target(name: "MeshConsulAgent"),

@@ -15,11 +15,12 @@
  */
 
 public import ArgumentParser
-internal import Dispatch
 internal import Foundation
 internal import Logging
 internal import MeshConsulAgent
 internal import MeshTransport
+internal import ServiceLifecycle
+internal import UnixSignals
 
 /// `mesh agent --dev`: the embedded Consul-compatible agent, as `consul agent -dev`.
 public struct AgentCommand: AsyncParsableCommand, MeshAsyncCommand {
@@ -97,18 +98,16 @@ public struct AgentCommand: AsyncParsableCommand, MeshAsyncCommand {
       logger: logger
     )
 
-    // Ctrl-C and SIGTERM stop the agent gracefully.
-    let signals = [SIGINT, SIGTERM].map { number in
-      signal(number, SIG_IGN)
-      let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-      source.setEventHandler { agent.beginGracefulShutdown() }
-      source.resume()
-      return source
-    }
-    defer { signals.forEach { $0.cancel() } }
-
+    // Ctrl-C and SIGTERM shut the agent down gracefully, as every service of the package is run.
+    let services = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: [.init(service: agent)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+      )
+    )
     try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { try await agent.run() }
+      group.addTask { try await services.run() }
       let port = try await agent.listeningPort
       print("==> Consul-compatible agent running (dev mode, in memory)")
       print(

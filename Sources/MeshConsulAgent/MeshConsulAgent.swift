@@ -18,9 +18,10 @@ internal import Hummingbird
 internal import HummingbirdCore
 internal import HummingbirdTLS
 public import Logging
-private import MeshCore
+internal import MeshCore
 internal import MeshTransport
 internal import NIOCore
+public import ServiceLifecycle
 
 /// An embedded Consul-compatible agent: an in-memory `consul agent -dev` for development, demos
 /// and tests.
@@ -52,9 +53,10 @@ where Clock.Duration == Duration {
   /// The agent's request handling, usable without sockets (tests, fuzzing).
   package let router: ConsulAgentRouter<Clock>
   private let connections = ConsulAgentConnectionCounter()
-  private let port = MeshMutex<Int?>(nil)
-  private let bound: AsyncStream<Result<Int, any Error>>
-  private let boundContinuation: AsyncStream<Result<Int, any Error>>.Continuation
+  /// The port once bound, or why it could not be (or the agent stopped first).
+  private let binding = MeshMutex<Result<Int, any Error>?>(nil)
+  /// Fired once ``binding`` is set.
+  private let bindingSettled = MeshSignal()
 
   /// An agent configured by `configuration`, timed by `clock` (tests drive one of their own),
   /// logging to `logger`. Nothing is bound until ``run()``.
@@ -66,24 +68,29 @@ where Clock.Duration == Duration {
     self.configuration = configuration
     self.core = ConsulAgentCore(configuration: configuration, clock: clock, logger: logger)
     self.router = ConsulAgentRouter(core: self.core)
-    (self.bound, self.boundContinuation) = AsyncStream.makeStream(
-      of: Result<Int, any Error>.self,
-      bufferingPolicy: .bufferingNewest(1)
-    )
   }
 
-  /// The port the agent listens on, once it is bound.
+  /// The port the agent listens on, once it is bound. Any number of tasks may ask, before or
+  /// after it is bound.
   ///
-  /// - Throws: the bind error if the agent could not listen.
+  /// - Throws: the bind error if the agent could not listen, an error if it stopped before it
+  ///   was bound, `CancellationError` if the asking task is cancelled first.
   public var listeningPort: Int {
     get async throws {
-      if let port = self.port.withLock({ $0 }) { return port }
-      var results = self.bound.makeAsyncIterator()
-      guard let result = await results.next() else {
-        throw ConsulAgentError(500, "The agent stopped before it was bound.")
-      }
+      await self.bindingSettled.wait()
+      guard let result = self.binding.withLock({ $0 }) else { throw CancellationError() }
       return try result.get()
     }
+  }
+
+  /// Records the outcome of binding (the first one only) and wakes those waiting for it.
+  private func settleBinding(_ result: Result<Int, any Error>) {
+    let settled = self.binding.withLock { binding -> Bool in
+      guard binding == nil else { return false }
+      binding = result
+      return true
+    }
+    if settled { self.bindingSettled.fire() }
   }
 
   /// Stops accepting connections, ends blocking queries and lets ``run()`` return.
@@ -91,13 +98,25 @@ where Clock.Duration == Duration {
     self.core.shutdown.fire()
   }
 
-  /// Serves until ``beginGracefulShutdown()`` or cancellation.
+  /// Serves until ``beginGracefulShutdown()``, a graceful shutdown of the swift-service-lifecycle
+  /// `ServiceGroup` running it, or cancellation.
   public func run() async throws {
+    defer {
+      self.settleBinding(.failure(ConsulAgentError(500, "The agent stopped before it was bound.")))
+    }
+    try await withGracefulShutdownHandler {
+      try await self.serve()
+    } onGracefulShutdown: {
+      self.beginGracefulShutdown()
+    }
+  }
+
+  private func serve() async throws {
     let application: Application<RouterResponder<ConsulAgentRequestContext>>
     do {
       application = try self.makeApplication()
     } catch {
-      self.boundContinuation.yield(.failure(error))
+      self.settleBinding(.failure(error))
       throw error
     }
     try await withThrowingDiscardingTaskGroup { group in
@@ -108,9 +127,9 @@ where Clock.Duration == Duration {
         } catch is CancellationError {
           // Shutdown: the listener and every connection were closed.
         } catch {
-          if self.port.withLock({ $0 }) == nil {
-            self.boundContinuation.yield(.failure(error))
-          }
+          self.settleBinding(.failure(error))  // ignored once bound
+          // The server failed (a port in use): the agent stops, with its error.
+          self.core.shutdown.fire()
           throw error
         }
       }
@@ -152,8 +171,7 @@ where Clock.Duration == Duration {
       ),
       onServerRunning: { channel in
         let port = channel.localAddress?.port ?? self.configuration.port
-        self.port.withLock { $0 = port }
-        self.boundContinuation.yield(.success(port))
+        self.settleBinding(.success(port))
         self.core.logger.info(
           "Consul-compatible agent listening",
           metadata: ["mesh.consul.agent.address": "\(self.configuration.host):\(port)"]
@@ -195,3 +213,5 @@ extension MeshConsulAgent where Clock == ContinuousClock {
     self.init(configuration: configuration, clock: ContinuousClock(), logger: logger)
   }
 }
+
+extension MeshConsulAgent: Service {}
