@@ -41,6 +41,9 @@ public struct MeshResilienceError: Error, Hashable, Sendable, CustomStringConver
 /// nothing has come back from the server, and only while its sent messages are still buffered
 /// (grpc-swift keeps the first 64); past that the attempt is committed.
 public struct MeshRetryPolicy: Hashable, Sendable {
+  /// The attempts an RPC may make in all, the first included (gRPC's limit): 2 to 5.
+  public static let maxAttemptsRange: ClosedRange<Int> = 2...5
+
   /// Attempts in all, the first included: 2...5 (gRPC caps attempts at 5). The seed's
   /// `num_retries: 3` is 4.
   public var maxAttempts: Int
@@ -74,7 +77,7 @@ public struct MeshRetryPolicy: Hashable, Sendable {
   }
 
   public func validate() throws(MeshResilienceError) {
-    guard (2...5).contains(self.maxAttempts) else {
+    guard MeshRetryPolicy.maxAttemptsRange.contains(self.maxAttempts) else {
       throw MeshResilienceError(
         field: "maxAttempts",
         "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
@@ -138,7 +141,7 @@ public struct MeshHedgingPolicy: Hashable, Sendable {
   }
 
   public func validate() throws(MeshResilienceError) {
-    guard (2...5).contains(self.maxAttempts) else {
+    guard MeshRetryPolicy.maxAttemptsRange.contains(self.maxAttempts) else {
       throw MeshResilienceError(
         field: "maxAttempts",
         "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
@@ -298,6 +301,9 @@ public struct MeshCircuitBreakerThresholds: Hashable, Sendable {
 /// Failures are UNAVAILABLE, INTERNAL, UNKNOWN and DATA_LOSS answers, transport failures and
 /// per-try timeouts; other codes are the application's answers, not the endpoint's fault.
 public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
+  /// The share of endpoints that may be ejected at once: 0 to 1.
+  public static let maxEjectionShares: ClosedRange<Double> = 0...1
+
   public var consecutiveFailures: Int
   public var interval: Duration
   public var baseEjectionTime: Duration
@@ -355,7 +361,7 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
         "must be at least baseEjectionTime (\(self.baseEjectionTime)), not \(self.maxEjectionTime)"
       )
     }
-    guard self.maxEjectionShare >= 0, self.maxEjectionShare <= 1 else {
+    guard Self.maxEjectionShares.contains(self.maxEjectionShare) else {
       throw MeshResilienceError(
         field: "maxEjectionShare",
         "must be 0 to 1, not \(self.maxEjectionShare)"
@@ -429,7 +435,7 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
       guard Self.isMethodKey(name) else {
         throw MeshResilienceError(
           field: "methods.\(name)",
-          "must be 'package.Service/Method' or 'package.Service'"
+          "must be named 'package.Service/Method' or 'package.Service'"
         )
       }
       do { try method.validate() } catch { throw error.nested(in: "methods.\(name)") }
