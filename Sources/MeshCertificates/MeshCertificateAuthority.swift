@@ -21,14 +21,6 @@ public import MeshIdentity
 internal import SwiftASN1
 public import X509
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Musl)
-  import Musl
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
 /// A mesh certificate authority: a self-signed CA certificate and its key, which issues the
 /// service certificates of one trust domain.
 ///
@@ -374,18 +366,14 @@ public struct MeshCertificateAuthority: Sendable {
   }
 
   private static func ipAddressBytes(_ text: String) throws(MeshTLSError) -> [UInt8] {
-    var v4 = in_addr()
-    if inet_pton(AF_INET, text, &v4) == 1 {
-      return withUnsafeBytes(of: &v4) { Array($0) }
+    // MeshHost is the one classifier of host text; a DNS name has no address bytes.
+    guard let host = try? MeshHost(text), let bytes = host.addressBytes else {
+      throw MeshTLSError(
+        code: .invalidConfiguration,
+        message: "'\(text)' is not an IPv4 or IPv6 address."
+      )
     }
-    var v6 = in6_addr()
-    if inet_pton(AF_INET6, text, &v6) == 1 {
-      return withUnsafeBytes(of: &v6) { Array($0) }
-    }
-    throw MeshTLSError(
-      code: .invalidConfiguration,
-      message: "'\(text)' is not an IPv4 or IPv6 address."
-    )
+    return bytes
   }
 
   /// Runs `body`, turning an error from swift-certificates or swift-crypto into a typed one.

@@ -109,7 +109,6 @@ where Clock.Duration == Duration {
     let discovery: ConsulDiscovery
     let service: String
     var state: ConsulWatchState<Clock.Instant>
-    var last: MeshEndpointSet?
 
     init(discovery: ConsulDiscovery, service: String) {
       self.discovery = discovery
@@ -160,15 +159,13 @@ where Clock.Duration == Duration {
             )
           }
           self.state.succeeded(responseIndex: response.index)
-          let set = ConsulEndpoints.endpointSet(
+          // An unchanged set (a blocking query that timed out) is skipped by MeshEndpointUpdates,
+          // which then asks for the next one.
+          return ConsulEndpoints.endpointSet(
             service: self.service,
             entries: response.value,
             taggedAddress: discovery.configuration.taggedAddress
           )
-          if set != self.last {
-            self.last = set
-            return set
-          }
         } catch  where !error.isRetryable {
           // Consul refused the query itself (ACL denied, bad request): asking again the same way
           // cannot help, so the watch ends with it and the consumer decides (the balancing

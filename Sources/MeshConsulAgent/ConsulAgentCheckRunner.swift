@@ -72,14 +72,8 @@ extension ConsulAgentCore {
         security = .tls
       }
       // The host was classified once, by MeshHost, when the check was registered.
-      let resolvable: any ResolvableTarget =
-        switch target.host {
-        case .ipv4(let address): .ipv4(address: address, port: target.port)
-        case .ipv6(let address): .ipv6(address: address, port: target.port)
-        case .dns(let host): .dns(host: host, port: target.port)
-        }
       let transport = try HTTP2ClientTransport.Posix(
-        target: resolvable,
+        target: target.host.resolvableTarget(port: target.port),
         transportSecurity: security
       )
       return try await withGRPCClient(transport: transport) { client in

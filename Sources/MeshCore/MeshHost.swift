@@ -14,6 +14,14 @@
  * limitations under the License.
  */
 
+#if canImport(Glibc)
+  internal import Glibc
+#elseif canImport(Musl)
+  internal import Musl
+#elseif canImport(Darwin)
+  internal import Darwin
+#endif
+
 /// A host from outside (a registry, a flag, a check definition), classified and validated
 /// before anything hands it to NIO or grpc-swift.
 ///
@@ -71,6 +79,22 @@ public enum MeshHost: Hashable, Sendable, CustomStringConvertible {
 
   /// The host as text, as ``text`` writes it (IPv6 without brackets).
   public var description: String { self.text }
+
+  /// The address in network byte order (4 bytes for IPv4, 16 for IPv6), as an X.509 IP address
+  /// SAN holds it; nil for a DNS name.
+  public var addressBytes: [UInt8]? {
+    switch self {
+    case .ipv4(let text):
+      return Self.parseIPv4(text.utf8[...])
+    case .ipv6(let text):
+      var address = in6_addr()
+      // The text was validated as RFC 4291 already; the system's parser gives its bytes.
+      guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
+      return withUnsafeBytes(of: &address) { Array($0) }
+    case .dns:
+      return nil
+    }
+  }
 
   /// Splits `host:port` (`[v6]:port` for IPv6) and validates both.
   public static func parseAuthority(

@@ -86,7 +86,6 @@ where Clock.Duration == Duration {
     struct Iterator: AsyncIteratorProtocol {
       let updates: Updates
       var isFirst = true
-      var last: MeshEndpointSet?
 
       mutating func next() async throws -> MeshEndpointSet? {
         let (host, port) = try MeshDNSLookup.split(
@@ -105,14 +104,11 @@ where Clock.Duration == Duration {
           }
           // A failed lookup keeps the last set; the next refresh tries again.
           guard let addresses = try? await self.updates.resolve(host) else { continue }
-          let set = MeshEndpointSet(
+          // An unchanged set is skipped by MeshEndpointUpdates, for every discovery alike.
+          return MeshEndpointSet(
             service: self.updates.target,
             endpoints: addresses.map { MeshEndpoint(host: $0, port: port) }
           )
-          if set != self.last {
-            self.last = set
-            return set
-          }
         }
         return nil
       }

@@ -16,7 +16,7 @@
 
 public import GRPCCore
 public import GRPCNIOTransportHTTP2Posix
-internal import MeshCore
+package import MeshCore
 public import MeshDiscovery
 
 /// Makes the transport of one endpoint (a subchannel).
@@ -74,12 +74,7 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
 
   public func makeSubchannel(for endpoint: MeshEndpoint) throws -> HTTP2ClientTransport.Posix {
     let port = try MeshInput.port(endpoint.port, field: "port")
-    let target: any ResolvableTarget
-    switch try MeshHost(endpoint.host, field: "host") {
-    case .ipv4(let address): target = .ipv4(address: address, port: port)
-    case .ipv6(let address): target = .ipv6(address: address, port: port)
-    case .dns(let host): target = .dns(host: host, port: port)
-    }
+    let target = try MeshHost(endpoint.host, field: "host").resolvableTarget(port: port)
     var security = self.transportSecurity
     if let makeSecurity = self.makeSecurity {
       let failures = self.failures
@@ -151,5 +146,17 @@ private final class MeshVerificationFailures: Sendable {
 
   func failure(for key: String) -> MeshTLSError? {
     self.failures.withLock { $0[key] }
+  }
+}
+
+extension MeshHost {
+  /// The host as grpc-swift's NIO transport resolves it: the one mapping from a classified host
+  /// to a `ResolvableTarget` (an address is never looked up as a name).
+  package func resolvableTarget(port: Int) -> any ResolvableTarget {
+    switch self {
+    case .ipv4(let address): .ipv4(address: address, port: port)
+    case .ipv6(let address): .ipv6(address: address, port: port)
+    case .dns(let host): .dns(host: host, port: port)
+    }
   }
 }
