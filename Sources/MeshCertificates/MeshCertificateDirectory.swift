@@ -25,7 +25,7 @@ public import MeshIdentity
   import Darwin
 #endif
 
-/// The on-disk layout of the mesh's certificates, as the seed's scripts made it:
+/// The on-disk layout of the mesh's certificates, as the Python mesh's scripts made it:
 ///
 /// ```
 /// certs/ca.crt                       the mesh CA certificate (every service trusts it)

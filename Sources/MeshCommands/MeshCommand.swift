@@ -44,7 +44,7 @@ public struct CertsCommand: ParsableCommand {
     commandName: "certs",
     abstract: "Make a mesh CA and issue service certificates.",
     discussion: """
-      Files go where the seed's scripts put them: <dir>/ca.crt and <dir>/ca-key.pem for the CA, \
+      Files go where the Python mesh's scripts put them: <dir>/ca.crt and <dir>/ca-key.pem for the CA, \
       <dir>/services/<service>.crt and <dir>/services/<service>-key.pem for each service. Keys \
       are ECDSA P-256, written with mode 0600. Nothing is overwritten without --force.
       """,

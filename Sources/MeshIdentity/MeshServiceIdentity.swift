@@ -19,7 +19,7 @@ public import X509
 /// Who a service is, as its certificate says: a SPIFFE ID in a URI SAN, or a DNS SAN.
 ///
 /// The mesh's own certificates carry `spiffe://<trust-domain>/ns/<namespace>/svc/<service>`; the
-/// seed's older certificates name the service in a DNS SAN. Identities compare exactly (DNS names
+/// Python mesh's older certificates name the service in a DNS SAN. Identities compare exactly (DNS names
 /// case-insensitively, as DNS does): being signed by the mesh CA is not enough to be `X`.
 public struct MeshServiceIdentity: Hashable, Sendable, CustomStringConvertible {
   private enum Value: Hashable, Sendable {
@@ -115,7 +115,7 @@ public struct MeshServiceIdentity: Hashable, Sendable, CustomStringConvertible {
     try .spiffe("\(Self.spiffeScheme)\(trustDomain)/ns/\(namespace)/svc/\(service)")
   }
 
-  /// A DNS identity, as in the seed's certificates (`orders`, `orders.internal`).
+  /// A DNS identity, as in the Python mesh's certificates (`orders`, `orders.internal`).
   ///
   /// - Throws: ``MeshTLSError`` with code ``MeshTLSError/Code/invalidIdentity`` if `name` is not a
   ///   DNS name: labels of 1 to 63 letters, digits and inner hyphens, 253 bytes in all, no

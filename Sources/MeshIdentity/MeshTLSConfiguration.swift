@@ -16,7 +16,7 @@
 
 /// A service's TLS credentials and the HTTP/2 settings of its mesh connections.
 ///
-/// A plain value: build it in code, or from the seed's folder layout with
+/// A plain value: build it in code, or from the Python mesh's folder layout with
 /// ``directory(_:service:)``, then hand it to ``MeshCredentials``, which loads and validates it.
 public struct MeshTLSConfiguration: Sendable {
   /// The service's certificate, leaf first, optionally followed by intermediates.
@@ -34,7 +34,7 @@ public struct MeshTLSConfiguration: Sendable {
   /// Keepalive of mesh connections.
   public var keepalive: Keepalive
 
-  /// HTTP/2 settings, with the seed's Envoy values as defaults.
+  /// HTTP/2 settings, with the Envoy sidecars' values as defaults.
   public struct HTTP2: Sendable, Hashable {
     /// The initial flow-control window of each stream. Default 65,536.
     public var initialStreamWindowSize: Int
@@ -123,7 +123,7 @@ public struct MeshTLSConfiguration: Sendable {
     self.keepalive = .defaults
   }
 
-  /// The seed's layout: `<directory>/ca.crt`, `<directory>/services/<service>.crt` and
+  /// The Python mesh's layout: `<directory>/ca.crt`, `<directory>/services/<service>.crt` and
   /// `<directory>/services/<service>-key.pem` (what `mesh certs` writes).
   public static func directory(
     _ directory: String,

@@ -42,7 +42,7 @@ public struct MeshClientConfiguration: Sendable {
   /// connectivity only.
   public var healthCheckServiceName: String?
   /// Timeouts, retries, hedging, the retry budget, circuit breakers and outlier detection of
-  /// every target. Default: the seed's (3 retries on UNAVAILABLE, 5 s per try, 0.25–2 s
+  /// every target. Default: the Envoy sidecars' (3 retries on UNAVAILABLE, 5 s per try, 0.25–2 s
   /// backoff; a 20 % + 10/s retry budget; breakers at 100/200/500/5; ejection after 5
   /// consecutive failures).
   public var resilience: MeshResiliencePolicy
@@ -86,7 +86,7 @@ public struct MeshClientConfiguration: Sendable {
     /// Overrides ``MeshClientConfiguration/policy``.
     public var policy: MeshBalancingPolicy?
     /// The identities the target's servers may present; default: its SPIFFE ID or a DNS SAN
-    /// naming it (the seed's certificates). Several during a rename.
+    /// naming it (the Python mesh's certificates). Several during a rename.
     public var identities: [MeshServiceIdentity]?
     /// Overrides ``MeshClientConfiguration/healthCheckServiceName``.
     public var healthCheckServiceName: String?

@@ -44,7 +44,7 @@ public struct MeshRetryPolicy: Hashable, Sendable {
   /// The attempts an RPC may make in all, the first included (gRPC's limit): 2 to 5.
   public static let maxAttemptsRange: ClosedRange<Int> = 2...5
 
-  /// Attempts in all, the first included: 2...5 (gRPC caps attempts at 5). The seed's
+  /// Attempts in all, the first included: 2...5 (gRPC caps attempts at 5). Envoy's
   /// `num_retries: 3` is 4.
   public var maxAttempts: Int
   /// The codes that are retried. UNAVAILABLE covers Envoy's `5xx`, `reset`, `connect-failure` and
@@ -59,7 +59,7 @@ public struct MeshRetryPolicy: Hashable, Sendable {
   public var maxBackoff: Duration
   public var backoffMultiplier: Double
 
-  /// The seed's Envoy retry policy: 3 retries on UNAVAILABLE, 5 s per try, 0.25 s to 2 s backoff.
+  /// The Envoy sidecars' retry policy this mesh replaces: 3 retries on UNAVAILABLE, 5 s per try, 0.25 s to 2 s backoff.
   public init(
     maxAttempts: Int = 4,
     retryableStatusCodes: Set<Status.Code> = [.unavailable],
@@ -262,7 +262,7 @@ public struct MeshCircuitBreakerThresholds: Hashable, Sendable {
   /// Retry attempts in flight.
   public var maxRetries: Int
 
-  /// The seed's thresholds: 100 / 200 / 500 / 5.
+  /// The Envoy sidecars' thresholds: 100 / 200 / 500 / 5.
   public init(
     maxConnections: Int = 100,
     maxPendingRequests: Int = 200,
