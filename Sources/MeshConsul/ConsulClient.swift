@@ -189,7 +189,8 @@ public final class ConsulClient: Sendable {
         throw MeshConsulError(
           code: .invalidConfiguration,
           message: "The Consul CA bundle \(caBundlePath) cannot be read as PEM certificates: "
-            + "\(error)"
+            + "\(error)",
+          cause: error
         )
       }
       var tls = TLSConfiguration.makeClientConfiguration()
@@ -283,7 +284,11 @@ public final class ConsulClient: Sendable {
     do {
       body = try JSONEncoder().encode(registration)
     } catch {
-      throw MeshConsulError(code: .invalidConfiguration, message: "Cannot encode: \(error)")
+      throw MeshConsulError(
+        code: .invalidConfiguration,
+        message: "Cannot encode: \(error)",
+        cause: error
+      )
     }
     try await self.put(
       "/v1/agent/service/register",
@@ -324,7 +329,11 @@ public final class ConsulClient: Sendable {
     do {
       body = try JSONEncoder().encode(ConsulCheckUpdate(status: status, output: output))
     } catch {
-      throw MeshConsulError(code: .invalidConfiguration, message: "Cannot encode: \(error)")
+      throw MeshConsulError(
+        code: .invalidConfiguration,
+        message: "Cannot encode: \(error)",
+        cause: error
+      )
     }
     try await self.put("/v1/agent/check/update/\(Self.pathSegment(checkID))", body: body)
   }
@@ -384,7 +393,9 @@ public final class ConsulClient: Sendable {
       let preview = String(decoding: body.prefix(200), as: UTF8.self)
       throw MeshConsulError(
         code: .malformedResponse,
-        message: "\(path) answered with a body that is not the expected JSON (\(error)): \(preview)"
+        message:
+          "\(path) answered with a body that is not the expected JSON (\(error)): \(preview)",
+        cause: error
       )
     }
     let headers = response.headers
@@ -465,14 +476,20 @@ public final class ConsulClient: Sendable {
     {
       throw MeshConsulError(
         code: .timeout,
-        message: "\(method) \(path) got no answer within \(timeout)."
+        message: "\(method) \(path) got no answer within \(timeout).",
+        cause: error
       )
     } catch is CancellationError {
-      throw MeshConsulError(code: .connectionFailed, message: "\(method) \(path) was cancelled.")
+      throw MeshConsulError(
+        code: .connectionFailed,
+        message: "\(method) \(path) was cancelled.",
+        cause: CancellationError()
+      )
     } catch {
       throw MeshConsulError(
         code: .connectionFailed,
-        message: "\(method) \(path) to \(self.configuration.address) failed: \(error)"
+        message: "\(method) \(path) to \(self.configuration.address) failed: \(error)",
+        cause: error
       )
     }
   }

@@ -56,12 +56,27 @@ public struct MeshConsulError: Error, Hashable, Sendable, CustomStringConvertibl
   public var status: Int?
   /// What went wrong; for a non-2xx answer, Consul's own plain-text message.
   public var message: String
+  /// The error underneath (async-http-client's, the JSON decoder's, NIOSSL's), kept as it was
+  /// thrown rather than turned into text.
+  public var cause: (any Error)?
 
   /// An error of kind `code`; `status` is the HTTP status of a non-2xx answer.
-  public init(code: Code, status: Int? = nil, message: String) {
+  public init(code: Code, status: Int? = nil, message: String, cause: (any Error)? = nil) {
     self.code = code
     self.status = status
     self.message = message
+    self.cause = cause
+  }
+
+  /// Equal when code, status and message are (the cause is not compared).
+  public static func == (lhs: Self, rhs: Self) -> Bool {
+    lhs.code == rhs.code && lhs.status == rhs.status && lhs.message == rhs.message
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(self.code)
+    hasher.combine(self.status)
+    hasher.combine(self.message)
   }
 
   /// The wording of Consul's Go client for a non-2xx answer (`Unexpected response code: 403 (…)`),
