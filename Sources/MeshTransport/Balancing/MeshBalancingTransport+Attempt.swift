@@ -37,18 +37,20 @@ extension MeshBalancingTransport {
     if let perTryTimeout = plan.perTryTimeout, plan.maxAttempts > 1 {
       let perTryDeadline = self.clock.now.advanced(by: perTryTimeout)
       if call.deadline.map({ perTryDeadline < $0 }) ?? true {
-        let error = RPCError(
-          code: .unavailable,
-          message: "No response from \(picked.endpoint) within the per-try timeout of "
-            + "\(MeshGoDuration.format(perTryTimeout))."
-        )
-        let signal = MeshSignal()
+        // Only a subchannel whose stream outlives a failed request needs the attempt cancelled.
+        let signal = self.factory.requestFailureEndsResponse ? nil : MeshSignal()
         abandoned = signal
+        let endpoint = picked.endpoint
         perTryTimer = self.timers.arm(at: perTryDeadline) {
           // A timer action must not block the timer runner, and failing the stream is async:
           // this task only finishes the attempt's request stream and fires the signal.
           Task {
-            if await observer.abandonAtPerTryTimeout(error: error) { signal.fire() }
+            let error = RPCError(
+              code: .unavailable,
+              message: "No response from \(endpoint) within the per-try timeout of "
+                + "\(MeshGoDuration.format(perTryTimeout))."
+            )
+            if await observer.abandonAtPerTryTimeout(error: error) { signal?.fire() }
           }
         }
       }
@@ -86,7 +88,8 @@ extension MeshBalancingTransport {
     if let abandoned {
       // An abandoned attempt's stream is cancelled as well as failed: a subchannel that does not
       // end the response when the request fails (grpc-swift's in-process transport) would
-      // otherwise hold the attempt until the server answers.
+      // otherwise hold the attempt until the server answers. HTTP/2 subchannels skip the extra
+      // task: their stream reset ends the response.
       let result = MeshMutex<MeshAttemptOutcome?>(nil)
       await abandoned.cancelling {
         let outcome = await run()

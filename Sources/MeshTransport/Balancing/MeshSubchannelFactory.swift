@@ -34,12 +34,20 @@ public protocol MeshSubchannelFactory<Subchannel>: Sendable {
   /// Why the last connection to `endpoint` failed, where the factory knows more than the
   /// transport's error says (a TLS verification failure, with the identities); nil otherwise.
   func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)?
+
+  /// Whether failing a stream's request (`finish(throwing:)` on its outbound writer) also ends
+  /// its response, as an HTTP/2 transport's stream reset does. When it does not, the balancing
+  /// transport cancels an attempt it abandons at its per-try timeout as well, which costs a child
+  /// task per attempt. Default: false.
+  var requestFailureEndsResponse: Bool { get }
 }
 
 extension MeshSubchannelFactory {
   public func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)? {
     nil
   }
+
+  public var requestFailureEndsResponse: Bool { false }
 }
 
 /// A balancing transport over grpc-swift's HTTP/2 transport, on the continuous clock: what a
@@ -91,6 +99,10 @@ public struct MeshHTTP2SubchannelFactory: MeshSubchannelFactory {
   public func connectionFailure(for endpoint: MeshEndpoint) -> (any Error)? {
     self.failures.failure(for: "\(endpoint.host):\(endpoint.port)")
   }
+
+  /// True: grpc-swift's HTTP/2 transport resets a stream whose request fails, which ends its
+  /// response (an abandoned attempt needs no cancelling task).
+  public var requestFailureEndsResponse: Bool { true }
 }
 
 /// grpc-swift's HTTP/2 client transport settings (HTTP/2 frame and window sizes, authority,
