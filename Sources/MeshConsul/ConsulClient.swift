@@ -51,6 +51,9 @@ public struct ConsulClientConfiguration: Sendable {
     self.requestTimeout = requestTimeout
   }
 
+  /// Every setting at its default: the local agent on port 8500, no token, 10 s requests.
+  public static var defaults: Self { Self() }
+
   /// Reads the environment as Consul's own tools do: `CONSUL_HTTP_ADDR` (`host:port` or a URL),
   /// `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL` (`true` for HTTPS when the address has no scheme)
   /// and `CONSUL_CACERT`.

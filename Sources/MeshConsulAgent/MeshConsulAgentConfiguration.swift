@@ -71,24 +71,30 @@ public struct MeshConsulAgentConfiguration: Sendable {
   /// Body size, timeouts and connections per client.
   public var limits: Limits
 
-  /// A configuration with each setting given, or its default. ``httpsCredentials`` is nil (plain
-  /// HTTP), blocking queries wait 5 minutes by default and at most 10, and ``limits`` is
-  /// ``Limits/defaults``.
+  /// A configuration with each setting given, or its default: plain HTTP on 127.0.0.1:8500,
+  /// blocking queries waiting 5 minutes by default and at most 10, and ``Limits/defaults``.
   public init(
     host: String = "127.0.0.1",
     port: Int = 8500,
     nodeName: String = "mesh-agent",
     datacenter: String = "dc1",
-    checkCredentials: MeshCredentials? = nil
+    checkCredentials: MeshCredentials? = nil,
+    httpsCredentials: MeshCredentials? = nil,
+    defaultQueryTime: Duration = .seconds(300),
+    maxQueryTime: Duration = .seconds(600),
+    limits: Limits = .defaults
   ) {
     self.host = host
     self.port = port
     self.nodeName = nodeName
     self.datacenter = datacenter
     self.checkCredentials = checkCredentials
-    self.httpsCredentials = nil
-    self.defaultQueryTime = .seconds(300)
-    self.maxQueryTime = .seconds(600)
-    self.limits = .defaults
+    self.httpsCredentials = httpsCredentials
+    self.defaultQueryTime = defaultQueryTime
+    self.maxQueryTime = maxQueryTime
+    self.limits = limits
   }
+
+  /// Every setting at its default, as the initialiser gives them.
+  public static var defaults: Self { Self() }
 }

@@ -52,6 +52,24 @@ struct ConsulAgentLifecycleTests {
     }
   }
 
+  @Test("Every agent setting is reachable from the initialiser; .defaults is Consul's")
+  func configuration() {
+    let configuration = MeshConsulAgentConfiguration(
+      port: 0,
+      defaultQueryTime: .seconds(2),
+      maxQueryTime: .seconds(3),
+      limits: .init(maxRequestBodySize: 1024)
+    )
+    #expect(configuration.defaultQueryTime == .seconds(2))
+    #expect(configuration.maxQueryTime == .seconds(3))
+    #expect(configuration.limits.maxRequestBodySize == 1024)
+    #expect(configuration.httpsCredentials == nil)
+    let defaults = MeshConsulAgentConfiguration.defaults
+    #expect(defaults.port == 8500)
+    #expect(defaults.defaultQueryTime == .seconds(300))
+    #expect(defaults.maxQueryTime == .seconds(600))
+  }
+
   @Test("The agent is a Service: a ServiceGroup's graceful shutdown stops it")
   func serviceGroupShutdown() async throws {
     let agent = MeshConsulAgent(configuration: MeshConsulAgentConfiguration(port: 0))
