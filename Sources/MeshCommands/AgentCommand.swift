@@ -18,6 +18,7 @@ public import ArgumentParser
 internal import Foundation
 internal import Logging
 internal import MeshConsulAgent
+internal import MeshCore
 internal import MeshTransport
 internal import ServiceLifecycle
 internal import UnixSignals
@@ -65,7 +66,10 @@ public struct AgentCommand: AsyncParsableCommand, MeshAsyncCommand {
     guard self.dev else {
       throw ValidationError("The embedded agent keeps everything in memory: run it with --dev.")
     }
-    guard (0...65_535).contains(self.port) else {
+    // Through MeshCore's checked conversion, as every number from outside (0: a free port).
+    do {
+      _ = try MeshInput.integer(self.port, field: "--port", in: 0...65_535)
+    } catch {
       throw ValidationError("--port must be between 0 and 65535, not \(self.port).")
     }
     guard (self.checkCertificates == nil) == (self.checkIdentity == nil) else {

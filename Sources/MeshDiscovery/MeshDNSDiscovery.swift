@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+internal import MeshCore
 internal import NIOCore
 internal import NIOPosix
 
@@ -132,31 +133,24 @@ public enum MeshDNSLookup {
     }
   }
 
-  /// Splits `host:port`, `[v6]:port` or `host` (with `defaultPort`).
+  /// Splits `host:port`, `[v6]:port` or `host` (with `defaultPort`), through MeshCore's one host
+  /// classifier and port parser.
   static func split(_ target: String, defaultPort: Int) throws -> (String, Int) {
-    func invalid(_ why: String) -> MeshDiscoveryError {
-      MeshDiscoveryError(code: .invalidTarget, message: "'\(target)' is not a DNS target: \(why).")
-    }
-    var host = Substring(target)
-    var port = defaultPort
-    if host.hasPrefix("[") {
-      guard let close = host.firstIndex(of: "]") else { throw invalid("unclosed '['") }
-      let rest = host[host.index(after: close)...]
-      host = host[host.index(after: host.startIndex)..<close]
-      if !rest.isEmpty {
-        guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()) else {
-          throw invalid("bad port")
-        }
-        port = value
+    do throws(MeshInputError) {
+      let colons = target.filter { $0 == ":" }.count
+      let hasPort = target.hasPrefix("[") ? target.contains("]:") : colons == 1
+      if hasPort {
+        let (host, port) = try MeshHost.parseAuthority(target, field: "target")
+        return (host.text, port)
       }
-    } else if let colon = host.lastIndex(of: ":"), host.firstIndex(of: ":") == colon {
-      guard let value = Int(host[host.index(after: colon)...]) else { throw invalid("bad port") }
-      port = value
-      host = host[..<colon]
+      let host = try MeshHost(target, field: "target")
+      return (host.text, try MeshInput.port(defaultPort, field: "defaultPort"))
+    } catch {
+      throw MeshDiscoveryError(
+        code: .invalidTarget,
+        message: "'\(target)' is not a DNS target: \(error.message)."
+      )
     }
-    guard !host.isEmpty else { throw invalid("no host") }
-    guard (1...65_535).contains(port) else { throw invalid("port \(port) is out of range") }
-    return (String(host), port)
   }
 
   private static func blockingAddresses(of host: String) throws -> [String] {

@@ -95,7 +95,7 @@ struct DiscoveryTests {
       .makeAsyncIterator()
     #expect(try await v6.next()?.endpoints.first.map { "\($0.host) \($0.port)" } == "::1 8080")
 
-    for bad in ["", "host:notaport", "host:70000", "[::1"] {
+    for bad in ["", "host:notaport", "host:70000", "[::1", "host:", "bad host!:80", "1.2.3.04"] {
       var iterator = MeshDNSDiscovery(clock: RecordingClock(), resolve: { [$0] }).watch(bad)
         .makeAsyncIterator()
       await #expect(throws: MeshDiscoveryError.self, "\(bad)") { try await iterator.next() }
