@@ -203,7 +203,7 @@ struct BalancerStateMachineTests {
   @Test("Discovery listing no endpoint fails RPCs at once, with discovery's error")
   func emptySet() throws {
     var machine = Self.machine()
-    _ = machine.setDiscoveryError("403 (ACL not found)")
+    _ = machine.setDiscoveryError(DiscoveryRefused())
     Self.apply(Self.endpoints(), to: &machine)
     guard case .fail(let error) = Self.pick(&machine, waitForReady: true) else {
       Issue.record("expected a failure")
@@ -211,6 +211,7 @@ struct BalancerStateMachineTests {
     }
     #expect(error.message.contains("No endpoint of 'greeter' is available"))
     #expect(error.message.contains("403 (ACL not found)"))
+    #expect(error.cause is DiscoveryRefused)  // the typed failure, not only its text
   }
 
   @Test("Health of a replaced endpoint (same ID, new address) is ignored; removal is signalled")

@@ -99,6 +99,9 @@ where Instant.Duration == Duration {
   private(set) var connections = 0
   private(set) var invalidEndpoints = 0
   private(set) var discoveryError: String?
+  /// Discovery's last failure as it was thrown (a `MeshConsulError`, a `MeshDiscoveryError`…): the
+  /// cause of the RPC failures it explains.
+  private(set) var discoveryFailure: (any Error)?
   private(set) var failedAttempts = 0
   private(set) var perTryTimeouts = 0
   /// Invalid endpoints already reported (so that each is logged once), by description.
@@ -228,7 +231,10 @@ where Instant.Duration == Duration {
     self.entries[id]?.lastError
   }
 
-  mutating func setDiscoveryError(_ text: String?) -> (changed: Bool, effects: Effects) {
+  /// Discovery's last failure (nil: it answers again); `changed` when its text changed.
+  mutating func setDiscoveryError(_ error: (any Error)?) -> (changed: Bool, effects: Effects) {
+    self.discoveryFailure = error
+    let text = error.map { "\($0)" }
     guard self.discoveryError != text else { return (false, Effects()) }
     self.discoveryError = text
     return (true, Effects(fire: self.notifyObservers()))
@@ -315,7 +321,8 @@ where Instant.Duration == Duration {
         return .fail(
           RPCError(
             code: .unavailable,
-            message: "No endpoint of '\(service)' is available\(reason).\(invalid)"
+            message: "No endpoint of '\(service)' is available\(reason).\(invalid)",
+            cause: self.discoveryFailure
           )
         )
       } else if !waitForReady, self.order.allSatisfy({ self.entries[$0]?.probed ?? true }) {

@@ -179,12 +179,22 @@ extension MeshBalancingTransport {
     if let last = call.lastFailure {
       message += "; the last attempt failed: \(last.code): \(last.message)"
     }
-    let (unready, discoveryError) = self.state.withLock {
-      ($0.machine.unreadyReasons, $0.machine.hasEndpoints ? nil : $0.machine.discoveryError)
+    let (unready, discoveryError, discoveryFailure) = self.state.withLock { state in
+      let silent = !state.machine.hasEndpoints
+      return (
+        state.machine.unreadyReasons,
+        silent ? state.machine.discoveryError : nil,
+        silent ? state.machine.discoveryFailure : nil
+      )
     }
     if !unready.isEmpty { message += "; endpoints not ready: \(unready)" }
     if let discoveryError { message += "; discovery has not answered: \(discoveryError)" }
-    return RPCError(code: .deadlineExceeded, message: message + ".")
+    // The cause a caller can inspect: the last attempt's failure, else discovery's.
+    return RPCError(
+      code: .deadlineExceeded,
+      message: message + ".",
+      cause: call.lastFailure ?? discoveryFailure
+    )
   }
 
   // MARK: - Attempts

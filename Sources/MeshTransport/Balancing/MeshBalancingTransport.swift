@@ -269,13 +269,12 @@ public final class MeshBalancingTransport<
   }
 
   private func setDiscoveryError(_ error: (any Error)?) {
-    let text = error.map { "\($0)" }
-    let (changed, effects) = self.state.withLock { $0.machine.setDiscoveryError(text) }
+    let (changed, effects) = self.state.withLock { $0.machine.setDiscoveryError(error) }
     self.perform(effects)
-    if changed, let text {
+    if changed, let error {
       self.logger.error(
         "Discovery failed; keeping the last endpoints and watching again",
-        metadata: ["mesh.service": "\(self.service)", "mesh.error": "\(text)"]
+        metadata: ["mesh.service": "\(self.service)", "mesh.error": "\(error)"]
       )
     }
   }
