@@ -58,11 +58,14 @@ extension MeshBalancingTransport {
     defer {
       if let perTryTimer { self.timers.disarm(perTryTimer) }
     }
-    var attemptOptions = options
+    var adjusted = options
     // The transport waits for readiness itself (bounded by the deadline); a subchannel that is
     // not ready fails the attempt at once, so that another endpoint can take it.
-    attemptOptions.waitForReady = false
-    let run: @Sendable () async -> MeshAttemptOutcome = { [attemptOptions] in
+    adjusted.waitForReady = false
+    let attemptOptions = adjusted
+    // A local function, not a closure value: called directly (no per-try timeout, the common
+    // case) it allocates no context on this per-attempt path.
+    @Sendable func run() async -> MeshAttemptOutcome {
       var opened = false
       do {
         return try await picked.connection.subchannel.withStream(
