@@ -472,13 +472,20 @@ struct BadEndpointChaosTests {
               MeshEndpoint(id: "greeter-\(index)", host: "127.0.0.1", port: port, node: "n\(index)")
             }
             let discovery = MeshStaticDiscovery(["greeter": good])
-            try await withMTLSBalancedClient(pki, discovery: discovery) { health, transport in
+            let workers = 6
+            // At most one retry in flight per worker: the retry breaker can't open and fail one.
+            let resilience = MeshResiliencePolicy(
+              circuitBreakers: MeshCircuitBreakerThresholds(maxRetries: workers)
+            )
+            try await withMTLSBalancedClient(pki, discovery: discovery, resilience: resilience) {
+              health,
+              transport in
               await transport.waitForPickableEndpoints(3)
               let failures = Counter()
               let successes = Counter()
               let joined = MeshSignal()
               try await withThrowingTaskGroup(of: Void.self) { load in
-                for _ in 0..<6 {
+                for _ in 0..<workers {
                   load.addTask {
                     var afterJoin = 0
                     while afterJoin < 40 {
