@@ -31,7 +31,8 @@ import Synchronization
 //   raw:  a GRPCClient over one HTTP2ClientTransport.Posix with the same mTLS;
 //   mesh: MeshClient.client(for:) — Consul discovery (the embedded agent), P2C, mTLS.
 // Rounds alternate raw and mesh in one process, so both see the same machine state.
-// Then the P2C pick cost at 10, 1,000 and 10,000 endpoints.
+// Then the P2C pick cost at 10, 1,000 and 10,000 endpoints, and what a health change (a picker
+// rebuild) costs at each.
 
 let roundSeconds = Double(ProcessInfo.processInfo.environment["MESH_BENCH_SECONDS"] ?? "") ?? 3
 let rounds = Int(ProcessInfo.processInfo.environment["MESH_BENCH_ROUNDS"] ?? "") ?? 3
@@ -252,6 +253,26 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     print(
       "\(count) endpoints: \(format(nanoseconds, 1)) ns/pick (\(format(nanoseconds / baseline, 2))x of 10)"
     )
+  }
+
+  // MARK: - Health change cost
+  // A health change (an endpoint turning SERVING or NOT_SERVING, ejected or readmitted) rebuilds
+  // the picker from the eligible endpoints, O(n); an incremental update would be O(1). Measured
+  // here against the pick cost, to see whether that is worth its complexity.
+  print("")
+  print("Health change cost (picker rebuilt with one endpoint out, then back), 10,000 changes each")
+  for count in [10, 1_000, 10_000] {
+    let all = (0..<count).map { MeshPickerEndpoint(id: "e\($0)") }
+    let lessOne = Array(all.dropFirst())
+    var picker = MeshPickerState<ContinuousClock.Instant>(policy: .leastRequest)
+    picker.update(all)
+    let changes = 10_000
+    let start = ContinuousClock.now
+    for change in 0..<changes {
+      picker.update(change.isMultiple(of: 2) ? lessOne : all)
+    }
+    let microseconds = start.duration(to: .now) / .microseconds(1) / Double(changes)
+    print("\(count) endpoints: \(format(microseconds, 2)) µs/change")
   }
 
   agent.beginGracefulShutdown()
