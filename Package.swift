@@ -32,6 +32,23 @@ let products: [Product] = [
   .executable(name: "mesh", targets: ["mesh"]),
 ]
 
+/// What `MeshClient` builds in. Both are on by default; a service that discovers its targets
+/// statically or by DNS and reads its configuration file as JSON turns them off
+/// (`traits: []`) and builds neither async-http-client nor Yams.
+let traits: Set<Trait> = [
+  .trait(
+    name: "Consul",
+    description: "Consul discovery in MeshClient (the default when no discovery is set), "
+      + "CONSUL_HTTP_ADDR and friends: builds MeshConsul and async-http-client."
+  ),
+  .trait(
+    name: "YAML",
+    description: "YAML configuration files (MESH_CONFIG_FILE) in MeshClient: builds Yams. "
+      + "Without it, configuration files are JSON."
+  ),
+  .default(enabledTraits: ["Consul", "YAML"]),
+]
+
 let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
   .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
@@ -140,11 +157,13 @@ var targets: [Target] = [
       .target(name: "MeshCore"),
       .target(name: "MeshTransport"),
       .target(name: "MeshDiscovery"),
-      .target(name: "MeshConsul"),
+      // Only with the traits that need them: a service on static or DNS discovery, reading
+      // JSON, builds neither async-http-client nor Yams.
+      .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-      .product(name: "Yams", package: "Yams"),
+      .product(name: "Yams", package: "Yams", condition: .when(traits: ["YAML"])),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -251,6 +270,15 @@ var targets: [Target] = [
       .target(name: "MeshProto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+      // The loopback mesh (the embedded agent and instances registered with it).
+      .target(name: "MeshClient", condition: .when(traits: ["Consul"])),
+      .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
+      .target(name: "MeshConsulAgent", condition: .when(traits: ["Consul"])),
+      .product(
+        name: "GRPCNIOTransportHTTP2Posix",
+        package: "grpc-swift-nio-transport",
+        condition: .when(traits: ["Consul"])
+      ),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -362,9 +390,11 @@ targets.append(
   .testTarget(
     name: "MeshClientTests",
     dependencies: [
+      .target(name: "MeshTestKit"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "Logging", package: "swift-log"),
       .target(name: "InteropSupport"),
+      .target(name: "MeshCore"),
       .target(name: "MeshClient"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshConsul"),
@@ -374,6 +404,7 @@ targets.append(
       .target(name: "MeshProto"),
       .target(name: "MeshTransport"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
     ],
@@ -391,6 +422,7 @@ let package = Package(
     .visionOS(.v2),
   ],
   products: products,
+  traits: traits,
   dependencies: dependencies,
   targets: targets
 )

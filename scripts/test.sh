@@ -49,6 +49,20 @@ swift test --package-path Examples --skip-build
 swift run --package-path Examples --skip-build health-demo
 swift run --package-path Examples --skip-build mesh-demo --duration 4
 
+# MeshClient with none of the package's traits, as a service on static or DNS discovery that
+# reads JSON builds it: it must compile, and build neither Consul's client (async-http-client)
+# nor Yams.
+step "Building MeshClient with the traits off (no Consul, no YAML)"
+for target in MeshClient; do
+  swift build --scratch-path .build-notraits --disable-default-traits --target "$target"
+done
+for module in MeshConsul AsyncHTTPClient Yams; do
+  if [ -e ".build-notraits/debug/$module.build" ]; then
+    echo "The traits are off, yet $module was built" >&2
+    exit 1
+  fi
+done
+
 # Last, what outside input, races and memory errors can break: each fuzz target for a bounded time
 # (MESH_FUZZ_SECONDS, default 20 s; 0 skips), then the suite under ThreadSanitizer and
 # AddressSanitizer (MESH_SANITIZE: address, thread, both or none; default both). Each is a build

@@ -16,11 +16,14 @@
 
 public import GRPCCore
 public import Logging
-internal import MeshConsul
 internal import MeshCore
 internal import MeshDiscovery
 public import MeshTransport
 public import ServiceLifecycle
+
+#if Consul
+  internal import MeshConsul
+#endif
 
 /// The gRPC client a mesh client hands out: a `GRPCClient` over a handle on the target's
 /// balancing transport (one per target, shared by every client of it).
@@ -48,7 +51,12 @@ public final class MeshClient: Sendable {
   public let configuration: MeshClientConfiguration
   private let logger: Logger
   private let credentials: MeshCredentials?
-  private let consul: ConsulClient?
+  /// The configured discovery, or Consul's.
+  private let discovery: any MeshDiscovery
+  #if Consul
+    /// The Consul client behind ``discovery`` when the configuration names none.
+    private let consul: ConsulClient?
+  #endif
   private let state = MeshMutex(State())
   private let events: AsyncStream<Event>
   private let eventSink: AsyncStream<Event>.Continuation
@@ -98,7 +106,24 @@ public final class MeshClient: Sendable {
       self.credentials = nil
       logger.warning("The mesh client is configured without TLS: connections are plaintext")
     }
-    self.consul = configuration.discovery == nil ? try ConsulClient(configuration.consul) : nil
+    if let discovery = configuration.discovery {
+      self.discovery = discovery
+      #if Consul
+        self.consul = nil
+      #endif
+    } else {
+      #if Consul
+        let consul = try ConsulClient(configuration.consul)
+        self.consul = consul
+        self.discovery = ConsulDiscovery(client: consul, logger: logger)
+      #else
+        throw MeshClientError(
+          code: .invalidConfiguration,
+          message: "No discovery is configured, and this build has no Consul discovery (the "
+            + "package's Consul trait is off): set MeshClientConfiguration.discovery."
+        )
+      #endif
+    }
     (self.events, self.eventSink) = AsyncStream.makeStream(of: Event.self)
   }
 
@@ -122,7 +147,10 @@ public final class MeshClient: Sendable {
     let created = GRPCClient(transport: handle)
     let client = try self.state.withLock { state throws(MeshClientError) -> MeshGRPCClient in
       guard !state.isShutDown else {
-        throw MeshClientError("The mesh client is shut down; no new clients.")
+        throw MeshClientError(
+          code: .shutDown,
+          message: "The mesh client is shut down; no new clients."
+        )
       }
       if let existing = state.clients[key] { return existing }  // another caller won the race
       state.clients[key] = created
@@ -140,18 +168,19 @@ public final class MeshClient: Sendable {
     }
     let settings = self.configuration.targets[target]
     let factory = try self.subchannelFactory(for: target, settings: settings)
-    let discovery: any MeshDiscovery =
-      self.configuration.discovery ?? ConsulDiscovery(client: self.consul!, logger: self.logger)
     let transport = try MeshBalancingTransport(
       service: target,
-      discovery: discovery,
+      discovery: self.discovery,
       factory: factory,
       configuration: self.configuration.balancing(for: target),
       logger: self.logger
     )
     return try self.state.withLock { state throws(MeshClientError) in
       guard !state.isShutDown else {
-        throw MeshClientError("The mesh client is shut down; no new clients.")
+        throw MeshClientError(
+          code: .shutDown,
+          message: "The mesh client is shut down; no new clients."
+        )
       }
       if let existing = state.transports[target] { return existing }  // another caller won
       state.transports[target] = transport
@@ -239,7 +268,9 @@ public final class MeshClient: Sendable {
         }
       }
     }
-    try? await self.consul?.shutdown()
+    #if Consul
+      try? await self.consul?.shutdown()
+    #endif
   }
 
   /// Stops handing out clients and lets every client finish its RPCs in flight.

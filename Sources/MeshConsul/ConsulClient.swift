@@ -101,7 +101,8 @@ public struct ConsulClientConfiguration: Sendable {
     } catch {
       throw MeshConsulError(
         code: .invalidConfiguration,
-        message: "\(name) is not a usable Consul address: \(error)"
+        message: "\(name) is not a usable Consul address: \(error)",
+        cause: error
       )
     }
   }

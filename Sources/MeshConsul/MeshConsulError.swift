@@ -14,8 +14,13 @@
  * limitations under the License.
  */
 
+public import MeshCore
+
 /// An error talking to Consul.
-public struct MeshConsulError: Error, Hashable, Sendable, CustomStringConvertible {
+///
+/// MeshClient makes it `RPCErrorConvertible` (this module stays free of gRPC): it ends an RPC as
+/// `UNAVAILABLE`, or as `FAILED_PRECONDITION` when the client's own configuration is unusable.
+public struct MeshConsulError: MeshError, Hashable {
   /// What kind of problem this is. New codes may be added; switch with a `default`.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String, Hashable, Sendable {

@@ -15,19 +15,57 @@
  */
 
 internal import MeshConsul
-package import MeshCore
+public import MeshCore
 
 /// An HTTP error the agent answers with: a status and Consul's plain-text message.
-public struct ConsulAgentError: Error, Hashable, Sendable {
-  /// The HTTP status to answer with (400, 404, 500…).
-  public var status: Int
+public struct ConsulAgentError: MeshError, Hashable {
+  /// The HTTP status the agent answers with.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    /// The status's number (400, 404, 500…).
+    public let status: Int
+
+    package init(status: Int) {
+      self.status = status
+    }
+
+    /// 400: the request is malformed or refused (Consul's answer to a bad registration).
+    public static let badRequest = Self(status: 400)
+    /// 404: no such endpoint, service or check.
+    public static let notFound = Self(status: 404)
+    /// 405: the endpoint does not take the method.
+    public static let methodNotAllowed = Self(status: 405)
+    /// 413: the body is larger than the agent accepts.
+    public static let contentTooLarge = Self(status: 413)
+    /// 500: something failed inside the agent.
+    public static let internalError = Self(status: 500)
+
+    /// The status's number.
+    public var description: String {
+      "\(self.status)"
+    }
+  }
+
+  /// The HTTP status to answer with.
+  public var code: Code
   /// Consul's plain-text message, the body of the answer.
   public var message: String
+  /// The error underneath (the JSON decoder's, Hummingbird's), if there was one; never sent.
+  public var cause: (any Error)?
 
-  /// An answer of `status` with `message`.
-  public init(_ status: Int, _ message: String) {
-    self.status = status
+  /// An answer of `code` with `message`.
+  public init(code: Code, message: String, cause: (any Error)? = nil) {
+    self.code = code
     self.message = message
+    self.cause = cause
+  }
+
+  package init(_ status: Int, _ message: String, cause: (any Error)? = nil) {
+    self.init(code: Code(status: status), message: message, cause: cause)
+  }
+
+  /// The HTTP status's number.
+  public var status: Int {
+    self.code.status
   }
 }
 
@@ -65,7 +103,8 @@ package struct ConsulGRPCCheckTarget: Hashable, Sendable {
       throw ConsulAgentError(
         400,
         "Invalid check: GRPC must be host:port[/service], not \(MeshInput.quoted(text)): "
-          + error.message
+          + error.message,
+        cause: error
       )
     }
     self.service = service
@@ -122,7 +161,8 @@ extension ConsulAgentState {
         // past 64 bits of nanoseconds.
         throw ConsulAgentError(
           400,
-          "Request decode failed: time: invalid duration \(MeshInput.quoted(text)) in \(field)"
+          "Request decode failed: time: invalid duration \(MeshInput.quoted(text)) in \(field)",
+          cause: error
         )
       }
     }

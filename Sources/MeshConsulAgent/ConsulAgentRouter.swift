@@ -223,13 +223,17 @@ struct ConsulAgentErrorMiddleware: RouterMiddleware {
     // HTTPError and NIO's errors (a body past the limit is NIOTooManyBytesError) are
     // HTTPResponseErrors; their own bodies are not Consul's, so only their status is kept.
     case let error as any HTTPResponseError where error.status == .notFound:
-      return ConsulAgentError(404, "Invalid URL path: not a recognized HTTP API endpoint\n")
+      return ConsulAgentError(
+        404,
+        "Invalid URL path: not a recognized HTTP API endpoint\n",
+        cause: error
+      )
     case let error as any HTTPResponseError where error.status == .contentTooLarge:
-      return ConsulAgentError(413, "Request body too large")
+      return ConsulAgentError(413, "Request body too large", cause: error)
     case let error as any HTTPResponseError:
-      return ConsulAgentError(error.status.code, error.status.reasonPhrase)
+      return ConsulAgentError(error.status.code, error.status.reasonPhrase, cause: error)
     default:
-      return ConsulAgentError(500, "Internal error")
+      return ConsulAgentError(500, "Internal error", cause: error)
     }
   }
 }

@@ -118,10 +118,10 @@ enum ConsulStrictJSON {
     } catch let error as ConsulAgentError {
       throw error
     } catch let error as DecodingError {
-      throw ConsulAgentError(400, "Request decode failed: \(self.describe(error))")
+      throw ConsulAgentError(400, "Request decode failed: \(self.describe(error))", cause: error)
     } catch {
       // Never the error's own description: it can quote the whole body.
-      throw ConsulAgentError(400, "Request decode failed: invalid JSON")
+      throw ConsulAgentError(400, "Request decode failed: invalid JSON", cause: error)
     }
   }
 
@@ -163,7 +163,7 @@ enum ConsulStrictJSON {
             let duration = try MeshInput.duration(nanoseconds: nanoseconds, field: fieldPath)
             result[canonical] = .string(MeshGoDuration.format(duration))
           } catch {
-            throw ConsulAgentError(400, "Request decode failed: \(error)")
+            throw ConsulAgentError(400, "Request decode failed: \(error)", cause: error)
           }
         } else {
           result[canonical] = fieldValue

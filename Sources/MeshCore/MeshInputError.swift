@@ -14,13 +14,14 @@
  * limitations under the License.
  */
 
-/// A value from outside the process (a flag, a file, the environment, a registry's JSON, an HTTP
-/// request) that the mesh refused.
+/// A value that the mesh refused: from outside the process (a flag, a file, the environment, a
+/// registry's JSON, an HTTP request), or a setting made in code (a resilience or balancing
+/// policy's field, for which `MeshResilienceError` and `MeshBalancingError` are its names).
 ///
 /// Every conversion of untrusted input goes through ``MeshInput`` or ``MeshGoDuration``, which
 /// throw this instead of trapping. `field` names where the value came from (a flag, a field path,
 /// an environment variable), in the caller's vocabulary; `message` says what is wrong with it.
-public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct MeshInputError: MeshError, Hashable {
   /// What kind of problem the value has.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String, Hashable, Sendable {
@@ -52,12 +53,15 @@ public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible
   public var field: String
   /// What is wrong with the value, without the field's name.
   public var message: String
+  /// The error underneath, if there was one.
+  public var cause: (any Error)?
 
   /// An error of kind `code` about the value of `field`; `message` says what is wrong.
-  public init(code: Code, field: String, message: String) {
+  public init(code: Code, field: String, message: String, cause: (any Error)? = nil) {
     self.code = code
     self.field = field
     self.message = message
+    self.cause = cause
   }
 
   /// The same error, naming `field` (as the caller knows the value).
@@ -67,8 +71,29 @@ public struct MeshInputError: Error, Hashable, Sendable, CustomStringConvertible
     return copy
   }
 
+  /// The same error, its field prefixed with `path` (`services.greeter` + `retry.maxAttempts`).
+  public func nested(in path: String) -> Self {
+    self.naming(path.isEmpty ? self.field : "\(path).\(self.field)")
+  }
+
+  package init(_ code: Code, field: String, _ message: String) {
+    self.init(code: code, field: field, message: message)
+  }
+
   /// `field: message`, or the message alone when no field is named.
   public var description: String {
     self.field.isEmpty ? self.message : "\(self.field): \(self.message)"
+  }
+
+  /// Equal when code, field and message are (the cause is not compared).
+  public static func == (lhs: Self, rhs: Self) -> Bool {
+    lhs.code == rhs.code && lhs.field == rhs.field && lhs.message == rhs.message
+  }
+
+  /// Hashes the parts that `==` compares.
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(self.code)
+    hasher.combine(self.field)
+    hasher.combine(self.message)
   }
 }

@@ -148,7 +148,8 @@ public enum MeshDNSLookup {
     } catch {
       throw MeshDiscoveryError(
         code: .invalidTarget,
-        message: "'\(target)' is not a DNS target: \(error.message)."
+        message: "'\(target)' is not a DNS target: \(error.message).",
+        cause: error
       )
     }
   }

@@ -14,8 +14,13 @@
  * limitations under the License.
  */
 
+public import MeshCore
+
 /// An error from discovery: a target that cannot be watched, or a lookup that failed.
-public struct MeshDiscoveryError: Error, Hashable, Sendable, CustomStringConvertible {
+///
+/// MeshTransport makes it `RPCErrorConvertible` (this module stays free of gRPC): it ends an RPC
+/// as `INVALID_ARGUMENT` (a target that can't be watched) or `UNAVAILABLE` (a failed lookup).
+public struct MeshDiscoveryError: MeshError, Hashable {
   /// What kind of problem this is. New codes may be added; switch with a `default`.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String, Hashable, Sendable {
@@ -44,15 +49,13 @@ public struct MeshDiscoveryError: Error, Hashable, Sendable, CustomStringConvert
   public var code: Code
   /// What went wrong, naming the target or host.
   public var message: String
+  /// The error underneath (a ``MeshInputError`` for a malformed target), if there was one.
+  public var cause: (any Error)?
 
-  /// An error of kind `code`, described by `message`.
-  public init(code: Code, message: String) {
+  /// An error of kind `code`, described by `message`, with the underlying `cause` if any.
+  public init(code: Code, message: String, cause: (any Error)? = nil) {
     self.code = code
     self.message = message
-  }
-
-  /// `code: message`.
-  public var description: String {
-    "\(self.code): \(self.message)"
+    self.cause = cause
   }
 }

@@ -14,13 +14,15 @@
  * limitations under the License.
  */
 
+public import MeshCore
+
 /// An error from loading, validating or verifying the mesh's TLS material and identities.
 ///
 /// Every bad input — a missing file, malformed PEM, a key that does not match its certificate, a
 /// certificate that is expired, not yet valid or not signed by the mesh CA, a wrong or missing
 /// identity — has its own ``Code``; ``message`` says what was wrong and where, and ``cause`` keeps
 /// the underlying error, if any.
-public struct MeshTLSError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct MeshTLSError: MeshError, Hashable {
   /// What kind of problem this is. New codes may be added; switch with a `default`.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String, Hashable, Sendable {
@@ -90,24 +92,5 @@ public struct MeshTLSError: Error, Hashable, Sendable, CustomStringConvertible {
     self.code = code
     self.message = message
     self.cause = cause
-  }
-
-  /// `code: message`, and the cause when there is one.
-  public var description: String {
-    if let cause = self.cause {
-      return "\(self.code): \(self.message) (cause: \(cause))"
-    }
-    return "\(self.code): \(self.message)"
-  }
-
-  /// Errors are equal when their codes and messages are; causes are not compared.
-  public static func == (lhs: Self, rhs: Self) -> Bool {
-    lhs.code == rhs.code && lhs.message == rhs.message
-  }
-
-  /// Hashes the code and the message, the parts that `==` compares.
-  public func hash(into hasher: inout Hasher) {
-    hasher.combine(self.code)
-    hasher.combine(self.message)
   }
 }

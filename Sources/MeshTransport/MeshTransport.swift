@@ -18,6 +18,8 @@
 // per-endpoint subchannels and the balancing `ClientTransport` (Balancing/), and the resilience
 // policies it runs (Resilience/). Service identities, identity policies and certificate
 // verification are MeshIdentity's (no NIO, no gRPC), re-exported here so that a service needs
-// one import.
+// one import; so is MeshCore, whose MeshInputError is the error of a bad setting
+// (MeshResilienceError, MeshBalancingError) and whose MeshError is every error's shape.
 
+@_exported public import MeshCore
 @_exported public import MeshIdentity

@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import MeshClient
+import MeshCore
 import MeshDiscovery
 import MeshTransport
 import Testing
@@ -167,8 +168,20 @@ struct ConfigurationFileTests {
   func badFields(yaml: String, field: String, reason: String) {
     let error = failure(yaml)
     #expect(error?.field == field, "\(String(describing: error))")
-    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+    #expect(error?.message.contains(reason) == true, "\(String(describing: error))")
     #expect(error?.file == "test.yaml")
+    #expect(error?.code == (field.isEmpty ? .malformed : .invalidValue))
+  }
+
+  @Test("A value out of the policy's range keeps the policy's own check as the error's cause")
+  func causeIsThePolicyCheck() throws {
+    let error = try #require(failure("defaults:\n  retry_policy: {num_retries: 7}\n"))
+    #expect(error.code == .invalidValue)
+    let check = try #require(error.cause as? MeshResilienceError)
+    #expect(check.code == .outOfRange)
+    #expect(check.field == "defaults.retry.maxAttempts")
+    let integer = try #require(failure("defaults:\n  timeout: soon\n")?.cause as? MeshInputError)
+    #expect(integer.code == .invalid)
   }
 
   @Test(
@@ -237,7 +250,7 @@ struct ConfigurationFileTests {
   func numbersOutOfRangeYAML(yaml: String, field: String, reason: String) {
     let error = failure(yaml)
     #expect(error?.field == field, "\(String(describing: error))")
-    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+    #expect(error?.message.contains(reason) == true, "\(String(describing: error))")
   }
 
   @Test(
@@ -272,7 +285,7 @@ struct ConfigurationFileTests {
       error = caught
     }
     #expect(error?.field == field, "\(String(describing: error))")
-    #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+    #expect(error?.message.contains(reason) == true, "\(String(describing: error))")
   }
 
   @Test("Numbers in range still read: whole numbers written as decimals, Go and bare durations")
@@ -323,6 +336,9 @@ struct ConfigurationFileTests {
     }
     #expect(error?.message.contains("MESH_CONFIG_FILE") == true)
     #expect(error?.message.contains("defaults.timeout") == true)
+    #expect(error?.code == .invalidConfiguration)
+    #expect(error?.configuration?.field == "defaults.timeout")
+    #expect(error?.configuration?.file == bad.path)
   }
 }
 

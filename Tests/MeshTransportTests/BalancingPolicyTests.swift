@@ -214,13 +214,29 @@ struct BalancingPolicyTests {
 
     var policy = MeshBalancingPolicy.leastRequest
     policy.canary = .init(tag: "canary", share: 1.5)
-    #expect(throws: MeshBalancingError.self) { try policy.validate() }
+    #expect(
+      throws: MeshBalancingError(
+        code: .outOfRange,
+        field: "canary.share",
+        message: "must be between 0 and 1, not 1.5"
+      )
+    ) { try policy.validate() }
+    policy.canary = .init(tag: "", share: 0.5)
+    #expect((#expect(throws: MeshBalancingError.self) { try policy.validate() })?.code == .invalid)
     policy.canary = nil
     policy.zonePreference = .init(localZone: "z", minimumLocalEndpoints: 0)
-    #expect(throws: MeshBalancingError.self) { try policy.validate() }
+    #expect(
+      (#expect(throws: MeshBalancingError.self) { try policy.validate() })?.field
+        == "zonePreference.minimumLocalEndpoints"
+    )
     #expect(throws: MeshBalancingError.self) {
       try MeshBalancingPolicy.peakEWMA(decay: .zero).validate()
     }
+    var configuration = MeshBalancingConfiguration.defaults
+    configuration.resilience.retryBudget?.ratio = -1
+    let nested = #expect(throws: MeshBalancingError.self) { try configuration.validate() }
+    #expect(nested?.field == "resilience.retryBudget.ratio")
+    #expect((nested?.cause as? MeshResilienceError)?.field == "retryBudget.ratio")
     #expect(throws: Never.self) { try MeshBalancingPolicy.weighted.validate() }
   }
 }

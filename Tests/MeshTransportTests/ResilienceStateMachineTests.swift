@@ -292,8 +292,9 @@ struct ResilienceStateMachineTests {
     retry.maxAttempts = 1
     #expect(
       throws: MeshResilienceError(
+        code: .outOfRange,
         field: "retry.maxAttempts",
-        "must be 2 to 5 (attempts in all, the first included), not 1"
+        message: "must be 2 to 5 (attempts in all, the first included), not 1"
       )
     ) {
       try MeshMethodPolicy(retry: retry).validate()
@@ -304,7 +305,7 @@ struct ResilienceStateMachineTests {
     #expect(error?.field == "methods.grpc.health.v1.Health/Check.timeout")
     policy.methods = ["bad key/"]
       .reduce(into: [:]) { $0[$1] = MeshMethodPolicy() }
-    #expect(throws: MeshResilienceError.self) { try policy.validate() }
+    #expect((#expect(throws: MeshResilienceError.self) { try policy.validate() })?.code == .invalid)
     policy.methods = [:]
     policy.circuitBreakers.maxRequests = 0
     #expect(

@@ -21,11 +21,13 @@ internal import MeshTransport
 /// A bad field, by its path in the file.
 struct FieldError: Error {
   var path: String
-  var reason: String
+  var message: String
+  var cause: (any Error)?
 
-  init(path: String, _ reason: String) {
+  init(path: String, _ message: String, cause: (any Error)? = nil) {
     self.path = path
-    self.reason = reason
+    self.message = message
+    self.cause = cause
   }
 }
 
@@ -81,7 +83,8 @@ struct FileDuration: Decodable {
     } catch {
       throw FieldError(
         path: path,
-        "expected a duration like \"250ms\" or \"10s\": \(error.message)"
+        "expected a duration like \"250ms\" or \"10s\": \(error.message)",
+        cause: error
       )
     }
     guard let value else {
@@ -110,7 +113,7 @@ struct FileInteger: Decodable {
     do {
       self.value = Int(try MeshInput.integer(number, field: path))
     } catch {
-      throw FieldError(path: path, "expected an integer: \(error.message)")
+      throw FieldError(path: path, "expected an integer: \(error.message)", cause: error)
     }
   }
 

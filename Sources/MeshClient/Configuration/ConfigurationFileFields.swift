@@ -22,10 +22,20 @@ internal import MeshTransport
 /// file's units where they differ (retries rather than attempts, percentages rather than
 /// shares). The ranges themselves are the policy types'; nothing here decides what is valid.
 enum ConfigurationFileFields {
-  /// The file's field and reason for `error`, which `policy` (read from the section at
-  /// `path`) failed.
+  /// The file's field and message for `error`, which `policy` (read from the section at
+  /// `path`) failed; `error` is its cause.
   static func fieldError(
     for error: MeshResilienceError,
+    in policy: MeshResiliencePolicy,
+    at path: String
+  ) -> FieldError {
+    var fieldError = Self.place(error, in: policy, at: path)
+    fieldError.cause = error
+    return fieldError
+  }
+
+  private static func place(
+    _ error: MeshResilienceError,
     in policy: MeshResiliencePolicy,
     at path: String
   ) -> FieldError {
@@ -37,7 +47,7 @@ enum ConfigurationFileFields {
       // Method names hold dots: the longest name the path starts with is the method's.
       for name in policy.methods.keys.sorted(by: { $0.count > $1.count }) {
         let methodPath = "\(path).methods.\(name)"
-        if rest == name { return FieldError(path: methodPath, error.reason) }
+        if rest == name { return FieldError(path: methodPath, error.message) }
         if let inner = rest.dropPrefix(name + "."), let method = policy.methods[name] {
           return Self.method(inner, error, method, at: methodPath)
         }
@@ -53,19 +63,19 @@ enum ConfigurationFileFields {
           "must be 0 to \(Int(upper)), not \(budget.ratio * 100)"
         )
       default:
-        return FieldError(path: "\(path).retry_budget.\(Self.snakeCased(rest))", error.reason)
+        return FieldError(path: "\(path).retry_budget.\(Self.snakeCased(rest))", error.message)
       }
     }
     if let rest = field.dropPrefix("circuitBreakers.") {
-      return FieldError(path: "\(path).circuit_breakers.\(Self.snakeCased(rest))", error.reason)
+      return FieldError(path: "\(path).circuit_breakers.\(Self.snakeCased(rest))", error.message)
     }
     if let rest = field.dropPrefix("outlierDetection.") {
       return Self.outlier(rest, error, policy.outlierDetection, at: "\(path).outlier_detection")
     }
     if field == "propagationMargin" {
-      return FieldError(path: "\(path).deadline_propagation_margin", error.reason)
+      return FieldError(path: "\(path).deadline_propagation_margin", error.message)
     }
-    return FieldError(path: "\(path).\(field)", error.reason)
+    return FieldError(path: "\(path).\(field)", error.message)
   }
 
   /// A method's field (`timeout`, `retry.…`, `hedging.…`) at `path`.
@@ -75,8 +85,8 @@ enum ConfigurationFileFields {
     _ method: MeshMethodPolicy,
     at path: String
   ) -> FieldError {
-    if field == "timeout" { return FieldError(path: "\(path).timeout", error.reason) }
-    if field == "hedging" { return FieldError(path: "\(path).hedge_policy", error.reason) }
+    if field == "timeout" { return FieldError(path: "\(path).timeout", error.message) }
+    if field == "hedging" { return FieldError(path: "\(path).hedge_policy", error.message) }
     if let rest = field.dropPrefix("retry.") {
       let retryPath = "\(path).retry_policy"
       switch rest {
@@ -89,22 +99,22 @@ enum ConfigurationFileFields {
           "must be 0 to \(most - 1) (gRPC makes at most \(most) attempts), not \(retries)"
         )
       case "retryableStatusCodes":
-        return FieldError(path: "\(retryPath).retry_on", error.reason)
+        return FieldError(path: "\(retryPath).retry_on", error.message)
       case "initialBackoff", "maxBackoff":
         let name = rest == "initialBackoff" ? "base_interval" : "max_interval"
         return FieldError(
           path: "\(retryPath).retry_back_off.\(name)",
-          error.reason.replacingOccurrences(of: "initialBackoff", with: "base_interval")
+          error.message.replacingOccurrences(of: "initialBackoff", with: "base_interval")
         )
       default:
-        return FieldError(path: "\(retryPath).\(Self.snakeCased(rest))", error.reason)
+        return FieldError(path: "\(retryPath).\(Self.snakeCased(rest))", error.message)
       }
     }
     if let rest = field.dropPrefix("hedging.") {
       let name = rest == "nonFatalStatusCodes" ? "non_fatal_codes" : Self.snakeCased(rest)
-      return FieldError(path: "\(path).hedge_policy.\(name)", error.reason)
+      return FieldError(path: "\(path).hedge_policy.\(name)", error.message)
     }
-    return FieldError(path: "\(path).\(field)", error.reason)
+    return FieldError(path: "\(path).\(field)", error.message)
   }
 
   private static func outlier(
@@ -116,9 +126,9 @@ enum ConfigurationFileFields {
     let policy = policy ?? MeshOutlierDetectionPolicy()
     switch field {
     case "consecutiveFailures":
-      return FieldError(path: "\(path).consecutive_5xx", error.reason)
+      return FieldError(path: "\(path).consecutive_5xx", error.message)
     case "minimumRequests":
-      return FieldError(path: "\(path).request_volume", error.reason)
+      return FieldError(path: "\(path).request_volume", error.message)
     case "maxEjectionShare":
       let upper = MeshOutlierDetectionPolicy.maxEjectionShares.upperBound * 100
       return FieldError(
@@ -140,7 +150,7 @@ enum ConfigurationFileFields {
     default:
       return FieldError(
         path: "\(path).\(Self.snakeCased(field))",
-        error.reason.replacingOccurrences(of: "baseEjectionTime", with: "base_ejection_time")
+        error.message.replacingOccurrences(of: "baseEjectionTime", with: "base_ejection_time")
       )
     }
   }

@@ -15,10 +15,14 @@
  */
 
 public import Foundation
-public import MeshConsul
-internal import MeshCore
+public import GRPCCore
+public import MeshCore
 public import MeshDiscovery
 public import MeshTransport
+
+#if Consul
+  public import MeshConsul
+#endif
 
 /// How a mesh client finds, secures and balances the services it calls.
 ///
@@ -27,8 +31,10 @@ public import MeshTransport
 public struct MeshClientConfiguration: Sendable {
   /// This service's name (its certificate is `certs/services/<name>.crt`).
   public var serviceName: String?
-  /// The Consul agent to discover services through.
-  public var consul: ConsulClientConfiguration
+  #if Consul
+    /// The Consul agent to discover services through when ``discovery`` is nil.
+    public var consul: ConsulClientConfiguration
+  #endif
   /// Discovery to use instead of Consul (a static list, DNS, a test double).
   public var discovery: (any MeshDiscovery)?
   /// mTLS: this service's credentials and the target identities to expect. Nil: plaintext.
@@ -131,34 +137,64 @@ public struct MeshClientConfiguration: Sendable {
     )
   }
 
-  /// Every setting; each defaults to what ``defaults`` has.
-  public init(
-    serviceName: String? = nil,
-    consul: ConsulClientConfiguration = ConsulClientConfiguration(),
-    discovery: (any MeshDiscovery)? = nil,
-    tls: TLS? = nil,
-    defaultTimeout: Duration? = nil,
-    policy: MeshBalancingPolicy = .leastRequest,
-    healthCheckServiceName: String? = nil,
-    resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
-    maxStreamsPerConnection: Int = 100,
-    maxConnectionsPerEndpoint: Int = 8,
-    transport: MeshHTTP2TransportConfig? = nil,
-    targets: [String: Target] = [:]
-  ) {
-    self.serviceName = serviceName
-    self.consul = consul
-    self.discovery = discovery
-    self.tls = tls
-    self.defaultTimeout = defaultTimeout
-    self.policy = policy
-    self.healthCheckServiceName = healthCheckServiceName
-    self.resilience = resilience
-    self.maxStreamsPerConnection = maxStreamsPerConnection
-    self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
-    self.transport = transport
-    self.targets = targets
-  }
+  #if Consul
+    /// Every setting; each defaults to what ``defaults`` has.
+    public init(
+      serviceName: String? = nil,
+      consul: ConsulClientConfiguration = ConsulClientConfiguration(),
+      discovery: (any MeshDiscovery)? = nil,
+      tls: TLS? = nil,
+      defaultTimeout: Duration? = nil,
+      policy: MeshBalancingPolicy = .leastRequest,
+      healthCheckServiceName: String? = nil,
+      resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
+      maxStreamsPerConnection: Int = 100,
+      maxConnectionsPerEndpoint: Int = 8,
+      transport: MeshHTTP2TransportConfig? = nil,
+      targets: [String: Target] = [:]
+    ) {
+      self.serviceName = serviceName
+      self.consul = consul
+      self.discovery = discovery
+      self.tls = tls
+      self.defaultTimeout = defaultTimeout
+      self.policy = policy
+      self.healthCheckServiceName = healthCheckServiceName
+      self.resilience = resilience
+      self.maxStreamsPerConnection = maxStreamsPerConnection
+      self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
+      self.transport = transport
+      self.targets = targets
+    }
+  #else
+    /// Every setting; each defaults to what ``defaults`` has. (Without the package's Consul
+    /// trait there is no Consul agent to configure: ``discovery`` is required.)
+    public init(
+      serviceName: String? = nil,
+      discovery: (any MeshDiscovery)? = nil,
+      tls: TLS? = nil,
+      defaultTimeout: Duration? = nil,
+      policy: MeshBalancingPolicy = .leastRequest,
+      healthCheckServiceName: String? = nil,
+      resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
+      maxStreamsPerConnection: Int = 100,
+      maxConnectionsPerEndpoint: Int = 8,
+      transport: MeshHTTP2TransportConfig? = nil,
+      targets: [String: Target] = [:]
+    ) {
+      self.serviceName = serviceName
+      self.discovery = discovery
+      self.tls = tls
+      self.defaultTimeout = defaultTimeout
+      self.policy = policy
+      self.healthCheckServiceName = healthCheckServiceName
+      self.resilience = resilience
+      self.maxStreamsPerConnection = maxStreamsPerConnection
+      self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
+      self.transport = transport
+      self.targets = targets
+    }
+  #endif
 
   /// Consul on `127.0.0.1:8500`, plaintext, no default timeout, least request, connectivity
   /// checks only, the default resilience policy, 100 streams a connection, 8 connections an
@@ -172,7 +208,7 @@ public struct MeshClientConfiguration: Sendable {
       do {
         try self.balancing(settings: self.targets[name]).validate()
       } catch {
-        throw MeshBalancingError("targets.\(name).\(error.message)")
+        throw error.nested(in: "targets.\(name)")
       }
     }
   }
@@ -200,7 +236,7 @@ public struct MeshClientConfiguration: Sendable {
   ///
   /// | Variable | Meaning |
   /// | --- | --- |
-  /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | the Consul agent, as Consul's tools read them |
+  /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | the Consul agent, as Consul's tools read them (with the Consul trait) |
   /// | `MESH_SERVICE_NAME` | this service's name |
   /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
@@ -213,15 +249,24 @@ public struct MeshClientConfiguration: Sendable {
     _ environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws(MeshClientError) -> Self {
     var configuration = Self()
-    do {
-      configuration.consul = try .fromEnvironment(environment)
-    } catch {
-      throw MeshClientError("CONSUL_HTTP_ADDR: \(error.message)")
-    }
+    #if Consul
+      do {
+        configuration.consul = try .fromEnvironment(environment)
+      } catch {
+        throw MeshClientError(
+          code: .invalidConfiguration,
+          message: "CONSUL_HTTP_ADDR: \(error.message)",
+          cause: error
+        )
+      }
+    #endif
     configuration.serviceName = environment["MESH_SERVICE_NAME"].flatMap { $0.isEmpty ? nil : $0 }
     if let directory = environment["MESH_CERTS_DIR"], !directory.isEmpty {
       guard let service = configuration.serviceName else {
-        throw MeshClientError("MESH_CERTS_DIR is set, so MESH_SERVICE_NAME must name this service.")
+        throw MeshClientError(
+          code: .invalidConfiguration,
+          message: "MESH_CERTS_DIR is set, so MESH_SERVICE_NAME must name this service."
+        )
       }
       configuration.tls = TLS(
         credentials: .directory(directory, service: service),
@@ -240,36 +285,97 @@ public struct MeshClientConfiguration: Sendable {
         )
       } catch {
         let setting = MeshConfigurationError(
+          code: .invalidValue,
           file: MeshConfigurationError.environment,
           field: error.field,
-          "must be a positive number of seconds (such as 2.5) or a duration (such as 2500ms): "
-            + error.message
+          message:
+            "must be a positive number of seconds (such as 2.5) or a duration (such as 2500ms): "
+            + error.message,
+          cause: error
         )
-        throw MeshClientError("\(setting.field): \(setting.reason)", configuration: setting)
+        throw MeshClientError(
+          code: .invalidConfiguration,
+          message: "\(setting.field): \(setting.message)",
+          cause: setting
+        )
       }
     }
     if let path = environment["MESH_CONFIG_FILE"], !path.isEmpty {
       do {
         try configuration.load(configurationFile: path)
       } catch {
-        throw MeshClientError("MESH_CONFIG_FILE: \(error)", configuration: error)
+        throw MeshClientError(
+          code: .invalidConfiguration,
+          message: "MESH_CONFIG_FILE: \(error)",
+          cause: error
+        )
       }
     }
     return configuration
   }
 }
 
-/// A mesh client configuration or use error.
-public struct MeshClientError: Error, Hashable, Sendable, CustomStringConvertible {
-  public var message: String
-  /// For a bad setting from outside (an environment variable, a configuration file): where it
-  /// is (the file, or ``MeshConfigurationError/environment``) and its field.
-  public var configuration: MeshConfigurationError?
+/// A mesh client's error: a bad setting from outside, or a client asked of a mesh client that
+/// shut down.
+///
+/// It ends an RPC (thrown where one is served or called) as `UNAVAILABLE` after shutdown, or as
+/// `FAILED_PRECONDITION` for a bad setting.
+public struct MeshClientError: MeshError, Hashable, RPCErrorConvertible {
+  /// What kind of problem this is. New codes may be added; switch with a `default`.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String, Hashable, Sendable {
+      case invalidConfiguration
+      case shutDown
+    }
 
-  public init(_ message: String, configuration: MeshConfigurationError? = nil) {
-    self.message = message
-    self.configuration = configuration
+    private let value: Value
+
+    private init(_ value: Value) {
+      self.value = value
+    }
+
+    /// A setting from outside (an environment variable, a configuration file) can't be used.
+    public static let invalidConfiguration = Self(.invalidConfiguration)
+    /// The mesh client shut down; it makes no new clients.
+    public static let shutDown = Self(.shutDown)
+
+    /// The code's name: `invalidConfiguration` or `shutDown`.
+    public var description: String {
+      self.value.rawValue
+    }
   }
 
+  /// What kind of problem this is.
+  public var code: Code
+  /// What was wrong, naming the variable (and the file's field) for a bad setting.
+  public var message: String
+  /// The error underneath: a ``MeshConfigurationError`` for a setting from outside, the Consul
+  /// client's for a bad `CONSUL_HTTP_ADDR`.
+  public var cause: (any Error)?
+
+  /// An error of kind `code`, described by `message`, with the underlying `cause` if any.
+  public init(code: Code, message: String, cause: (any Error)? = nil) {
+    self.code = code
+    self.message = message
+    self.cause = cause
+  }
+
+  /// For a bad setting from outside (an environment variable, a configuration file): where it
+  /// is (the file, or ``MeshConfigurationError/environment``) and its field.
+  public var configuration: MeshConfigurationError? {
+    self.cause as? MeshConfigurationError
+  }
+
+  /// The ``message``.
   public var description: String { self.message }
+
+  /// `UNAVAILABLE` after shutdown, `FAILED_PRECONDITION` for a bad setting.
+  public var rpcErrorCode: RPCError.Code {
+    self.code == .shutDown ? .unavailable : .failedPrecondition
+  }
+
+  /// The ``message``.
+  public var rpcErrorMessage: String {
+    self.message
+  }
 }

@@ -16,7 +16,10 @@
 
 public import Foundation
 public import MeshTransport
-internal import Yams
+
+#if YAML
+  internal import Yams
+#endif
 
 /// A mesh configuration file, JSON or YAML: timeouts, retries, hedging, retry budgets, circuit
 /// breakers and outlier detection, for every target and per service and method, in the shape of
@@ -60,9 +63,11 @@ public struct MeshConfigurationFile: Sendable {
       data = try Data(contentsOf: URL(fileURLWithPath: path))
     } catch {
       throw MeshConfigurationError(
+        code: .unreadable,
         file: path,
         field: "",
-        "cannot be read: \(error.localizedDescription)"
+        message: "cannot be read: \(error.localizedDescription)",
+        cause: error
       )
     }
     return try Self.parse(data, format: path.hasSuffix(".json") ? .json : .yaml, file: path)
@@ -86,25 +91,41 @@ public struct MeshConfigurationFile: Sendable {
         root = try JSONDecoder().decode(FileRoot.self, from: data)
       case .yaml:
         guard let text = String(data: data, encoding: .utf8) else {
-          throw MeshConfigurationError(file: file, field: "", "is not UTF-8 text")
+          throw MeshConfigurationError(
+            code: .unreadable,
+            file: file,
+            field: "",
+            message: "is not UTF-8 text"
+          )
         }
         if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
           root = FileRoot()
         } else {
-          root = try YAMLDecoder().decode(FileRoot.self, from: text)
+          #if YAML
+            root = try YAMLDecoder().decode(FileRoot.self, from: text)
+          #else
+            throw MeshConfigurationError(
+              code: .unreadable,
+              file: file,
+              field: "",
+              message: "is YAML, and this build reads JSON only (the package's YAML trait is off)"
+            )
+          #endif
         }
       }
     } catch let error as MeshConfigurationError {
       throw error
     } catch let error as FieldError {
-      throw MeshConfigurationError(file: file, field: error.path, error.reason)
+      throw Self.fileError(error, file: file)
     } catch let error as DecodingError {
       throw Self.describe(error, file: file)
     } catch {
       throw MeshConfigurationError(
+        code: .malformed,
         file: file,
         field: "",
-        "is not valid \(format == .json ? "JSON" : "YAML"): \(error)"
+        message: "is not valid \(format == .json ? "JSON" : "YAML"): \(error)",
+        cause: error
       )
     }
     do throws(FieldError) {
@@ -118,8 +139,18 @@ public struct MeshConfigurationFile: Sendable {
       }
       return Self(defaults: try defaults.section(at: "defaults"), services: services)
     } catch {
-      throw MeshConfigurationError(file: file, field: error.path, error.reason)
+      throw Self.fileError(error, file: file)
     }
+  }
+
+  private static func fileError(_ error: FieldError, file: String) -> MeshConfigurationError {
+    MeshConfigurationError(
+      code: .invalidValue,
+      file: file,
+      field: error.path,
+      message: error.message,
+      cause: error.cause
+    )
   }
 
   private static func describe(_ error: DecodingError, file: String) -> MeshConfigurationError {
@@ -129,45 +160,61 @@ public struct MeshConfigurationFile: Sendable {
     switch error {
     case .typeMismatch(let type, let context):
       return MeshConfigurationError(
+        code: .invalidValue,
         file: file,
         field: path(context.codingPath),
-        "expected \(Self.describe(type))"
+        message: "expected \(Self.describe(type))",
+        cause: error
       )
     case .valueNotFound(let type, let context):
       return MeshConfigurationError(
+        code: .invalidValue,
         file: file,
         field: path(context.codingPath),
-        "expected \(Self.describe(type)), found null"
+        message: "expected \(Self.describe(type)), found null",
+        cause: error
       )
     case .keyNotFound(let key, let context):
       return MeshConfigurationError(
+        code: .invalidValue,
         file: file,
         field: path(context.codingPath + [key]),
-        "is required"
+        message: "is required",
+        cause: error
       )
     case .dataCorrupted(let context):
       // YAMLDecoder wraps what a field's decoder threw, and syntax errors, in dataCorrupted.
       if let field = context.underlyingError as? FieldError {
-        return MeshConfigurationError(file: file, field: field.path, field.reason)
+        return Self.fileError(field, file: file)
       }
       if let inner = context.underlyingError as? DecodingError {
         return Self.describe(inner, file: file)
       }
       if let underlying = context.underlyingError {
         return MeshConfigurationError(
+          code: .malformed,
           file: file,
           field: path(context.codingPath),
-          "is not valid YAML: \(underlying)"
+          message: "is not valid YAML: \(underlying)",
+          cause: underlying
         )
       }
       return MeshConfigurationError(
+        code: context.codingPath.isEmpty ? .malformed : .invalidValue,
         file: file,
         field: path(context.codingPath),
-        context.codingPath.isEmpty
-          ? "is not valid: \(context.debugDescription)" : context.debugDescription
+        message: context.codingPath.isEmpty
+          ? "is not valid: \(context.debugDescription)" : context.debugDescription,
+        cause: error
       )
     @unknown default:
-      return MeshConfigurationError(file: file, field: "", "\(error)")
+      return MeshConfigurationError(
+        code: .malformed,
+        file: file,
+        field: "",
+        message: "\(error)",
+        cause: error
+      )
     }
   }
 

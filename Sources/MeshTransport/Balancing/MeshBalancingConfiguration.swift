@@ -85,18 +85,35 @@ public struct MeshBalancingConfiguration: Hashable, Sendable {
   public func validate() throws(MeshBalancingError) {
     try self.policy.validate()
     guard self.maxStreamsPerConnection >= 1 else {
-      throw MeshBalancingError("maxStreamsPerConnection must be at least 1.")
+      throw MeshBalancingError(
+        code: .outOfRange,
+        field: "maxStreamsPerConnection",
+        message: "must be at least 1, not \(self.maxStreamsPerConnection)"
+      )
     }
     guard self.maxConnectionsPerEndpoint >= 1 else {
-      throw MeshBalancingError("maxConnectionsPerEndpoint must be at least 1.")
+      throw MeshBalancingError(
+        code: .outOfRange,
+        field: "maxConnectionsPerEndpoint",
+        message: "must be at least 1, not \(self.maxConnectionsPerEndpoint)"
+      )
     }
     if let defaultTimeout = self.defaultTimeout, defaultTimeout <= .zero {
-      throw MeshBalancingError("defaultTimeout must be positive, not \(defaultTimeout).")
+      throw MeshBalancingError(
+        code: .outOfRange,
+        field: "defaultTimeout",
+        message: "must be positive, not \(defaultTimeout)"
+      )
     }
     do {
       try self.resilience.validate()
     } catch {
-      throw MeshBalancingError("resilience.\(error)")
+      throw MeshBalancingError(
+        code: error.code,
+        field: "resilience.\(error.field)",
+        message: error.message,
+        cause: error
+      )
     }
   }
 }

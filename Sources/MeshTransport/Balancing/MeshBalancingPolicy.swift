@@ -14,6 +14,8 @@
  * limitations under the License.
  */
 
+public import MeshCore
+
 /// How the balancing transport picks an endpoint for each attempt.
 ///
 /// A base algorithm, optionally narrowed first by a zone preference and split by a canary share:
@@ -100,33 +102,40 @@ public struct MeshBalancingPolicy: Hashable, Sendable, CustomStringConvertible {
 
   /// Checks the numbers.
   ///
-  /// - Throws: ``MeshTLSError``-style typed errors are for TLS; this throws
-  ///   ``MeshBalancingError`` naming the field.
+  /// - Throws: ``MeshBalancingError`` naming the field.
   public func validate() throws(MeshBalancingError) {
     if let canary = self.canary {
       guard (0...1).contains(canary.share), canary.share.isFinite else {
-        throw MeshBalancingError("canary.share must be between 0 and 1, not \(canary.share).")
+        throw MeshBalancingError(
+          code: .outOfRange,
+          field: "canary.share",
+          message: "must be between 0 and 1, not \(canary.share)"
+        )
       }
-      guard !canary.tag.isEmpty else { throw MeshBalancingError("canary.tag must not be empty.") }
+      guard !canary.tag.isEmpty else {
+        throw MeshBalancingError(code: .invalid, field: "canary.tag", message: "must not be empty")
+      }
     }
     if let zone = self.zonePreference {
       guard zone.minimumLocalEndpoints >= 1 else {
-        throw MeshBalancingError("zonePreference.minimumLocalEndpoints must be at least 1.")
+        throw MeshBalancingError(
+          code: .outOfRange,
+          field: "zonePreference.minimumLocalEndpoints",
+          message: "must be at least 1, not \(zone.minimumLocalEndpoints)"
+        )
       }
     }
     if case .peakEWMA(let decay) = self.algorithm, decay <= .zero {
-      throw MeshBalancingError("peakEWMA decay must be positive.")
+      throw MeshBalancingError(
+        code: .outOfRange,
+        field: "algorithm.peakEWMA.decay",
+        message: "must be positive, not \(decay)"
+      )
     }
   }
 }
 
-/// An invalid balancing setting.
-public struct MeshBalancingError: Error, Hashable, Sendable, CustomStringConvertible {
-  public var message: String
-
-  public init(_ message: String) {
-    self.message = message
-  }
-
-  public var description: String { self.message }
-}
+/// A balancing setting that cannot be used: its ``MeshInputError/field`` names it
+/// (`canary.share`, `resilience.retry.maxAttempts`), its ``MeshInputError/code`` says whether it
+/// is out of range or invalid; a resilience setting's error is its ``MeshInputError/cause``.
+public typealias MeshBalancingError = MeshInputError

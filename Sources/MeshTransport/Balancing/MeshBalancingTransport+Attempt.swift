@@ -120,7 +120,7 @@ extension MeshBalancingTransport {
     observer: MeshAttemptObserver<Bytes>
   ) -> RPCError {
     if let abandonment = observer.snapshot.abandonment { return abandonment }
-    let rpcError = (error as? RPCError) ?? RPCError(code: .unavailable, message: "\(error)")
+    let rpcError = RPCError(meshFailure: error)
     guard rpcError.code == .unavailable else { return rpcError }
     let reason =
       self.factory.connectionFailure(for: picked.endpoint).map { "\($0)" }
@@ -180,7 +180,7 @@ extension MeshBalancingTransport {
       do {
         first = try await inbound.next()
       } catch {
-        let rpcError = (error as? RPCError) ?? RPCError(code: .unavailable, message: "\(error)")
+        let rpcError = RPCError(meshFailure: error)
         if self.mayRetry(rpcError.code, number: number, plan: plan, call: call) {
           return .failed(rpcError, pushback: .none)
         }

@@ -290,7 +290,9 @@ public final class MeshBalancingTransport<
       do {
         made[key] = try self.makeConnection(to: endpoint)
       } catch {
-        invalid.append((endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)")))
+        invalid.append(
+          (endpoint, MeshInputError(code: .invalid, field: "", message: "\(error)", cause: error))
+        )
       }
     }
     let (added, effects) = self.state.withLock { $0.machine.apply(incoming, connections: made) }

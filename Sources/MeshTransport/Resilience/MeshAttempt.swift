@@ -170,9 +170,7 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     self.state.withLock { state in
       if let abandonment = state.abandonment { return abandonment }
       if state.transportError == nil {
-        state.transportError =
-          (error as? RPCError)
-          ?? RPCError(code: .unavailable, message: "The stream failed: \(error)")
+        state.transportError = RPCError(meshFailure: error, context: "The stream failed")
       }
       return error
     }

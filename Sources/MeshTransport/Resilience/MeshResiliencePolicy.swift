@@ -15,25 +15,11 @@
  */
 
 public import GRPCCore
+public import MeshCore
 
-/// A resilience setting that cannot be used, naming the field (`retry.maxAttempts`).
-public struct MeshResilienceError: Error, Hashable, Sendable, CustomStringConvertible {
-  /// The field's path, as the configuration file spells it where one was read.
-  public var field: String
-  public var reason: String
-
-  public init(field: String, _ reason: String) {
-    self.field = field
-    self.reason = reason
-  }
-
-  public var description: String { "\(self.field): \(self.reason)" }
-
-  /// The same error, its field prefixed with `path` (`services.greeter.` + `retry.maxAttempts`).
-  public func nested(in path: String) -> Self {
-    Self(field: path.isEmpty ? self.field : "\(path).\(self.field)", self.reason)
-  }
-}
+/// A resilience setting that cannot be used: its ``MeshInputError/field`` names it
+/// (`retry.maxAttempts`), its ``MeshInputError/code`` says whether it is out of range or invalid.
+public typealias MeshResilienceError = MeshInputError
 
 /// Retries of failed attempts (gRFC A6), each on another endpoint when there is one.
 ///
@@ -79,15 +65,20 @@ public struct MeshRetryPolicy: Hashable, Sendable {
   public func validate() throws(MeshResilienceError) {
     guard MeshRetryPolicy.maxAttemptsRange.contains(self.maxAttempts) else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "maxAttempts",
         "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
       )
     }
     guard !self.retryableStatusCodes.isEmpty else {
-      throw MeshResilienceError(field: "retryableStatusCodes", "must name at least one code")
+      throw MeshResilienceError(
+        .invalid,
+        field: "retryableStatusCodes",
+        "must name at least one code"
+      )
     }
     guard !self.retryableStatusCodes.contains(.ok) else {
-      throw MeshResilienceError(field: "retryableStatusCodes", "OK is not a failure")
+      throw MeshResilienceError(.invalid, field: "retryableStatusCodes", "OK is not a failure")
     }
     if let perTryTimeout = self.perTryTimeout {
       try checkDuration(perTryTimeout, field: "perTryTimeout", positive: true)
@@ -96,12 +87,14 @@ public struct MeshRetryPolicy: Hashable, Sendable {
     try checkDuration(self.maxBackoff, field: "maxBackoff", positive: true)
     guard self.maxBackoff >= self.initialBackoff else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "maxBackoff",
         "must be at least initialBackoff (\(self.initialBackoff)), not \(self.maxBackoff)"
       )
     }
     guard self.backoffMultiplier >= 1, self.backoffMultiplier.isFinite else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "backoffMultiplier",
         "must be a finite number of at least 1, not \(self.backoffMultiplier)"
       )
@@ -143,6 +136,7 @@ public struct MeshHedgingPolicy: Hashable, Sendable {
   public func validate() throws(MeshResilienceError) {
     guard MeshRetryPolicy.maxAttemptsRange.contains(self.maxAttempts) else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "maxAttempts",
         "must be 2 to 5 (attempts in all, the first included), not \(self.maxAttempts)"
       )
@@ -181,10 +175,15 @@ public struct MeshMethodPolicy: Hashable, Sendable {
       try checkDuration(timeout, field: "timeout", positive: true)
     }
     if self.retry != nil && self.hedging != nil {
-      throw MeshResilienceError(field: "hedging", "a method either retries or hedges, not both")
+      throw MeshResilienceError(
+        .invalid,
+        field: "hedging",
+        "a method either retries or hedges, not both"
+      )
     }
     if self.retriesDisabled && (self.retry != nil || self.hedging != nil) {
       throw MeshResilienceError(
+        .invalid,
         field: "retriesDisabled",
         "a method with retries disabled sets neither retry nor hedging"
       )
@@ -233,18 +232,24 @@ public struct MeshRetryBudgetPolicy: Hashable, Sendable {
   public func validate() throws(MeshResilienceError) {
     guard Self.ratios.contains(self.ratio) else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "ratio",
         "must be 0 to 1000 (retries per request), not \(self.ratio)"
       )
     }
     guard Self.minRetriesPerSecondRange.contains(self.minRetriesPerSecond) else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "minRetriesPerSecond",
         "must be 0 to 1000000, not \(self.minRetriesPerSecond)"
       )
     }
     guard Self.windows.contains(self.window) else {
-      throw MeshResilienceError(field: "window", "must be 1 s to 10 min, not \(self.window)")
+      throw MeshResilienceError(
+        .outOfRange,
+        field: "window",
+        "must be 1 s to 10 min, not \(self.window)"
+      )
     }
   }
 }
@@ -281,7 +286,11 @@ public struct MeshCircuitBreakerThresholds: Hashable, Sendable {
       ("maxPendingRequests", self.maxPendingRequests, 0),
       ("maxRequests", self.maxRequests, 1), ("maxRetries", self.maxRetries, 0),
     ] where value < minimum {
-      throw MeshResilienceError(field: field, "must be at least \(minimum), not \(value)")
+      throw MeshResilienceError(
+        .outOfRange,
+        field: field,
+        "must be at least \(minimum), not \(value)"
+      )
     }
   }
 }
@@ -348,6 +357,7 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
   public func validate() throws(MeshResilienceError) {
     guard self.consecutiveFailures >= 1 else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "consecutiveFailures",
         "must be at least 1, not \(self.consecutiveFailures)"
       )
@@ -357,39 +367,49 @@ public struct MeshOutlierDetectionPolicy: Hashable, Sendable {
     try checkDuration(self.maxEjectionTime, field: "maxEjectionTime", positive: true)
     guard self.maxEjectionTime >= self.baseEjectionTime else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "maxEjectionTime",
         "must be at least baseEjectionTime (\(self.baseEjectionTime)), not \(self.maxEjectionTime)"
       )
     }
     guard Self.maxEjectionShares.contains(self.maxEjectionShare) else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "maxEjectionShare",
         "must be 0 to 1, not \(self.maxEjectionShare)"
       )
     }
     if let factor = self.successRateStdevFactor, !(factor > 0 && factor.isFinite) {
-      throw MeshResilienceError(field: "successRateStdevFactor", "must be positive, not \(factor)")
+      throw MeshResilienceError(
+        .outOfRange,
+        field: "successRateStdevFactor",
+        "must be positive, not \(factor)"
+      )
     }
     guard self.successRateMinimumHosts >= 2 else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "successRateMinimumHosts",
         "must be at least 2, not \(self.successRateMinimumHosts)"
       )
     }
     guard self.minimumRequests >= 1 else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "minimumRequests",
         "must be at least 1, not \(self.minimumRequests)"
       )
     }
     if let threshold = self.failurePercentageThreshold, !(threshold > 0 && threshold <= 1) {
       throw MeshResilienceError(
+        .outOfRange,
         field: "failurePercentageThreshold",
         "must be above 0 and at most 1, not \(threshold)"
       )
     }
     guard self.halfOpenSuccesses >= 1 else {
       throw MeshResilienceError(
+        .outOfRange,
         field: "halfOpenSuccesses",
         "must be at least 1, not \(self.halfOpenSuccesses)"
       )
@@ -434,6 +454,7 @@ public struct MeshResiliencePolicy: Hashable, Sendable {
     for (name, method) in self.methods.sorted(by: { $0.key < $1.key }) {
       guard Self.isMethodKey(name) else {
         throw MeshResilienceError(
+          .invalid,
           field: "methods.\(name)",
           "must be named 'package.Service/Method' or 'package.Service'"
         )
@@ -486,14 +507,18 @@ private func checkDuration(
 ) throws(MeshResilienceError) {
   if positive {
     guard value > .zero else {
-      throw MeshResilienceError(field: field, "must be positive, not \(value)")
+      throw MeshResilienceError(.outOfRange, field: field, "must be positive, not \(value)")
     }
   } else {
     guard value >= .zero else {
-      throw MeshResilienceError(field: field, "must not be negative, not \(value)")
+      throw MeshResilienceError(.outOfRange, field: field, "must not be negative, not \(value)")
     }
   }
   guard value <= MeshResiliencePolicy.maximumDuration else {
-    throw MeshResilienceError(field: field, "must be at most 10 years (87600h), not \(value)")
+    throw MeshResilienceError(
+      .outOfRange,
+      field: field,
+      "must be at most 10 years (87600h), not \(value)"
+    )
   }
 }
