@@ -26,7 +26,7 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
     /// Answer normally.
     case none
     /// Fail the next `times` RPCs with `code` (and a `grpc-retry-pushback-ms` trailer), then
-    /// answer normally.
+    /// answer normally. `.ok` is not a failure: those RPCs are answered normally.
     case fail(Status.Code, times: Int = .max, pushback: String? = nil)
     /// Fail every other RPC with `code`: half of them, deterministically.
     case failAlternate(Status.Code)
@@ -154,9 +154,11 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
     case .answer:
       return try await next(request, context)
     case .fail(let code, let pushback):
+      // OK is not a failure: a fault of `.ok` answers normally.
+      guard let code = RPCError.Code(code) else { return try await next(request, context) }
       var trailers: Metadata = [:]
       if let pushback { trailers.addString(pushback, forKey: "grpc-retry-pushback-ms") }
-      throw RPCError(code: RPCError.Code(code)!, message: "injected fault", metadata: trailers)
+      throw RPCError(code: code, message: "injected fault", metadata: trailers)
     case .hold(let release):
       await release.wait()
       return try await next(request, context)

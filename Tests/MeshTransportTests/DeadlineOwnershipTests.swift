@@ -25,32 +25,6 @@ import MeshTestKit
 import MeshTransport
 import Testing
 
-/// A discovery whose every watch throws `error` at once, counting the watches.
-final class FailingDiscovery: MeshDiscovery {
-  let error: any Error & Sendable
-  private let count = MeshMutex(0)
-  /// Fires at the second watch: the consumer subscribed again.
-  let watchedAgain = MeshSignal()
-
-  init(_ error: any Error & Sendable) {
-    self.error = error
-  }
-
-  var watches: Int { self.count.withLock { $0 } }
-
-  func watch(_ service: String) -> MeshEndpointUpdates {
-    let count = self.count.withLock {
-      $0 += 1
-      return $0
-    }
-    if count >= 2 { self.watchedAgain.fire() }
-    let error = self.error
-    return MeshEndpointUpdates(
-      AsyncThrowingStream<MeshEndpointSet, any Error> { $0.finish(throwing: error) }
-    )
-  }
-}
-
 struct DiscoveryRefused: Error, CustomStringConvertible {
   var description: String { "Unexpected response code: 403 (ACL not found)" }
 }
@@ -361,7 +335,7 @@ struct DeadlineOwnershipTests {
   @Test("A waiter that is cancelled leaves the pending count, and the breaker with it")
   func cancelledWaitersLeaveTheQueue() async throws {
     try await withBalancedClient(
-      discovery: SilentDiscovery(),
+      discovery: MeshScriptedDiscovery(),
       policy: .roundRobin,
       resilience: .testing(breakers: .init(maxPendingRequests: 1))
     ) { health, transport in
@@ -433,7 +407,8 @@ struct DiscoveryValidationTests {
 
   @Test("A discovery that throws is reported, kept out of the way, and watched again")
   func discoveryErrorsReported() async throws {
-    let discovery = FailingDiscovery(DiscoveryRefused())
+    let discovery = MeshScriptedDiscovery()
+    discovery.failEveryWatch(of: "greeter", with: DiscoveryRefused())
     try await withBalancedClient(
       discovery: discovery,
       policy: .roundRobin,
@@ -447,8 +422,8 @@ struct DiscoveryValidationTests {
       }
       #expect(error?.code == .deadlineExceeded)
       #expect(error?.message.contains("403") == true, "\(String(describing: error))")
-      await discovery.watchedAgain.wait()
-      #expect(discovery.watches >= 2)
+      await discovery.waitForWatches(of: "greeter", count: 2)
+      #expect(discovery.watchCount(of: "greeter") >= 2)
     }
   }
 }

@@ -70,7 +70,7 @@ struct ManualClockTransportTests {
     try await withInProcessFleet(["a"]) { fleet in
       try await Self.withTransport(
         to: fleet,
-        discovery: SilentDiscovery(),
+        discovery: MeshScriptedDiscovery(),
         clock: clock,
         configuration: .testing(policy: .roundRobin, defaultTimeout: .seconds(10))
       ) { health, transport in
