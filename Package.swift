@@ -24,6 +24,7 @@ let products: [Product] = [
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
+  .library(name: "MeshServer", targets: ["MeshServer"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
   .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
   .library(name: "MeshConsul", targets: ["MeshConsul"]),
@@ -164,6 +165,22 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "Yams", package: "Yams", condition: .when(traits: ["YAML"])),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // A service's server in the mesh: mTLS, health, interceptors, registration, the drain.
+  .target(
+    name: "MeshServer",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .target(name: "MeshTransport"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -344,6 +361,29 @@ var targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 ]
+
+// MeshServer over loopback, with the embedded agent and mesh clients.
+targets.append(
+  .testTarget(
+    name: "MeshServerTests",
+    dependencies: [
+      .target(name: "InteropSupport"),
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshClient"),
+      .target(name: "MeshConsul"),
+      .target(name: "MeshCore"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshProto"),
+      .target(name: "MeshServer"),
+      .target(name: "MeshTestKit"),
+      .target(name: "MeshTransport"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  )
+)
 
 // The `mesh` tool's commands, run in process.
 targets.append(

@@ -1,0 +1,397 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+internal import Foundation
+public import GRPCCore
+internal import GRPCNIOTransportHTTP2Posix
+public import Logging
+internal import MeshCore
+public import MeshHealth
+public import MeshTransport
+public import ServiceLifecycle
+
+#if Consul
+  internal import MeshConsul
+#endif
+
+/// A service's gRPC server in the mesh: mTLS from the mesh credentials (rotated while it runs),
+/// the grpc.health.v1 service, the caller's identity and deadline propagation for every handler,
+/// registration in Consul with a gRPC check, and a graceful drain.
+///
+/// ```swift
+/// try await withMeshServer(.fromEnvironment(), services: [OrdersService()]) { server in
+///   // serving; registered; drains on SIGTERM under a ServiceGroup, or when `body` returns
+/// }
+/// ```
+///
+/// ``run()`` binds, marks every served service (and `""`) SERVING in ``health``, registers the
+/// instance, then serves until ``beginGracefulShutdown()`` (or ServiceLifecycle's graceful
+/// shutdown), which drains in order: health NOT_SERVING (clients with health checking stop
+/// picking it at once), deregistration (Consul discovery drops it), the drain delay (while
+/// clients catch up), GOAWAY (new RPCs go elsewhere), then up to the grace period for RPCs in
+/// flight, which are cancelled past it. Cancelling ``run()`` is the hard stop.
+public final class MeshServer: Service, Sendable {
+  /// The configuration the server was made with.
+  public let configuration: MeshServerConfiguration
+  /// The health service: every served service and `""` turn SERVING once the server listens,
+  /// NOT_SERVING when it drains. A handler may set its own service NOT_SERVING meanwhile.
+  public let health: MeshHealthService
+  /// The credentials (mTLS), or nil (plaintext).
+  public let credentials: MeshCredentials?
+
+  private let transport: HTTP2ServerTransport.Posix
+  private let server: GRPCServer<HTTP2ServerTransport.Posix>
+  /// The fully qualified names of the served services, for the health service.
+  private let servedServices: [String]
+  private let clock: any Clock<Duration>
+  private let logger: Logger
+  private let shutdownRequested = MeshSignal()
+  /// The bound port once the server serves (health SERVING, registration started), or why it
+  /// could not start.
+  private let started = MeshMutex<Result<Int, any Error>?>(nil)
+  /// Fired once ``started`` is set.
+  private let startedSettled = MeshSignal()
+  #if Consul
+    private let consul: ConsulClient?
+  #endif
+
+  /// Loads the credentials and prepares the server; nothing is bound until ``run()``.
+  ///
+  /// - Parameters:
+  ///   - services: The services to serve (the health service is added).
+  ///   - interceptors: Interceptors after the mesh's own (the caller's identity, deadline
+  ///     propagation), in order.
+  ///   - clock: The clock of the drain delay and the grace period.
+  /// - Throws: ``MeshServerError`` for a bad setting, `MeshTLSError` for bad certificates,
+  ///   `MeshConsulError` for an unusable Consul address.
+  public init(
+    configuration: MeshServerConfiguration,
+    services: [any RegistrableRPCService],
+    interceptors: [any ServerInterceptor] = [],
+    clock: any Clock<Duration> = ContinuousClock(),
+    logger: Logger = Logger(label: "mesh.server", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) async throws {
+    try configuration.validate()
+    self.configuration = configuration
+    self.clock = clock
+    self.logger = logger
+    let security: HTTP2ServerTransport.Posix.TransportSecurity
+    let credentials: MeshCredentials?
+    if let tls = configuration.tls {
+      let loaded = try await MeshCredentials(tls.credentials, logger: logger)
+      credentials = loaded
+      security = try loaded.serverTransportSecurity(clients: tls.clients)
+    } else {
+      credentials = nil
+      security = .plaintext
+      logger.warning("The mesh server is configured without TLS: connections are plaintext")
+    }
+    self.credentials = credentials
+    let host = try MeshHost(configuration.host, field: "host")
+    let address: GRPCNIOTransportCore.SocketAddress =
+      if case .ipv6(let text) = host {
+        .ipv6(host: text, port: configuration.port)
+      } else {
+        .ipv4(host: host.text, port: configuration.port)
+      }
+    let transport = HTTP2ServerTransport.Posix(
+      address: address,
+      transportSecurity: security,
+      config: Self.transportConfig(configuration, credentials: credentials)
+    )
+    self.transport = transport
+    // Until it listens, nothing is SERVING.
+    let health = MeshHealthService()
+    health.setNotServing()
+    self.health = health
+    var router = RPCRouter<HTTP2ServerTransport.Posix>()
+    for service in services { service.registerMethods(with: &router) }
+    self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
+    self.server = GRPCServer(
+      transport: transport,
+      services: services + [health],
+      interceptors: [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()] + interceptors
+    )
+    #if Consul
+      self.consul = try configuration.registration.map { try ConsulClient($0.consul) }
+    #endif
+  }
+
+  /// grpc-swift's settings: the configuration's own, or the TLS tuning (or grpc-swift's
+  /// defaults) with ``MeshServerConfiguration/connections`` applied.
+  private static func transportConfig(
+    _ configuration: MeshServerConfiguration,
+    credentials: MeshCredentials?
+  ) -> HTTP2ServerTransport.Posix.Config {
+    if let config = configuration.transport { return config }
+    var config = credentials?.serverConfig() ?? .defaults
+    let connections = configuration.connections
+    config.http2.maxConcurrentStreams = connections.maxConcurrentStreams
+    config.connection.maxIdleTime = connections.maxIdleTime
+    // ±10 %, drawn once per server: a fleet's connections don't all age out together.
+    config.connection.maxAge = connections.maxAge.map { $0 * Double.random(in: 0.9...1.1) }
+    config.connection.maxGraceTime = connections.maxAgeGrace
+    config.rpc.maxRequestPayloadSize = connections.maxRequestMessageBytes
+    return config
+  }
+
+  /// The port the server listens on, once ``run()`` has bound it and marked its services
+  /// SERVING (and started registration). Any number of tasks may ask, before or after.
+  ///
+  /// - Throws: ``MeshServerError`` (``MeshServerError/Code/bindFailed``) if it could not listen,
+  ///   the error that stopped it if it stopped before serving.
+  public var listeningPort: Int {
+    get async throws {
+      await self.startedSettled.wait()
+      guard let result = self.started.withLock({ $0 }) else { throw CancellationError() }
+      return try result.get()
+    }
+  }
+
+  /// Records how starting ended (the first outcome only) and wakes those waiting for it.
+  private func settleStart(_ result: Result<Int, any Error>) {
+    let settled = self.started.withLock { started -> Bool in
+      guard started == nil else { return false }
+      started = result
+      return true
+    }
+    if settled { self.startedSettled.fire() }
+  }
+
+  /// The bound port, from the transport.
+  private var boundPort: Int {
+    get async throws {
+      let address: GRPCNIOTransportCore.SocketAddress
+      do {
+        address = try await self.transport.listeningAddress
+      } catch {
+        throw MeshServerError(
+          code: .bindFailed,
+          message: "Could not listen on \(self.configuration.host):\(self.configuration.port).",
+          cause: error
+        )
+      }
+      if let port = address.ipv4?.port ?? address.ipv6?.port { return port }
+      throw MeshServerError(code: .bindFailed, message: "Listening on \(address), not an IP port.")
+    }
+  }
+
+  /// Starts draining (health, deregistration, delay, GOAWAY, grace period); ``run()`` returns
+  /// when the server has stopped.
+  public func beginGracefulShutdown() {
+    self.shutdownRequested.fire()
+  }
+
+  /// Serves until drained (or cancelled), under ServiceLifecycle's graceful shutdown.
+  public func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await self.serve()
+    } onGracefulShutdown: {
+      self.beginGracefulShutdown()
+    }
+  }
+
+  private enum Event: Sendable {
+    case served
+    case shutdownRequested
+    case deregistered
+    case drainDelayOver
+    case gracePeriodOver
+    case rotationEnded
+  }
+
+  private func serve() async throws {
+    do {
+      try await self.serveAndDrain()
+    } catch {
+      self.settleStart(.failure(error))
+      throw error
+    }
+    // Stopped before it served (a drain requested at once): nothing to wait for.
+    self.settleStart(.failure(CancellationError()))
+  }
+
+  private func serveAndDrain() async throws {
+    try await withThrowingTaskGroup(of: Event.self) { group in
+      let server = self.server
+      group.addTask {
+        try await server.serve()
+        return .served
+      }
+      if let credentials = self.credentials {
+        group.addTask {
+          try await credentials.run()
+          return .rotationEnded
+        }
+      }
+      let port = try await self.boundPort
+      for service in self.servedServices { self.health.setServing(service: service) }
+      self.health.setServing()
+      self.logger.info(
+        "Serving",
+        metadata: [
+          "mesh.service": "\(self.configuration.serviceName)", "mesh.port": "\(port)",
+          "mesh.services": "\(self.servedServices)",
+        ]
+      )
+      let deregistration = try self.startRegistration(port: port, in: &group)
+      self.settleStart(.success(port))
+      group.addTask {
+        await self.shutdownRequested.wait()
+        return .shutdownRequested
+      }
+
+      var draining = false
+      while let event = try await group.next() {
+        switch event {
+        case .shutdownRequested:
+          draining = true
+          // Clients with health checking stop picking the instance at once; Consul's next.
+          self.health.enterTerminalState()
+          self.logger.info("Draining: NOT_SERVING, deregistering")
+          if let deregistration {
+            deregistration.begin()
+          } else {
+            group.addTask { try await self.drainDelay() }
+          }
+        case .deregistered:
+          if draining { group.addTask { try await self.drainDelay() } }
+        case .drainDelayOver:
+          self.logger.info("Draining: GOAWAY; RPCs in flight may finish")
+          server.beginGracefulShutdown()
+          let grace = self.configuration.drain.gracePeriod
+          let clock = self.clock
+          group.addTask {
+            try await clock.sleep(for: grace)
+            return .gracePeriodOver
+          }
+        case .gracePeriodOver:
+          self.logger.warning("Draining: the grace period is over; cancelling RPCs in flight")
+          group.cancelAll()
+        case .served:
+          // Stopped: rotation and timers end with it. Registration (if any) was removed first.
+          group.cancelAll()
+          self.logger.info("Stopped")
+          return
+        case .rotationEnded:
+          continue
+        }
+      }
+    }
+  }
+
+  private func drainDelay() async throws -> Event {
+    try await self.clock.sleep(for: self.configuration.drain.delay)
+    return .drainDelayOver
+  }
+
+  /// Registers the instance in a child task; returns how to deregister it (nil: no registration).
+  private func startRegistration(
+    port: Int,
+    in group: inout ThrowingTaskGroup<Event, any Error>
+  ) throws -> Deregistration? {
+    #if Consul
+      guard let settings = self.configuration.registration, let consul = self.consul else {
+        return nil
+      }
+      let registration = MeshConsulRegistration(
+        client: consul,
+        registration: self.registration(settings, port: port),
+        clock: ContinuousClock(),
+        logger: self.logger
+      )
+      group.addTask {
+        try await registration.run()
+        return .deregistered
+      }
+      return Deregistration { registration.beginGracefulShutdown() }
+    #else
+      return nil
+    #endif
+  }
+
+  #if Consul
+    /// The instance as Consul should know it, with a gRPC check of its health service.
+    private func registration(
+      _ settings: MeshServerConfiguration.Registration,
+      port boundPort: Int
+    ) -> ConsulServiceRegistration {
+      let port = settings.advertisedPort ?? boundPort
+      let bindHost = self.configuration.host
+      let address =
+        settings.advertisedAddress
+        ?? (bindHost == "0.0.0.0" || bindHost == "::" ? nil : bindHost)
+      let checkHost = address ?? "127.0.0.1"
+      let checkTarget = checkHost.contains(":") ? "[\(checkHost)]:\(port)" : "\(checkHost):\(port)"
+      let id =
+        settings.id
+        ?? "\(self.configuration.serviceName)-\(ProcessInfo.processInfo.hostName)-\(port)"
+      return ConsulServiceRegistration(
+        id: id,
+        name: self.configuration.serviceName,
+        tags: settings.tags.isEmpty ? nil : settings.tags,
+        address: address,
+        port: port,
+        meta: settings.meta.isEmpty ? nil : settings.meta,
+        check: .grpc(
+          checkTarget,
+          interval: settings.checkInterval,
+          timeout: settings.checkTimeout,
+          useTLS: self.configuration.tls != nil,
+          deregisterCriticalServiceAfter: settings.deregisterCriticalServiceAfter
+        )
+      )
+    }
+  #endif
+}
+
+/// How the drain starts deregistration.
+private struct Deregistration: Sendable {
+  let begin: @Sendable () -> Void
+}
+
+/// Runs `body` with a mesh server serving `services`, and drains it when `body` returns (or
+/// throws).
+public func withMeshServer<Result: Sendable>(
+  _ configuration: MeshServerConfiguration,
+  services: [any RegistrableRPCService],
+  interceptors: [any ServerInterceptor] = [],
+  logger: Logger = Logger(label: "mesh.server", factory: { _ in SwiftLogNoOpLogHandler() }),
+  isolation: isolated (any Actor)? = #isolation,
+  _ body: (MeshServer) async throws -> Result
+) async throws -> Result {
+  let server = try await MeshServer(
+    configuration: configuration,
+    services: services,
+    interceptors: interceptors,
+    logger: logger
+  )
+  return try await withThrowingTaskGroup(of: Void.self, isolation: isolation) { group in
+    group.addTask { try await server.run() }
+    do {
+      _ = try await server.listeningPort
+      let result = try await body(server)
+      server.beginGracefulShutdown()
+      try await group.waitForAll()
+      return result
+    } catch {
+      // Drained as on success, then the error.
+      server.beginGracefulShutdown()
+      try? await group.waitForAll()
+      throw error
+    }
+  }
+}

@@ -1,0 +1,357 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import Foundation
+public import GRPCNIOTransportHTTP2Posix
+internal import MeshCore
+public import MeshTransport
+
+#if Consul
+  public import MeshConsul
+#endif
+
+/// How a mesh server listens, secures its connections, registers itself and drains.
+///
+/// Build it in code, or read it from the environment with ``fromEnvironment(_:)``.
+public struct MeshServerConfiguration: Sendable {
+  /// mTLS: this service's certificate and the callers it accepts.
+  public struct TLS: Sendable {
+    /// This service's certificate, key and the mesh CA (rotated while the server runs).
+    public var credentials: MeshTLSConfiguration
+    /// The callers accepted at the handshake. Default: any identity the mesh CA issued.
+    public var clients: MeshIdentityPolicy
+
+    public init(credentials: MeshTLSConfiguration, clients: MeshIdentityPolicy = .anyIdentity) {
+      self.credentials = credentials
+      self.clients = clients
+    }
+  }
+
+  #if Consul
+    /// Self-registration in Consul, with a gRPC health check of the server.
+    public struct Registration: Sendable {
+      /// The Consul agent to register with.
+      public var consul: ConsulClientConfiguration
+      /// The service ID; nil: `<service>-<host name>-<port>`.
+      public var id: String?
+      /// The address clients reach the instance at; nil: the bind host if it is not a wildcard,
+      /// else Consul's node address (as Consul does for a registration without one).
+      public var advertisedAddress: String?
+      /// The port clients reach the instance at; nil: the bound port.
+      public var advertisedPort: Int?
+      /// Tags and metadata of the registration (`zone` in meta is a client's zone preference).
+      public var tags: [String]
+      public var meta: [String: String]
+      /// How often, and within what time, the agent's gRPC check calls grpc.health.v1 Check.
+      public var checkInterval: Duration
+      public var checkTimeout: Duration
+      /// How long the check may stay critical before Consul removes the instance (a crashed server
+      /// that never deregistered).
+      public var deregisterCriticalServiceAfter: Duration?
+
+      public init(
+        consul: ConsulClientConfiguration = ConsulClientConfiguration(),
+        id: String? = nil,
+        advertisedAddress: String? = nil,
+        advertisedPort: Int? = nil,
+        tags: [String] = [],
+        meta: [String: String] = [:],
+        checkInterval: Duration = .seconds(10),
+        checkTimeout: Duration = .seconds(5),
+        deregisterCriticalServiceAfter: Duration? = .seconds(600)
+      ) {
+        self.consul = consul
+        self.id = id
+        self.advertisedAddress = advertisedAddress
+        self.advertisedPort = advertisedPort
+        self.tags = tags
+        self.meta = meta
+        self.checkInterval = checkInterval
+        self.checkTimeout = checkTimeout
+        self.deregisterCriticalServiceAfter = deregisterCriticalServiceAfter
+      }
+    }
+  #endif
+
+  /// The graceful drain: health NOT_SERVING, deregistration, ``delay`` while clients stop picking
+  /// the instance, GOAWAY, then up to ``gracePeriod`` for RPCs in flight to finish.
+  public struct Drain: Sendable, Hashable {
+    /// Between deregistering and GOAWAY: the time clients' discovery and health watches take to
+    /// stop picking the instance. Default 5 s.
+    public var delay: Duration
+    /// After GOAWAY, how long RPCs in flight may take before they are cancelled. Default 30 s.
+    public var gracePeriod: Duration
+
+    public init(delay: Duration = .seconds(5), gracePeriod: Duration = .seconds(30)) {
+      self.delay = delay
+      self.gracePeriod = gracePeriod
+    }
+  }
+
+  /// How the server manages its connections (gRFC A8 and A9).
+  public struct Connections: Sendable, Hashable {
+    /// The streams one client connection may have open at once: 1 to 2^31-1, the default (no
+    /// practical limit, as gRPC C++ and Go). A limit caps what a client multiplexes on one
+    /// connection: past it grpcio queues new streams, so a client holding long-lived `Watch`
+    /// streams stalls. (The mesh's TLS settings carry the Envoy sidecars' 100, and SwiftNIO
+    /// enforces 100 when a server advertises nothing; a mesh server sets this instead.)
+    public var maxConcurrentStreams: Int
+    /// A connection with no RPC for this long is closed with GOAWAY; nil: never (A9
+    /// `MAX_CONNECTION_IDLE`).
+    public var maxIdleTime: Duration?
+    /// Connections are closed with GOAWAY after this long, so that clients rebalance; nil: never
+    /// (A9 `MAX_CONNECTION_AGE`). Each server takes it within ±10 %, so that a fleet's
+    /// connections do not all end at once.
+    public var maxAge: Duration?
+    /// After the age's GOAWAY, how long the connection's RPCs may take before it is closed; nil:
+    /// as long as they need (A9 `MAX_CONNECTION_AGE_GRACE`).
+    public var maxAgeGrace: Duration?
+    /// The largest request message accepted; a larger one fails with RESOURCE_EXHAUSTED.
+    /// Default 4 MiB, as gRPC's.
+    public var maxRequestMessageBytes: Int
+
+    public init(
+      maxConcurrentStreams: Int = Int(Int32.max),
+      maxIdleTime: Duration? = nil,
+      maxAge: Duration? = nil,
+      maxAgeGrace: Duration? = nil,
+      maxRequestMessageBytes: Int = 4 * 1024 * 1024
+    ) {
+      self.maxConcurrentStreams = maxConcurrentStreams
+      self.maxIdleTime = maxIdleTime
+      self.maxAge = maxAge
+      self.maxAgeGrace = maxAgeGrace
+      self.maxRequestMessageBytes = maxRequestMessageBytes
+    }
+  }
+
+  /// This service's name: its health service names, its registration and certificate.
+  public var serviceName: String
+  /// The address to bind: an IPv4 or IPv6 address. Default `0.0.0.0`.
+  public var host: String
+  /// The port to bind; 0 picks a free one. Default 8443.
+  public var port: Int
+  /// mTLS; nil: plaintext (a warning is logged).
+  public var tls: TLS?
+  #if Consul
+    /// Self-registration in Consul; nil: none.
+    public var registration: Registration?
+  #endif
+  /// The graceful drain.
+  public var drain: Drain
+  /// Stream limits, idle and age limits, message size.
+  public var connections: Connections
+  /// grpc-swift's HTTP/2 server transport settings, whole; nil: its defaults, with the TLS
+  /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
+  /// ``connections`` is not applied.
+  public var transport: HTTP2ServerTransport.Posix.Config?
+
+  #if Consul
+    /// Every setting; each defaults to what ``defaults`` has, but the service's name.
+    public init(
+      serviceName: String,
+      host: String = "0.0.0.0",
+      port: Int = 8443,
+      tls: TLS? = nil,
+      registration: Registration? = nil,
+      drain: Drain = Drain(),
+      connections: Connections = Connections(),
+      transport: HTTP2ServerTransport.Posix.Config? = nil
+    ) {
+      self.serviceName = serviceName
+      self.host = host
+      self.port = port
+      self.tls = tls
+      self.registration = registration
+      self.drain = drain
+      self.connections = connections
+      self.transport = transport
+    }
+  #else
+    /// Every setting; each defaults to what ``defaults`` has, but the service's name.
+    public init(
+      serviceName: String,
+      host: String = "0.0.0.0",
+      port: Int = 8443,
+      tls: TLS? = nil,
+      drain: Drain = Drain(),
+      connections: Connections = Connections(),
+      transport: HTTP2ServerTransport.Posix.Config? = nil
+    ) {
+      self.serviceName = serviceName
+      self.host = host
+      self.port = port
+      self.tls = tls
+      self.drain = drain
+      self.connections = connections
+      self.transport = transport
+    }
+  #endif
+
+  /// `serviceName` on `0.0.0.0:8443`, plaintext, not registered, a 5 s drain delay and a 30 s
+  /// grace period, 2^31-1 streams a connection, no idle or age limit, 4 MiB messages.
+  public static func defaults(serviceName: String) -> Self {
+    Self(serviceName: serviceName)
+  }
+
+  /// Checks every setting; the error names the first bad one.
+  public func validate() throws(MeshServerError) {
+    guard !self.serviceName.isEmpty else {
+      throw MeshServerError(code: .invalidConfiguration, message: "serviceName: must not be empty")
+    }
+    do {
+      let host = try MeshHost(self.host, field: "host")
+      if case .dns = host {
+        throw MeshInputError(
+          code: .invalid,
+          field: "host",
+          message: "must be an IPv4 or IPv6 address to bind, not \(MeshInput.quoted(self.host))"
+        )
+      }
+      _ = try MeshInput.integer(self.port, field: "port", in: 0...65_535)
+      #if Consul
+        if let registration = self.registration {
+          if let address = registration.advertisedAddress {
+            _ = try MeshHost(address, field: "registration.advertisedAddress")
+          }
+          if let port = registration.advertisedPort {
+            _ = try MeshInput.port(port, field: "registration.advertisedPort")
+          }
+          try Self.positive(registration.checkInterval, "registration.checkInterval")
+          try Self.positive(registration.checkTimeout, "registration.checkTimeout")
+        }
+      #endif
+      try Self.notNegative(self.drain.delay, "drain.delay")
+      try Self.notNegative(self.drain.gracePeriod, "drain.gracePeriod")
+      let connections = self.connections
+      _ = try MeshInput.integer(
+        connections.maxConcurrentStreams,
+        field: "connections.maxConcurrentStreams",
+        in: 1...Int(Int32.max)
+      )
+      for (value, field) in [
+        (connections.maxIdleTime, "connections.maxIdleTime"),
+        (connections.maxAge, "connections.maxAge"),
+      ] {
+        if let value { try Self.positive(value, field) }
+      }
+      if let grace = connections.maxAgeGrace {
+        try Self.notNegative(grace, "connections.maxAgeGrace")
+      }
+      _ = try MeshInput.integer(
+        connections.maxRequestMessageBytes,
+        field: "connections.maxRequestMessageBytes",
+        in: 1...Int(Int32.max)
+      )
+    } catch {
+      throw MeshServerError(
+        code: .invalidConfiguration,
+        message: "\(error)",
+        cause: error
+      )
+    }
+  }
+
+  private static func positive(_ value: Duration, _ field: String) throws(MeshInputError) {
+    guard value > .zero else {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: field,
+        message: "must be positive, not \(value)"
+      )
+    }
+  }
+
+  private static func notNegative(_ value: Duration, _ field: String) throws(MeshInputError) {
+    guard value >= .zero else {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: field,
+        message: "must not be negative, not \(value)"
+      )
+    }
+  }
+
+  /// Reads the environment:
+  ///
+  /// | Variable | Meaning |
+  /// | --- | --- |
+  /// | `MESH_SERVICE_NAME` | this service's name (required) |
+  /// | `MESH_SERVER_HOST`, `MESH_SERVER_PORT` | the address to bind (`0.0.0.0`, `8443`) |
+  /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
+  /// | `MESH_TRUST_DOMAIN` | callers must have a SPIFFE ID in it (with `MESH_CERTS_DIR`); default: any identity the mesh CA issued |
+  /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | register with this Consul agent (with the Consul trait) |
+  /// | `MESH_ADVERTISE_ADDRESS`, `MESH_ADVERTISE_PORT` | the address registered |
+  /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
+  ///
+  /// - Throws: ``MeshServerError`` naming the variable for a missing or bad value.
+  public static func fromEnvironment(
+    _ environment: [String: String] = ProcessInfo.processInfo.environment
+  ) throws(MeshServerError) -> Self {
+    func value(_ name: String) -> String? {
+      environment[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+    guard let service = value("MESH_SERVICE_NAME") else {
+      throw MeshServerError(
+        code: .invalidConfiguration,
+        message: "MESH_SERVICE_NAME must name this service."
+      )
+    }
+    var configuration = Self(serviceName: service)
+    do {
+      if let host = value("MESH_SERVER_HOST") { configuration.host = host }
+      if let port = value("MESH_SERVER_PORT") {
+        configuration.port = Int(
+          try MeshInput.integer(port, field: "MESH_SERVER_PORT", in: 0...65_535)
+        )
+      }
+      if let directory = value("MESH_CERTS_DIR") {
+        let clients: MeshIdentityPolicy =
+          value("MESH_TRUST_DOMAIN").map { .trustDomain($0) } ?? .anyIdentity
+        configuration.tls = TLS(
+          credentials: .directory(directory, service: service),
+          clients: clients
+        )
+      }
+      for (name, keyPath) in [
+        ("MESH_DRAIN_DELAY", \Drain.delay), ("MESH_DRAIN_GRACE_PERIOD", \Drain.gracePeriod),
+      ] {
+        if let text = value(name) {
+          configuration.drain[keyPath: keyPath] = try MeshInput.duration(
+            text,
+            field: name,
+            bareSeconds: true,
+            in: .zero...MeshResiliencePolicy.maximumDuration
+          )
+        }
+      }
+      #if Consul
+        if value("CONSUL_HTTP_ADDR") != nil {
+          var registration = Registration(consul: try .fromEnvironment(environment))
+          registration.advertisedAddress = value("MESH_ADVERTISE_ADDRESS")
+          if let port = value("MESH_ADVERTISE_PORT") {
+            registration.advertisedPort = try MeshInput.port(port, field: "MESH_ADVERTISE_PORT")
+          }
+          configuration.registration = registration
+        }
+      #endif
+    } catch {
+      throw MeshServerError(code: .invalidConfiguration, message: "\(error)", cause: error)
+    }
+    try configuration.validate()
+    return configuration
+  }
+}

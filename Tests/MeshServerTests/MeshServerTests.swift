@@ -1,0 +1,291 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshCertificates
+import MeshClient
+import MeshConsul
+import MeshConsulAgent
+import MeshCore
+import MeshDiscovery
+import MeshHealth
+import MeshProto
+import MeshServer
+import MeshTestKit
+import MeshTransport
+import Testing
+
+/// Calls Echo in a loop until stopped, counting failures.
+final class EchoLoad: Sendable {
+  private let state = MeshMutex((stopped: false, failures: [String]()))
+
+  var failures: [String] { self.state.withLock { $0.failures } }
+
+  func stop() {
+    self.state.withLock { $0.stopped = true }
+  }
+
+  func run(_ client: MeshGRPCClient) async {
+    while !self.state.withLock({ $0.stopped }) {
+      do {
+        _ = try await client.echo("load")
+      } catch {
+        self.state.withLock { $0.failures.append("\(error)") }
+      }
+    }
+  }
+}
+
+/// Runs `body` with the embedded agent on a free port and its address.
+func withAgent(_ body: (URL) async throws -> Void) async throws {
+  let agent = MeshConsulAgent(configuration: MeshConsulAgentConfiguration(port: 0))
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await agent.run() }
+    defer { agent.beginGracefulShutdown() }
+    let port = try await agent.listeningPort
+    try await body(try #require(URL(string: "http://127.0.0.1:\(port)")))
+  }
+}
+
+@Suite("MeshServer", .timeLimit(.minutes(2)))
+struct MeshServerTests {
+  @Test("Three registered servers under load; one drains: no RPC fails, the others take its share")
+  func drainUnderLoad() async throws {
+    try await withAgent { consulAddress in
+      let clock = MeshManualClock()
+      let registration = MeshServerConfiguration.Registration(
+        consul: ConsulClientConfiguration(address: consulAddress),
+        checkInterval: .milliseconds(100)
+      )
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        var servers: [(server: MeshServer, echo: EchoService, stopped: MeshSignal)] = []
+        for _ in 0..<3 {
+          let echo = EchoService()
+          let server = try await MeshServer(
+            configuration: MeshServerConfiguration(
+              serviceName: "echo",
+              host: "127.0.0.1",
+              port: 0,
+              registration: registration
+            ),
+            services: [echo],
+            clock: clock
+          )
+          let stopped = MeshSignal()
+          group.addTask {
+            try await server.run()
+            stopped.fire()
+          }
+          servers.append((server, echo, stopped))
+        }
+        for (server, _, _) in servers {
+          _ = try await server.listeningPort
+          #expect(server.health.status(of: "test.Echo") == .serving)
+          #expect(server.health.status(of: "") == .serving)
+        }
+
+        var configuration = MeshClientConfiguration(
+          consul: ConsulClientConfiguration(address: consulAddress)
+        )
+        configuration.policy = .roundRobin
+        try await withMeshClient(configuration) { mesh in
+          let client = try mesh.client(for: "echo")
+          let transport = try #require(mesh.transport(for: "echo"))
+          // Registered, and passing the agent's gRPC checks.
+          await transport.waitForPickableEndpoints(3)
+          let load = EchoLoad()
+          await withTaskGroup(of: Void.self) { workers in
+            for _ in 0..<4 { workers.addTask { await load.run(client) } }
+            await transport.waitForStats { $0.attemptsTotal >= 100 }
+
+            let draining = servers[0]
+            draining.server.beginGracefulShutdown()
+            // NOT_SERVING and deregistered: Consul discovery drops it.
+            await transport.waitForStats { $0.endpoints == 2 }
+            #expect(draining.server.health.status(of: "test.Echo") == .notServing)
+            // The drain delay (on the test's clock), then GOAWAY; the server stops.
+            await clock.waitForSleepers(1)
+            clock.advance(by: MeshServerConfiguration.Drain().delay)
+            await draining.stopped.wait()
+            let atStop = transport.stats.attemptsTotal
+            await transport.waitForStats { $0.attemptsTotal >= atStop + 100 }
+            load.stop()
+          }
+          #expect(load.failures.isEmpty, "\(load.failures.prefix(5))")
+          #expect(servers[1].echo.calls > 0 && servers[2].echo.calls > 0)
+        }
+        for (server, _, _) in servers.dropFirst() { server.beginGracefulShutdown() }
+        await clock.waitForSleepers(2)
+        clock.advance(by: MeshServerConfiguration.Drain().delay)
+        try await group.waitForAll()
+      }
+    }
+  }
+
+  /// A throwaway mesh CA with certificates for `echo` and `checkout`.
+  static func makePKI() throws -> MeshCertificateDirectory {
+    let directory = MeshCertificateDirectory(
+      path: FileManager.default.temporaryDirectory
+        .appendingPathComponent("mesh-server-\(UUID().uuidString)").path
+    )
+    let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+    try directory.write(authority)
+    for service in ["echo", "checkout"] {
+      try directory.write(try authority.issue(service: service))
+    }
+    return directory
+  }
+
+  @Test("Under mTLS, one client connection holds 300 Watch streams: no stream limit by default")
+  func manyStreamsOnOneConnection() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    #expect(configuration.connections.maxConcurrentStreams == Int(Int32.max))
+    try await withMeshServer(configuration, services: []) { server in
+      let port = try await server.listeningPort
+      let credentials = try await MeshCredentials(.directory(directory.path, service: "checkout"))
+      let transport = try HTTP2ClientTransport.Posix(
+        target: .ipv4(address: "127.0.0.1", port: port),
+        transportSecurity: try credentials.clientTransportSecurity(server: .anyIdentity),
+        config: credentials.clientConfig()
+      )
+      try await withGRPCClient(transport: transport) { client in
+        let health = Grpc_Health_V1_Health.Client(wrapping: client)
+        await withThrowingTaskGroup(of: Void.self) { group in
+          for _ in 0..<300 {
+            group.addTask {
+              try await health.watch(.init()) { response in
+                for try await _ in response.messages {}
+              }
+            }
+          }
+          // With the TLS settings' 100 streams a connection (or none advertised, which SwiftNIO
+          // takes as 100), this would wait for ever.
+          await server.health.waitForWatcherCount(300)
+          group.cancelAll()
+          while (try? await group.next()) != nil {}
+        }
+      }
+    }
+  }
+
+  @Test("mTLS: a handler sees the caller's identity; a plaintext caller never reaches it")
+  func mTLSCaller() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+
+    let echo = EchoService()
+    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    try await withMeshServer(configuration, services: [echo]) { server in
+      let port = try await server.listeningPort
+      let endpoint = MeshEndpoint(id: "echo-0", host: "127.0.0.1", port: port)
+      let client = MeshClientConfiguration(
+        serviceName: "checkout",
+        discovery: MeshStaticDiscovery(["echo": [endpoint]]),
+        tls: .init(credentials: .directory(directory.path, service: "checkout"))
+      )
+      try await withMeshClient(client) { mesh in
+        let reply = try await mesh.client(for: "echo").echo("hi")
+        #expect(reply == "spiffe://mesh.local/ns/default/svc/checkout: hi")
+      }
+      #expect(echo.calls == 1)
+
+      // Plaintext to the mTLS port: the handshake fails; the handler never runs.
+      let plaintext = MeshClientConfiguration(
+        discovery: MeshStaticDiscovery(["echo": [endpoint]]),
+        defaultTimeout: .seconds(2)
+      )
+      try await withMeshClient(plaintext) { mesh in
+        _ = await #expect(throws: RPCError.self) { try await mesh.client(for: "echo").echo("hi") }
+      }
+      #expect(echo.calls == 1)
+    }
+  }
+
+  @Test(
+    "Bad settings are refused with the field's name, never a trap",
+    arguments: [
+      (MeshServerConfiguration(serviceName: ""), "serviceName"),
+      (MeshServerConfiguration(serviceName: "a", host: "example.com"), "host"),
+      (MeshServerConfiguration(serviceName: "a", port: 70_000), "port"),
+      (MeshServerConfiguration(serviceName: "a", port: -1), "port"),
+      (MeshServerConfiguration(serviceName: "a", drain: .init(delay: .seconds(-1))), "drain.delay"),
+      (
+        MeshServerConfiguration(
+          serviceName: "a",
+          registration: .init(advertisedPort: 0)
+        ), "registration.advertisedPort"
+      ),
+      (
+        MeshServerConfiguration(serviceName: "a", registration: .init(checkInterval: .zero)),
+        "registration.checkInterval"
+      ),
+      (
+        MeshServerConfiguration(serviceName: "a", connections: .init(maxConcurrentStreams: 0)),
+        "connections.maxConcurrentStreams"
+      ),
+      (
+        MeshServerConfiguration(serviceName: "a", connections: .init(maxAge: .zero)),
+        "connections.maxAge"
+      ),
+      (
+        MeshServerConfiguration(
+          serviceName: "a",
+          connections: .init(maxRequestMessageBytes: 0)
+        ), "connections.maxRequestMessageBytes"
+      ),
+    ]
+  )
+  func badSettings(configuration: MeshServerConfiguration, field: String) {
+    let error = #expect(throws: MeshServerError.self) { try configuration.validate() }
+    #expect(error?.code == .invalidConfiguration)
+    #expect(error?.message.hasPrefix(field) == true, "\(String(describing: error))")
+  }
+
+  @Test("The environment: a service name is required; certificates, Consul and the drain are read")
+  func environment() throws {
+    #expect(throws: MeshServerError.self) { try MeshServerConfiguration.fromEnvironment([:]) }
+    let configuration = try MeshServerConfiguration.fromEnvironment([
+      "MESH_SERVICE_NAME": "orders", "MESH_SERVER_PORT": "9443", "MESH_CERTS_DIR": "/certs",
+      "CONSUL_HTTP_ADDR": "127.0.0.1:8600", "MESH_ADVERTISE_ADDRESS": "10.0.0.7",
+      "MESH_DRAIN_DELAY": "2500ms", "MESH_DRAIN_GRACE_PERIOD": "10",
+    ])
+    #expect(configuration.serviceName == "orders")
+    #expect(configuration.port == 9443)
+    #expect(configuration.tls != nil)
+    #expect(configuration.registration?.consul.address.absoluteString == "http://127.0.0.1:8600")
+    #expect(configuration.registration?.advertisedAddress == "10.0.0.7")
+    #expect(configuration.drain == .init(delay: .milliseconds(2500), gracePeriod: .seconds(10)))
+    for (name, value) in [
+      ("MESH_SERVER_PORT", "99999"), ("MESH_DRAIN_DELAY", "soon"), ("MESH_SERVER_HOST", "a b"),
+      ("MESH_ADVERTISE_PORT", "0"),
+    ] {
+      let error = #expect(throws: MeshServerError.self) {
+        try MeshServerConfiguration.fromEnvironment([
+          "MESH_SERVICE_NAME": "orders", "CONSUL_HTTP_ADDR": "127.0.0.1:8500", name: value,
+        ])
+      }
+      #expect(error?.message.contains(name) == true || name == "MESH_SERVER_HOST")
+    }
+  }
+}
