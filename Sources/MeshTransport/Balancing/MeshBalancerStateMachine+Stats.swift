@@ -31,6 +31,7 @@ extension MeshBalancerStateMachine {
     stats.discoveryError = self.discoveryError
     stats.failedAttempts = self.failedAttempts
     stats.perTryTimeouts = self.perTryTimeouts
+    stats.perTryAbandonments = self.perTryAbandonments
     for id in self.order {
       if let error = self.entries[id]?.lastError { stats.connectionErrors[id] = error }
     }

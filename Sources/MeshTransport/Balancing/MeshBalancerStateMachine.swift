@@ -104,6 +104,7 @@ where Instant.Duration == Duration {
   private(set) var discoveryFailure: (any Error)?
   private(set) var failedAttempts = 0
   private(set) var perTryTimeouts = 0
+  private(set) var perTryAbandonments = 0
   /// Invalid endpoints already reported (so that each is logged once), by description.
   private var reportedInvalid: Set<String> = []
   /// Observers of the stats, for tests and diagnostics.
@@ -478,6 +479,12 @@ where Instant.Duration == Duration {
     var effects = self.refresh()
     effects.changes = changes
     return effects
+  }
+
+  /// An attempt was abandoned at its per-try timeout (its end is accounted for later).
+  mutating func abandonedAtPerTryTimeout() -> [MeshSignal] {
+    self.perTryAbandonments += 1
+    return self.notifyObservers()
   }
 
   private mutating func tickOutlierDetection(now: Instant) -> Effects {

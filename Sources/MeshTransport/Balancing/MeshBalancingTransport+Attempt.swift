@@ -50,7 +50,11 @@ extension MeshBalancingTransport {
               message: "No response from \(endpoint) within the per-try timeout of "
                 + "\(MeshGoDuration.format(perTryTimeout))."
             )
-            if await observer.abandonAtPerTryTimeout(error: error) { signal?.fire() }
+            if await observer.abandonAtPerTryTimeout(error: error) {
+              signal?.fire()
+              let fire = self.state.withLock { $0.machine.abandonedAtPerTryTimeout() }
+              for observer in fire { observer.fire() }
+            }
           }
         }
       }
@@ -73,7 +77,12 @@ extension MeshBalancingTransport {
           options: attemptOptions
         ) { stream, _ in
           opened = true
-          observer.attach(stream.outbound)
+          if let abandonment = observer.attach(stream.outbound) {
+            // The per-try timeout passed while the stream was opening: nothing would fail it
+            // now, and a server that never answers would hold the attempt for ever.
+            await stream.outbound.finish(throwing: abandonment)
+            return .failed(abandonment, pushback: .none)
+          }
           return await self.exchange(
             call,
             number: number,

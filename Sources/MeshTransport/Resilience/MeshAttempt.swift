@@ -46,6 +46,9 @@ public struct MeshTransportStats: Hashable, Sendable {
   /// Attempts that ended in a failure of the endpoint, and of them per-try timeouts.
   public var failedAttempts = 0
   public var perTryTimeouts = 0
+  /// Attempts abandoned at their per-try timeout, counted when it passes (``perTryTimeouts``
+  /// counts them when they end).
+  public var perTryAbandonments = 0
   /// Endpoints of the current discovery set that were skipped as invalid (a host that is not
   /// an IP address or DNS name, a port outside 1–65535).
   public var invalidEndpoints = 0
@@ -78,6 +81,7 @@ public struct MeshTransportStats: Hashable, Sendable {
     self.breakerRejections.merge(other.breakerRejections, uniquingKeysWith: +)
     self.failedAttempts += other.failedAttempts
     self.perTryTimeouts += other.perTryTimeouts
+    self.perTryAbandonments += other.perTryAbandonments
     self.invalidEndpoints = max(self.invalidEndpoints, other.invalidEndpoints)
     self.connectionErrors.merge(other.connectionErrors, uniquingKeysWith: { first, _ in first })
     self.discoveryError = self.discoveryError ?? other.discoveryError
@@ -117,8 +121,13 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
 
   var snapshot: State { self.state.withLock { $0 } }
 
-  func attach(_ outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable) {
-    self.state.withLock { $0.outbound = outbound }
+  /// Keeps the attempt's request stream, for an abandonment to fail. Returns the abandonment if
+  /// the attempt was abandoned before its stream opened: the caller fails the stream itself.
+  func attach(_ outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable) -> RPCError? {
+    self.state.withLock { state in
+      state.outbound = outbound
+      return state.abandonment
+    }
   }
 
   /// Records a part; returns the part to pass on: for a status that ends an abandoned attempt,
