@@ -378,6 +378,8 @@ targets.append(
       .target(name: "MeshTestKit"),
       .target(name: "MeshTransport"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "InMemoryLogging", package: "swift-log"),
+      .product(name: "Logging", package: "swift-log"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],

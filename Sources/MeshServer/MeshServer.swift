@@ -123,11 +123,36 @@ public final class MeshServer: Service, Sendable {
     self.server = GRPCServer(
       transport: transport,
       services: services + [health],
-      interceptors: [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()] + interceptors
+      interceptors: Self.meshInterceptors(configuration, logger: logger) + interceptors
     )
     #if Consul
       self.consul = try configuration.registration.map { try ConsulClient($0.consul) }
     #endif
+  }
+
+  /// The mesh's interceptors, outermost first: authorization (before any handler code), the
+  /// caller's identity, deadline propagation.
+  private static func meshInterceptors(
+    _ configuration: MeshServerConfiguration,
+    logger: Logger
+  ) -> [any ServerInterceptor] {
+    var interceptors: [any ServerInterceptor] = []
+    if var policy = configuration.authorization {
+      // Consul's gRPC checks and the clients' health checking call the health service with
+      // their own identities: it stays open to every verified caller unless a rule denies it.
+      policy.rules.append(
+        MeshAuthorizationPolicy.Rule(
+          source: .any,
+          destination: .service("grpc.health.v1.Health"),
+          action: .allow,
+          name: "health is open to the mesh"
+        )
+      )
+      var audit = logger
+      audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
+      interceptors.append(MeshAuthorizationInterceptor(policy: policy, audit: audit))
+    }
+    return interceptors + [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()]
   }
 
   /// grpc-swift's settings: the configuration's own, or the TLS tuning (or grpc-swift's

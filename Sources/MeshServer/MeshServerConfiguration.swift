@@ -154,6 +154,11 @@ public struct MeshServerConfiguration: Sendable {
   public var drain: Drain
   /// Stream limits, idle and age limits, message size.
   public var connections: Connections
+  /// Who may call what, by the caller's verified identity; nil: every caller the handshake
+  /// accepted. With a policy, a call without a verified identity never reaches a handler, and
+  /// the health service is open to every verified caller (Consul's checks, clients' health
+  /// checking) unless a rule denies it.
+  public var authorization: MeshAuthorizationPolicy?
   /// grpc-swift's HTTP/2 server transport settings, whole; nil: its defaults, with the TLS
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
   /// ``connections`` is not applied.
@@ -169,6 +174,7 @@ public struct MeshServerConfiguration: Sendable {
       registration: Registration? = nil,
       drain: Drain = Drain(),
       connections: Connections = Connections(),
+      authorization: MeshAuthorizationPolicy? = nil,
       transport: HTTP2ServerTransport.Posix.Config? = nil
     ) {
       self.serviceName = serviceName
@@ -178,6 +184,7 @@ public struct MeshServerConfiguration: Sendable {
       self.registration = registration
       self.drain = drain
       self.connections = connections
+      self.authorization = authorization
       self.transport = transport
     }
   #else
@@ -189,6 +196,7 @@ public struct MeshServerConfiguration: Sendable {
       tls: TLS? = nil,
       drain: Drain = Drain(),
       connections: Connections = Connections(),
+      authorization: MeshAuthorizationPolicy? = nil,
       transport: HTTP2ServerTransport.Posix.Config? = nil
     ) {
       self.serviceName = serviceName
@@ -197,6 +205,7 @@ public struct MeshServerConfiguration: Sendable {
       self.tls = tls
       self.drain = drain
       self.connections = connections
+      self.authorization = authorization
       self.transport = transport
     }
   #endif

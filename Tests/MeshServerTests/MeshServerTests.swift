@@ -17,6 +17,8 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import InMemoryLogging
+import Logging
 import MeshCertificates
 import MeshClient
 import MeshConsul
@@ -137,7 +139,7 @@ struct MeshServerTests {
     }
   }
 
-  /// A throwaway mesh CA with certificates for `echo` and `checkout`.
+  /// A throwaway mesh CA with certificates for `echo`, `checkout` and `billing`.
   static func makePKI() throws -> MeshCertificateDirectory {
     let directory = MeshCertificateDirectory(
       path: FileManager.default.temporaryDirectory
@@ -145,7 +147,7 @@ struct MeshServerTests {
     )
     let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
     try directory.write(authority)
-    for service in ["echo", "checkout"] {
+    for service in ["echo", "checkout", "billing"] {
       try directory.write(try authority.issue(service: service))
     }
     return directory
@@ -220,6 +222,75 @@ struct MeshServerTests {
       }
       #expect(echo.calls == 1)
     }
+  }
+
+  @Test("Authorization: an allowed caller reaches the handler; others get PERMISSION_DENIED")
+  func authorization() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let logs = InMemoryLogHandler()
+    let echo = EchoService()
+    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    configuration.authorization = MeshAuthorizationPolicy(
+      rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
+      defaultAction: .deny
+    )
+    try await withMeshServer(
+      configuration,
+      services: [echo],
+      logger: Logger(label: "test", factory: { _ in logs })
+    ) { server in
+      let port = try await server.listeningPort
+      let endpoint = MeshEndpoint(id: "echo-0", host: "127.0.0.1", port: port)
+      func client(_ service: String) -> MeshClientConfiguration {
+        MeshClientConfiguration(
+          serviceName: service,
+          discovery: MeshStaticDiscovery(["echo": [endpoint]]),
+          tls: .init(credentials: .directory(directory.path, service: service))
+        )
+      }
+      try await withMeshClient(client("checkout")) { mesh in
+        let reply = try await mesh.client(for: "echo").echo("hi")
+        #expect(reply.hasSuffix("checkout: hi"))
+      }
+      try await withMeshClient(client("billing")) { mesh in
+        let error = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").echo("hi")
+        }
+        #expect(error?.code == .permissionDenied)
+        #expect(error?.message.contains("default deny") == true, "\(String(describing: error))")
+        // The health service stays open to every verified caller.
+        let health = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "echo"))
+        #expect(try await health.check(.init()).status == .serving)
+      }
+      #expect(echo.calls == 1)
+      let denials = logs.entries.filter { $0.metadata["mesh.authz.decision"] == "deny" }
+      #expect(denials.count == 1)
+      #expect(
+        denials.first?.metadata["mesh.authz.caller"] == "spiffe://mesh.local/ns/default/svc/billing"
+      )
+      #expect(denials.first?.metadata["mesh.authz.method"] == "test.Echo/Echo")
+    }
+
+    // Without mTLS there is no verified caller: no handler runs.
+    var plaintext = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    plaintext.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    plaintext.authorization = MeshAuthorizationPolicy(defaultAction: .allow)
+    try await withMeshServer(plaintext, services: [echo]) { server in
+      let port = try await server.listeningPort
+      let client = MeshClientConfiguration(
+        discovery: MeshStaticDiscovery(["echo": [MeshEndpoint(host: "127.0.0.1", port: port)]])
+      )
+      try await withMeshClient(client) { mesh in
+        let error = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").echo("hi")
+        }
+        #expect(error?.code == .unauthenticated)
+      }
+    }
+    #expect(echo.calls == 1)
   }
 
   @Test(

@@ -50,8 +50,14 @@ extension MeshBalancingTransport {
         }
         self.setHealth(entry, connected: false, eligible: false, error: "The health stream ended.")
         if answered { backoff = .milliseconds(100) }
-      } catch let error as RPCError where error.code == .unimplemented {
-        // No health service: the server answered, so it is reachable. Nothing more to watch.
+      } catch let error as RPCError
+        where error.code == .unimplemented
+        || (healthChecking == nil
+          && (error.code == .permissionDenied || error.code == .unauthenticated))
+      {
+        // No health service (or, watching for connectivity only, one this client may not
+        // call): the server answered, so it is reachable. Nothing more to watch. Its RPCs get
+        // the server's own answer.
         self.setHealth(entry, connected: true, eligible: true, error: nil)
         await entry.removed.wait()
         return
