@@ -100,9 +100,13 @@ struct MeshHealthServiceHTTP2Tests {
       }
       await health.waitForWatcherCount(1)
 
-      // Drain first, as a service would, then stop hard: the handler must see the RPC
-      // cancellation and return, or this group never finishes.
+      // Drain first, as a service would: health, then the server's graceful shutdown (GOAWAY,
+      // the listener closes; the Watch stays open). Then stop hard: the handler must see the RPC
+      // cancellation and return, or this group never finishes. Cancelling a NIO server that
+      // still listens can leave an accepted connection unserved, which traps in SwiftNIO
+      // (apple/swift-nio#3481): CI runs under ThreadSanitizer crashed so.
       health.enterTerminalState()
+      server.beginGracefulShutdown()
       group.cancelAll()
       while let _ = try? await group.next() {}
     }
