@@ -147,10 +147,7 @@ public final class MeshClient: Sendable {
     let created = GRPCClient(transport: handle)
     let client = try self.state.withLock { state throws(MeshClientError) -> MeshGRPCClient in
       guard !state.isShutDown else {
-        throw MeshClientError(
-          code: .shutDown,
-          message: "The mesh client is shut down; no new clients."
-        )
+        throw MeshClientError.shutDown
       }
       if let existing = state.clients[key] { return existing }  // another caller won the race
       state.clients[key] = created
@@ -177,10 +174,7 @@ public final class MeshClient: Sendable {
     )
     return try self.state.withLock { state throws(MeshClientError) in
       guard !state.isShutDown else {
-        throw MeshClientError(
-          code: .shutDown,
-          message: "The mesh client is shut down; no new clients."
-        )
+        throw MeshClientError.shutDown
       }
       if let existing = state.transports[target] { return existing }  // another caller won
       state.transports[target] = transport
@@ -312,4 +306,12 @@ public func withMeshClient<Result: Sendable>(
       throw error
     }
   }
+}
+
+extension MeshClientError {
+  /// A client asked of a mesh client that shut down.
+  static let shutDown = MeshClientError(
+    code: .shutDown,
+    message: "The mesh client is shut down; no new clients."
+  )
 }

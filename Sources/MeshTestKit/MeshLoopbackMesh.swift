@@ -66,11 +66,7 @@
 
     /// A mesh client's configuration: Consul discovery through the agent, plaintext.
     public var clientConfiguration: MeshClientConfiguration {
-      MeshClientConfiguration(
-        consul: ConsulClientConfiguration(
-          address: URL(string: "http://127.0.0.1:\(self.agentPort)")!
-        )
-      )
+      MeshClientConfiguration(consul: self.consul.configuration)
     }
 
     /// Waits, through a blocking query, until `count` instances of `service` pass their checks.
