@@ -136,6 +136,26 @@ struct BalancerStateMachineTests {
     #expect(machine.stats.invalidEndpoints == 1)
   }
 
+  @Test("A change between an RPC's pick and its wait wakes it: it looks again, never sleeps")
+  func changeBeforeTheWaiterIsStored() throws {
+    var machine = Self.machine()
+    // Before discovery answers, an RPC must wait; it stores its waiter only after the lock was
+    // let go, and discovery answers in between, with no endpoint.
+    guard case .wait(let id) = Self.pick(&machine) else {
+      Issue.record("expected to wait for discovery")
+      return
+    }
+    #expect(Self.apply(Self.endpoints(), to: &machine).effects.resume.isEmpty)
+    // The waiter comes back at once instead of waiting for a change that already happened.
+    #expect(machine.enqueue("late", id: id).resume == ["late"])
+    #expect(machine.stats.pending == 0)
+    guard case .fail(let error) = Self.pick(&machine) else {
+      Issue.record("expected the RPC to fail: discovery lists no endpoint")
+      return
+    }
+    #expect(error.code == .unavailable)
+  }
+
   @Test("Endpoints are picked once their health stream is up; waiting RPCs are woken then")
   func readinessWakesWaiters() throws {
     var machine = Self.machine()

@@ -423,9 +423,14 @@ where Instant.Duration == Duration {
 
   // MARK: - Waiting
 
-  /// Stores a waiter under an ID ``pick(avoiding:waitForReady:now:using:)`` returned.
+  /// Stores a waiter under an ID ``pick(avoiding:waitForReady:now:using:)`` returned. If the
+  /// balancer changed since that pick (between it and this call the lock was free), the waiter
+  /// is not stored but returned in the effects' `resume`, to look again.
   mutating func enqueue(_ waiter: Waiter, id: UInt64) -> Effects {
-    self.waiters.enqueue(waiter, id: id)
+    guard self.waiters.enqueue(waiter, id: id) else {
+      // The balancer changed since the pick that made `id`: resumed at once, the RPC picks again.
+      return Effects(resume: [waiter])
+    }
     return Effects(fire: self.notifyObservers())
   }
 
