@@ -119,13 +119,24 @@ where Clock.Duration == Duration {
       self.settleBinding(.failure(error))
       throw error
     }
+    // The HTTP server stops by graceful shutdown, never by cancellation: cancelling a NIO server
+    // while an accepted connection is still queued traps ("Deinited NIOAsyncWriter without
+    // calling finish()", apple/swift-nio#3481), as a CI run found.
+    let server = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: [.init(service: application)],
+        logger: self.core.logger
+      )
+    )
+    let serverStopped = MeshSignal()
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await self.core.run() }
       group.addTask {
+        defer { serverStopped.fire() }
         do {
-          try await application.run()
+          try await server.run()
         } catch is CancellationError {
-          // Shutdown: the listener and every connection were closed.
+          // A hard stop (the agent's task was cancelled).
         } catch {
           self.settleBinding(.failure(error))  // ignored once bound
           // The server failed (a port in use): the agent stops, with its error.
@@ -134,8 +145,11 @@ where Clock.Duration == Duration {
         }
       }
       await self.core.shutdown.wait()
-      // Blocking queries in flight return at once (they wait for the shutdown signal too); then
-      // the listener, its connections, the timers and the checks stop.
+      // Blocking queries in flight return at once (they wait for the shutdown signal too); the
+      // listener closes, idle connections close, and requests in flight finish. Then the
+      // timers and the checks stop.
+      await server.triggerGracefulShutdown()
+      await serverStopped.wait()
       group.cancelAll()
     }
   }
