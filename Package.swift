@@ -392,6 +392,7 @@ targets.append(
   .testTarget(
     name: "MeshCommandsTests",
     dependencies: [
+      .target(name: "InteropSupport"),
       .target(name: "MeshCommands"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshTransport"),

@@ -15,7 +15,6 @@
  */
 
 public import Foundation
-private import MeshCore
 
 /// A real gRPC peer written in Python (grpcio from PyPI), driven over stdin/stdout.
 ///
@@ -74,29 +73,6 @@ public final class PythonPeer<Reply: Decodable> {
     process.standardOutput = stdout
     process.standardError = FileHandle.standardError
 
-    let (lines, linesContinuation) = AsyncStream.makeStream(of: String.self)
-    let buffer = MeshMutex(Data())
-    stdout.fileHandleForReading.readabilityHandler = { handle in
-      let data = handle.availableData
-      if data.isEmpty {
-        handle.readabilityHandler = nil
-        linesContinuation.finish()
-        return
-      }
-      let complete: [String] = buffer.withLock { buffer in
-        buffer.append(data)
-        var complete: [String] = []
-        while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-          complete.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-          buffer.removeSubrange(buffer.startIndex...newline)
-        }
-        return complete
-      }
-      for line in complete {
-        linesContinuation.yield(line)
-      }
-    }
-
     let (exited, exitedContinuation) = AsyncStream.makeStream(of: Int32.self)
     process.terminationHandler = { process in
       exitedContinuation.yield(process.terminationStatus)
@@ -106,7 +82,7 @@ public final class PythonPeer<Reply: Decodable> {
     try process.run()
     self.process = process
     self.input = stdin.fileHandleForWriting
-    self.lines = lines.makeAsyncIterator()
+    self.lines = InteropSupport.lines(from: stdout).makeAsyncIterator()
     self.exited = exited
   }
 

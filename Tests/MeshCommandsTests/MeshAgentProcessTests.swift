@@ -15,6 +15,7 @@
  */
 
 import Foundation
+import InteropSupport
 import Testing
 
 /// The `mesh` executable itself, as an operator runs it.
@@ -38,17 +39,6 @@ struct MeshAgentProcessTests {
     process.arguments = ["agent", "--dev", "--port", "0"]
     let output = Pipe()
     process.standardOutput = output
-    let (lines, linesContinuation) = AsyncStream.makeStream(of: String.self)
-    let buffer = LineBuffer()
-    output.fileHandleForReading.readabilityHandler = { handle in
-      let data = handle.availableData
-      if data.isEmpty {
-        handle.readabilityHandler = nil
-        linesContinuation.finish()
-        return
-      }
-      for line in buffer.append(data) { linesContinuation.yield(line) }
-    }
     let (exited, exitedContinuation) = AsyncStream.makeStream(of: Int32.self)
     process.terminationHandler = { process in
       exitedContinuation.yield(process.terminationStatus)
@@ -56,7 +46,7 @@ struct MeshAgentProcessTests {
     }
     try process.run()
     var seen: [String] = []
-    var iterator = lines.makeAsyncIterator()
+    var iterator = lines(from: output).makeAsyncIterator()
     while let line = await iterator.next() {
       seen.append(line)
       if line.contains("HTTP API: http://127.0.0.1:") { break }
@@ -67,21 +57,5 @@ struct MeshAgentProcessTests {
     var status = exited.makeAsyncIterator()
     #expect(await status.next() == 0)
     #expect(seen.last == "==> Agent stopped", "\(seen)")
-  }
-}
-
-/// Splits a byte stream into lines.
-final class LineBuffer: @unchecked Sendable {
-  // Only the pipe's readability handler, one call at a time, touches it.
-  private var data = Data()
-
-  func append(_ chunk: Data) -> [String] {
-    self.data.append(chunk)
-    var lines: [String] = []
-    while let newline = self.data.firstIndex(of: UInt8(ascii: "\n")) {
-      lines.append(String(decoding: self.data[self.data.startIndex..<newline], as: UTF8.self))
-      self.data.removeSubrange(self.data.startIndex...newline)
-    }
-    return lines
   }
 }

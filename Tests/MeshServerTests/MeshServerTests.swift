@@ -34,9 +34,15 @@ import Testing
 
 /// Calls Echo in a loop until stopped, counting failures.
 final class EchoLoad: Sendable {
-  private let state = MeshMutex((stopped: false, failures: [String]()))
+  private let state = MeshMutex((stopped: false, phase: "start", failures: [String]()))
 
+  /// Each failure, prefixed with the phase the test was in when it happened.
   var failures: [String] { self.state.withLock { $0.failures } }
+
+  /// Names what the test does next, for the failures' messages.
+  func enter(_ phase: String) {
+    self.state.withLock { $0.phase = phase }
+  }
 
   func stop() {
     self.state.withLock { $0.stopped = true }
@@ -47,7 +53,7 @@ final class EchoLoad: Sendable {
       do {
         _ = try await client.echo("load")
       } catch {
-        self.state.withLock { $0.failures.append("\(error)") }
+        self.state.withLock { $0.failures.append("\($0.phase): \(error)") }
       }
     }
   }
@@ -116,19 +122,27 @@ struct MeshServerTests {
             await transport.waitForStats { $0.attemptsTotal >= 100 }
 
             let draining = servers[0]
+            load.enter("draining")
             draining.server.beginGracefulShutdown()
             // NOT_SERVING and deregistered: Consul discovery drops it.
             await transport.waitForStats { $0.endpoints == 2 }
+            load.enter("drained server dropped")
             #expect(draining.server.health.status(of: "test.Echo") == .notServing)
             // The drain delay (on the test's clock), then GOAWAY; the server stops.
             await clock.waitForSleepers(1)
+            load.enter("after the drain delay")
             clock.advance(by: MeshServerConfiguration.Drain().delay)
             await draining.stopped.wait()
+            load.enter("after the drained server stopped")
             let atStop = transport.stats.attemptsTotal
             await transport.waitForStats { $0.attemptsTotal >= atStop + 100 }
             load.stop()
           }
-          #expect(load.failures.isEmpty, "\(load.failures.prefix(5))")
+          let failures = load.failures
+          #expect(
+            failures.isEmpty,
+            "\(failures.count) failures: \(failures.prefix(3)) … \(failures.suffix(2))"
+          )
           #expect(servers[1].echo.calls > 0 && servers[2].echo.calls > 0)
         }
         for (server, _, _) in servers.dropFirst() { server.beginGracefulShutdown() }

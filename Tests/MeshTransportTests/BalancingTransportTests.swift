@@ -120,14 +120,27 @@ struct BalancingTransportTests {
       var fleet = LoopbackFleet()
       for _ in 0..<3 { try await fleet.add(in: &group) }
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
+      var stats: MeshTransportStats?
       try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3) {
         health,
-        _ in
+        transport in
         for _ in 0..<300 {
           _ = try await health.check(.init())
         }
+        stats = transport.stats
       }
-      #expect(fleet.counters.map(\.value) == [100, 100, 100])
+      let served = fleet.counters.map(\.value)
+      let retries = try #require(stats).retriesTotal
+      if retries == 0 {
+        #expect(served == [100, 100, 100], "\(String(describing: stats))")
+      } else {
+        // A sanitizer's slowness can fail an attempt the server has served (a timer starved past
+        // a deadline): its retry goes to the next server, so each count may be off by the retries.
+        #expect(
+          served.allSatisfy { abs($0 - 100) <= retries },
+          "\(served) \(String(describing: stats))"
+        )
+      }
       fleet.stop()
       try await group.waitForAll()
     }
