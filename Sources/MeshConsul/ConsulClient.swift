@@ -243,22 +243,107 @@ public final class ConsulClient: Sendable {
     if let datacenter = query.datacenter {
       items.append(URLQueryItem(name: "dc", value: datacenter))
     }
-    var timeout = self.configuration.requestTimeout
-    if let index, index > 0 {
-      items.append(URLQueryItem(name: "index", value: String(index)))
-      let wait = wait ?? .seconds(300)
-      // Whole milliseconds, at least 1, as Consul's Go client sends them.
-      let milliseconds = max(1, MeshInput.milliseconds(clamping: wait))
-      items.append(URLQueryItem(name: "wait", value: "\(milliseconds)ms"))
-      // Consul may hold the request for wait + wait/16 of jitter.
-      timeout = wait + wait / 16 + self.configuration.requestTimeout
-    }
+    let timeout = self.blocking(index: index, wait: wait, query: &items)
     return try await self.get(
       "/v1/health/service/\(Self.pathSegment(service))",
       query: items,
       timeout: timeout,
       as: [ConsulServiceEntry].self
     )
+  }
+
+  /// Adds a blocking query's `index` and `wait` to `items` (none for a nil or zero index);
+  /// returns the request's deadline: `wait` and its jitter plus the usual timeout.
+  private func blocking(index: UInt64?, wait: Duration?, query items: inout [URLQueryItem])
+    -> Duration
+  {
+    guard let index, index > 0 else { return self.configuration.requestTimeout }
+    items.append(URLQueryItem(name: "index", value: String(index)))
+    let wait = wait ?? .seconds(300)
+    // Whole milliseconds, at least 1, as Consul's Go client sends them.
+    let milliseconds = max(1, MeshInput.milliseconds(clamping: wait))
+    items.append(URLQueryItem(name: "wait", value: "\(milliseconds)ms"))
+    // Consul may hold the request for wait + wait/16 of jitter.
+    return wait + wait / 16 + self.configuration.requestTimeout
+  }
+
+  // MARK: - Intentions
+
+  /// `GET /v1/connect/intentions/match?by=destination&name=`: the intentions that apply to calls
+  /// to `destination` (its own and those to `*`), most specific first, keyed by `destination`
+  /// (an empty list when none: Consul's `null`).
+  ///
+  /// With `index`, a blocking query: Consul answers when the intentions' index passes `index`, or
+  /// after `wait`.
+  public func intentionsMatching(
+    destination: String,
+    index: UInt64? = nil,
+    wait: Duration? = nil
+  ) async throws(MeshConsulError) -> ConsulResponse<[String: [ConsulIntention]]> {
+    var items = [
+      URLQueryItem(name: "by", value: "destination"),
+      URLQueryItem(name: "name", value: destination),
+    ]
+    let timeout = self.blocking(index: index, wait: wait, query: &items)
+    // A name with no intentions maps to null.
+    let response = try await self.get(
+      "/v1/connect/intentions/match",
+      query: items,
+      timeout: timeout,
+      as: [String: [ConsulIntention]?].self
+    )
+    return ConsulResponse(
+      value: response.value.compactMapValues { $0 ?? [] },
+      index: response.index,
+      knownLeader: response.knownLeader,
+      lastContactMilliseconds: response.lastContactMilliseconds
+    )
+  }
+
+  /// `PUT /v1/connect/intentions/exact?source=&destination=`: creates or replaces the intention
+  /// from `source` to `destination` (in the destination's `service-intentions` config entry).
+  public func upsertIntention(_ intention: ConsulIntention) async throws(MeshConsulError) {
+    try await self.put(
+      "/v1/connect/intentions/exact",
+      query: [
+        URLQueryItem(name: "source", value: intention.sourceName),
+        URLQueryItem(name: "destination", value: intention.destinationName),
+      ],
+      body: try Self.encode(intention)
+    )
+  }
+
+  /// `DELETE /v1/connect/intentions/exact?source=&destination=`; deleting a missing intention
+  /// succeeds, as in Consul.
+  public func deleteIntention(source: String, destination: String) async throws(MeshConsulError) {
+    _ = try await self.execute(
+      .DELETE,
+      "/v1/connect/intentions/exact",
+      query: [
+        URLQueryItem(name: "source", value: source),
+        URLQueryItem(name: "destination", value: destination),
+      ],
+      body: nil,
+      timeout: self.configuration.requestTimeout
+    )
+  }
+
+  /// `PUT /v1/config` with a `service-intentions` entry: every intention to the entry's
+  /// destination at once, L7 permissions included.
+  public func setServiceIntentions(_ entry: ConsulServiceIntentions) async throws(MeshConsulError) {
+    try await self.put("/v1/config", body: try Self.encode(entry))
+  }
+
+  private static func encode(_ value: some Encodable) throws(MeshConsulError) -> Data {
+    do {
+      return try JSONEncoder().encode(value)
+    } catch {
+      throw MeshConsulError(
+        code: .invalidConfiguration,
+        message: "Cannot encode: \(error)",
+        cause: error
+      )
+    }
   }
 
   /// `GET /v1/catalog/services`: every service name and the union of its tags.
