@@ -25,6 +25,8 @@ enum ConsulAgentWatchKey: Hashable, Sendable {
   case catalog
   /// Anything on the node (`/v1/health/node`, `/v1/health/state`, `/v1/catalog/node`).
   case any
+  /// The intentions (`/v1/connect/intentions*`, `/v1/config/service-intentions*`).
+  case intentions
 }
 
 /// The parked blocking queries, by what they wait on, so that a change wakes only the queries it
@@ -75,6 +77,7 @@ struct ConsulAgentWaiters {
     guard self.count > 0, change.any else { return }
     var keys: Set<ConsulAgentWatchKey> = [.any]
     for service in change.services { keys.insert(.service(service)) }
+    if change.intentions { keys.insert(.intentions) }
     if change.catalog {
       keys.insert(.catalog)
       keys.formUnion(self.followingCatalog)

@@ -62,6 +62,7 @@ final class ConsulAgentCore<Clock: _Concurrency.Clock>: Sendable where Clock.Dur
       case .service(let name): return state.index(ofService: name)
       case .catalog: return state.indexOfCatalog
       case .any: return max(state.index, 1)
+      case .intentions: return state.indexOfIntentions
       }
     }
 

@@ -205,7 +205,7 @@ extension ConsulAgentCore {
     return reply
   }
 
-  private static func encode<Value: Encodable>(_ value: Value, _ call: ConsulAgentCall) throws
+  static func encode<Value: Encodable>(_ value: Value, _ call: ConsulAgentCall) throws
     -> ConsulAgentReply
   {
     let encoder = JSONEncoder()

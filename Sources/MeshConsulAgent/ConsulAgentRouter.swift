@@ -139,6 +139,7 @@ where Clock.Duration == Duration {
       parameter = ""
     }
     let call = ConsulAgentCall(
+      method: request.method,
       query: ConsulAgentQuery(request.uri.query ?? ""),
       parameter: parameter,
       body: Array(body.readableBytesView)

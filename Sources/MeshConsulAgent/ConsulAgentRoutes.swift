@@ -23,6 +23,7 @@ internal import NIOCore
 
 /// What a route's handler gets: the decoded path parameter, the query and the body.
 struct ConsulAgentCall: Sendable {
+  var method: HTTPRequest.Method
   var query: ConsulAgentQuery
   /// The `**` part of the path, percent-decoded (a service ID, a check ID, a name).
   var parameter: String
@@ -198,6 +199,23 @@ enum ConsulAgentRoutes<Clock: _Concurrency.Clock> where Clock.Duration == Durati
         return try core.agentRead(call) { [$0.member(datacenter: datacenter)] }
       },
       put("/v1/agent/check/update/**") { try await $0.checkUpdate($1) },
+      // Intentions: service-intentions config entries, and the intention views of them
+      Route(
+        path: "/v1/connect/intentions/exact",
+        methods: [.get, .put, .delete],
+        handle: { try await $0.exactIntention($1) }
+      ),
+      get("/v1/connect/intentions/match") { try await $0.matchIntentions($1) },
+      get("/v1/connect/intentions/check") { try await $0.checkIntention($1) },
+      get("/v1/connect/intentions") { core, call in
+        try await core.read(.intentions, call) { $0.intentions.all }
+      },
+      put("/v1/config") { try await $0.setConfigEntry($1) },
+      Route(
+        path: "/v1/config/**",
+        methods: [.get, .delete],
+        handle: { try await $0.configEntry($1) }
+      ),
       // Status
       get("/v1/status/leader") { core, call in
         try core.agentRead(call) { "\($0.node.address):8300" }

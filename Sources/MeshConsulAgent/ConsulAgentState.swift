@@ -24,6 +24,8 @@ package struct ConsulAgentChange: Sendable {
   package var any = false
   /// gRPC checks added or whose settings changed.
   package var probes: Set<ConsulAgentKey> = []
+  /// The intentions (service-intentions config entries).
+  package var intentions = false
 }
 
 /// The agent's catalog and checks, as a value with no I/O.
@@ -66,6 +68,8 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
   private var checkIDsByService: [ConsulAgentKey: Set<ConsulAgentKey>] = [:]
   private var deadlines = ConsulAgentDeadlines<Instant>()
   private var change = ConsulAgentChange()
+  /// The intentions: service-intentions config entries.
+  package private(set) var intentions = ConsulAgentIntentions()
 
   package init(node: ConsulNode, startIndex: UInt64 = 10) {
     self.node = node
@@ -102,6 +106,24 @@ package struct ConsulAgentState<Instant: InstantProtocol> where Instant.Duration
   /// The checks of service `id`, in byte order of their IDs.
   package func checks(ofService id: ConsulAgentKey) -> [Check] {
     (self.checkIDsByService[id] ?? []).sorted().compactMap { self.checks[$0] }
+  }
+
+  /// The index of the intentions' queries (never 0).
+  package var indexOfIntentions: UInt64 {
+    max(self.intentions.index, 1)
+  }
+
+  /// Applies `edit` to the intentions, at the next index if it changes them.
+  package mutating func editIntentions(
+    _ edit: (inout ConsulAgentIntentions, UInt64) throws(ConsulAgentError) -> Void
+  ) throws(ConsulAgentError) {
+    var intentions = self.intentions
+    try edit(&intentions, self.index + 1)
+    guard intentions != self.intentions else { return }
+    self.intentions = intentions
+    _ = self.nextIndex()
+    self.change.intentions = true
+    self.change.any = true
   }
 
   /// Returns and clears what changed since the last call.

@@ -104,6 +104,78 @@ enum ConsulStrictJSON {
 
   static let checkUpdate = Schema(["Status": .value, "Output": .value])
 
+  static let intentionHeader = Schema(
+    [
+      "Name": .value, "Present": .value, "Exact": .value, "Prefix": .value, "Suffix": .value,
+      "Contains": .value, "Regex": .value, "Invert": .value, "IgnoreCase": .value,
+    ],
+    aliases: ["ignore_case": "IgnoreCase"]
+  )
+  static let intentionHTTP = Schema(
+    [
+      "PathExact": .value, "PathPrefix": .value, "PathRegex": .value,
+      "Header": .arrayOfObjects(intentionHeader), "Methods": .value,
+    ],
+    aliases: ["path_exact": "PathExact", "path_prefix": "PathPrefix", "path_regex": "PathRegex"]
+  )
+  static let intentionPermission = Schema([
+    "Action": .value, "HTTP": .object(intentionHTTP), "JWT": .value,
+  ])
+
+  /// The body of `PUT /v1/connect/intentions/exact`: an `api.Intention`, as Consul's Go client
+  /// sends it whole (only its action, permissions, description and meta are used).
+  static let intention = Schema(
+    [
+      "ID": .value, "Description": .value, "SourcePeer": .value, "SourceNS": .value,
+      "SourceName": .value, "SourcePartition": .value, "SourceSamenessGroup": .value,
+      "DestinationNS": .value, "DestinationName": .value, "DestinationPartition": .value,
+      "SourceType": .value, "Action": .value,
+      "Permissions": .arrayOfObjects(intentionPermission), "JWT": .value, "DefaultAddr": .value,
+      "DefaultPort": .value, "Meta": .value, "Precedence": .value, "CreatedAt": .value,
+      "UpdatedAt": .value, "Hash": .value, "CreateIndex": .value, "ModifyIndex": .value,
+      "LegacyMeta": .value,
+    ]
+  )
+
+  static let sourceIntention = Schema(
+    [
+      "Name": .value, "Peer": .value, "Namespace": .value, "Partition": .value,
+      "SamenessGroup": .value, "Action": .value,
+      "Permissions": .arrayOfObjects(intentionPermission), "Precedence": .value,
+      "LegacyID": .value, "Type": .value, "Description": .value,
+    ],
+    aliases: ["legacy_id": "LegacyID", "sameness_group": "SamenessGroup"]
+  )
+
+  /// The body of `PUT /v1/config` for a `service-intentions` entry.
+  static let serviceIntentions = Schema([
+    "Kind": .value, "Name": .value, "Namespace": .value, "Partition": .value,
+    "Sources": .arrayOfObjects(sourceIntention), "JWT": .value, "Meta": .value,
+    "CreateIndex": .value, "ModifyIndex": .value,
+  ])
+
+  /// The `Kind` (or `kind`) of a config entry body.
+  static func configEntryKind(_ body: Data) throws(ConsulAgentError) -> String {
+    let value: ConsulJSONValue
+    do {
+      value = try JSONDecoder().decode(ConsulJSONValue.self, from: body)
+    } catch {
+      throw ConsulAgentError(400, "Request decoding failed: invalid JSON", cause: error)
+    }
+    guard case .object(let object) = value,
+      let kind = object.first(where: { $0.key == "Kind" || $0.key == "kind" })?.value
+    else {
+      throw ConsulAgentError(
+        400,
+        "Request decoding failed: Payload does not contain a kind/Kind key at the top level"
+      )
+    }
+    guard case .string(let text) = kind else {
+      throw ConsulAgentError(400, "Request decoding failed: Kind must be a string")
+    }
+    return text
+  }
+
   /// Decodes `body` as `T`, checking its fields against `schema` first.
   static func decode<T: Decodable>(
     _ type: T.Type,
