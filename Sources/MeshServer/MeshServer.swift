@@ -66,7 +66,11 @@ public final class MeshServer: Service, Sendable {
   private let startedSettled = MeshSignal()
   #if Consul
     private let consul: ConsulClient?
+    private let intentionsConsul: ConsulClient?
   #endif
+  /// The Consul intentions calls are decided by, when
+  /// ``MeshServerConfiguration/intentions`` is set (nil otherwise).
+  public let intentions: MeshIntentions?
 
   /// Loads the credentials and prepares the server; nothing is bound until ``run()``.
   ///
@@ -120,23 +124,35 @@ public final class MeshServer: Service, Sendable {
     var router = RPCRouter<HTTP2ServerTransport.Posix>()
     for service in services { service.registerMethods(with: &router) }
     self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
+    #if Consul
+      self.consul = try configuration.registration.map { try ConsulClient($0.consul) }
+      self.intentionsConsul = try configuration.intentions.map { try ConsulClient($0.consul) }
+      let intentions = configuration.intentions.map { _ in MeshIntentions() }
+    #else
+      let intentions: MeshIntentions? = nil
+    #endif
+    self.intentions = intentions
     self.server = GRPCServer(
       transport: transport,
       services: services + [health],
-      interceptors: Self.meshInterceptors(configuration, logger: logger) + interceptors
+      interceptors: Self.meshInterceptors(configuration, intentions: intentions, logger: logger)
+        + interceptors
     )
-    #if Consul
-      self.consul = try configuration.registration.map { try ConsulClient($0.consul) }
-    #endif
   }
 
   /// The mesh's interceptors, outermost first: authorization (before any handler code), the
   /// caller's identity, deadline propagation.
   private static func meshInterceptors(
     _ configuration: MeshServerConfiguration,
+    intentions: MeshIntentions?,
     logger: Logger
   ) -> [any ServerInterceptor] {
     var interceptors: [any ServerInterceptor] = []
+    var audit = logger
+    audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
+    if let intentions {
+      interceptors.append(MeshAuthorizationInterceptor(intentions: intentions, audit: audit))
+    }
     if var policy = configuration.authorization {
       // Consul's gRPC checks and the clients' health checking call the health service with
       // their own identities: it stays open to every verified caller unless a rule denies it.
@@ -148,8 +164,6 @@ public final class MeshServer: Service, Sendable {
           name: "health is open to the mesh"
         )
       )
-      var audit = logger
-      audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
       interceptors.append(MeshAuthorizationInterceptor(policy: policy, audit: audit))
     }
     return interceptors + [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()]
@@ -236,6 +250,7 @@ public final class MeshServer: Service, Sendable {
     case drainDelayOver
     case gracePeriodOver
     case rotationEnded
+    case intentionsEnded
   }
 
   private func serve() async throws {
@@ -262,6 +277,7 @@ public final class MeshServer: Service, Sendable {
           return .rotationEnded
         }
       }
+      self.startIntentions(in: &group)
       let port = try await self.boundPort
       for service in self.servedServices { self.health.setServing(service: service) }
       self.health.setServing()
@@ -311,7 +327,7 @@ public final class MeshServer: Service, Sendable {
           group.cancelAll()
           self.logger.info("Stopped")
           return
-        case .rotationEnded:
+        case .rotationEnded, .intentionsEnded:
           continue
         }
       }
@@ -321,6 +337,26 @@ public final class MeshServer: Service, Sendable {
   private func drainDelay() async throws -> Event {
     try await self.clock.sleep(for: self.configuration.drain.delay)
     return .drainDelayOver
+  }
+
+  /// Follows the service's intentions in Consul in a child task, if configured.
+  private func startIntentions(in group: inout ThrowingTaskGroup<Event, any Error>) {
+    #if Consul
+      guard let settings = self.configuration.intentions, let consul = self.intentionsConsul,
+        let intentions = self.intentions
+      else { return }
+      let watch = MeshIntentionsWatch(
+        client: consul,
+        service: self.configuration.serviceName,
+        settings: settings,
+        intentions: intentions,
+        logger: self.logger
+      )
+      group.addTask {
+        await watch.run()
+        return .intentionsEnded
+      }
+    #endif
   }
 
   /// Registers the instance in a child task; returns how to deregister it (nil: no registration).

@@ -86,6 +86,38 @@ public struct MeshServerConfiguration: Sendable {
     }
   #endif
 
+  #if Consul
+    /// Authorization by the service's Consul intentions: the server reads those that match it as
+    /// a destination (`/v1/connect/intentions/match?by=destination`) with blocking queries, so
+    /// that a change in Consul takes effect at once, without a restart, and keeps the last good
+    /// set while Consul is unreachable. Calls before the first answer fail with UNAVAILABLE.
+    ///
+    /// L7 intentions decide per method: a permission's `PathExact` `/package.Service/Method` or
+    /// `PathPrefix` `/package.Service/` (see ``MeshIntentionPolicy`` for the rules). The health
+    /// service stays open to every verified caller.
+    public struct Intentions: Sendable {
+      /// The Consul agent to ask.
+      public var consul: ConsulClientConfiguration
+      /// What decides a call no intention matches: Consul's ACL default policy. Default `.deny`
+      /// (fail closed, as Consul with ACLs enabled and `default_policy = "deny"`); a Consul
+      /// without ACLs allows.
+      public var defaultAction: MeshAuthorizationPolicy.Action
+      /// The longest a blocking query waits for a change before it is asked again. Default
+      /// 5 minutes (Consul's longest is 10).
+      public var wait: Duration
+
+      public init(
+        consul: ConsulClientConfiguration = ConsulClientConfiguration(),
+        defaultAction: MeshAuthorizationPolicy.Action = .deny,
+        wait: Duration = .seconds(300)
+      ) {
+        self.consul = consul
+        self.defaultAction = defaultAction
+        self.wait = wait
+      }
+    }
+  #endif
+
   /// The graceful drain: health NOT_SERVING, deregistration, ``delay`` while clients stop picking
   /// the instance, GOAWAY, then up to ``gracePeriod`` for RPCs in flight to finish.
   public struct Drain: Sendable, Hashable {
@@ -149,6 +181,9 @@ public struct MeshServerConfiguration: Sendable {
   #if Consul
     /// Self-registration in Consul; nil: none.
     public var registration: Registration?
+    /// Authorization by the service's intentions in Consul, followed as they change; nil: none.
+    /// Exclusive with ``authorization``.
+    public var intentions: Intentions?
   #endif
   /// The graceful drain.
   public var drain: Drain
@@ -175,6 +210,7 @@ public struct MeshServerConfiguration: Sendable {
       drain: Drain = Drain(),
       connections: Connections = Connections(),
       authorization: MeshAuthorizationPolicy? = nil,
+      intentions: Intentions? = nil,
       transport: HTTP2ServerTransport.Posix.Config? = nil
     ) {
       self.serviceName = serviceName
@@ -182,6 +218,7 @@ public struct MeshServerConfiguration: Sendable {
       self.port = port
       self.tls = tls
       self.registration = registration
+      self.intentions = intentions
       self.drain = drain
       self.connections = connections
       self.authorization = authorization
@@ -241,6 +278,16 @@ public struct MeshServerConfiguration: Sendable {
           }
           try Self.positive(registration.checkInterval, "registration.checkInterval")
           try Self.positive(registration.checkTimeout, "registration.checkTimeout")
+        }
+        if let intentions = self.intentions {
+          try Self.positive(intentions.wait, "intentions.wait")
+          if self.authorization != nil {
+            throw MeshInputError(
+              code: .invalid,
+              field: "intentions",
+              message: "set with authorization: a server follows its rules or Consul's intentions"
+            )
+          }
         }
       #endif
       try Self.notNegative(self.drain.delay, "drain.delay")
@@ -304,6 +351,7 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_TRUST_DOMAIN` | callers must have a SPIFFE ID in it (with `MESH_CERTS_DIR`); default: any identity the mesh CA issued |
   /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | register with this Consul agent (with the Consul trait) |
   /// | `MESH_ADVERTISE_ADDRESS`, `MESH_ADVERTISE_PORT` | the address registered |
+  /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
   ///
   /// - Throws: ``MeshServerError`` naming the variable for a missing or bad value.
@@ -355,6 +403,20 @@ public struct MeshServerConfiguration: Sendable {
             registration.advertisedPort = try MeshInput.port(port, field: "MESH_ADVERTISE_PORT")
           }
           configuration.registration = registration
+        }
+        if let mode = value("MESH_INTENTIONS") {
+          guard let action = MeshAuthorizationPolicy.Action(rawValue: mode) else {
+            throw MeshInputError(
+              code: .invalid,
+              field: "MESH_INTENTIONS",
+              message:
+                "must be 'deny' or 'allow' (the default when none matches), not \(MeshInput.quoted(mode))"
+            )
+          }
+          configuration.intentions = Intentions(
+            consul: try .fromEnvironment(environment),
+            defaultAction: action
+          )
         }
       #endif
     } catch {

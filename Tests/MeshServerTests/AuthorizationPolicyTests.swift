@@ -18,6 +18,28 @@ import MeshServer
 import MeshTransport
 import Testing
 
+/// The two kinds of policy, decided alike in these tests.
+protocol AuthorizationDeciding {
+  func decide(
+    identities: [MeshServiceIdentity],
+    service: String,
+    method: String
+  ) -> MeshAuthorizationPolicy.Decision
+}
+
+extension MeshAuthorizationPolicy: AuthorizationDeciding {}
+extension MeshIntentionPolicy: AuthorizationDeciding {}
+
+/// `policy`'s decision for a call of `method` (`package.Service/Method`) by `identities`.
+func decide(
+  _ policy: some AuthorizationDeciding,
+  _ identities: [MeshServiceIdentity],
+  _ method: String
+) -> MeshAuthorizationPolicy.Decision {
+  let parts = method.split(separator: "/")
+  return policy.decide(identities: identities, service: String(parts[0]), method: String(parts[1]))
+}
+
 @Suite("Authorization by caller identity: decisions")
 struct AuthorizationPolicyTests {
   static func spiffe(_ service: String, domain: String = "mesh.local") -> MeshServiceIdentity {
@@ -27,19 +49,6 @@ struct AuthorizationPolicyTests {
   let checkout = [Self.spiffe("checkout")]
   let billing = [Self.spiffe("billing")]
   let partner = [Self.spiffe("checkout", domain: "partner.example")]
-
-  func decide(
-    _ policy: MeshAuthorizationPolicy,
-    _ identities: [MeshServiceIdentity],
-    _ method: String
-  ) -> MeshAuthorizationPolicy.Decision {
-    let parts = method.split(separator: "/")
-    return policy.decide(
-      identities: identities,
-      service: String(parts[0]),
-      method: String(parts[1])
-    )
-  }
 
   @Test("The more specific destination wins, then the more specific source; deny wins a tie")
   func precedence() {
@@ -55,24 +64,24 @@ struct AuthorizationPolicyTests {
       defaultAction: .deny
     )
     // A service-wide allow for checkout.
-    #expect(self.decide(policy, self.checkout, "orders.Orders/Place").action == .allow)
+    #expect(decide(policy, self.checkout, "orders.Orders/Place").action == .allow)
     // Cancel: a method rule beats the service rule; the identity rule beats `*`.
-    #expect(self.decide(policy, self.checkout, "orders.Orders/Cancel").action == .allow)
-    let billingCancel = self.decide(policy, self.billing, "orders.Orders/Cancel")
+    #expect(decide(policy, self.checkout, "orders.Orders/Cancel").action == .allow)
+    let billingCancel = decide(policy, self.billing, "orders.Orders/Cancel")
     #expect(billingCancel.action == .deny)
     #expect(billingCancel.reason == "deny * -> orders.Orders/Cancel")
     // Nothing for billing on Place: the default.
-    let billingPlace = self.decide(policy, self.billing, "orders.Orders/Place")
+    let billingPlace = decide(policy, self.billing, "orders.Orders/Place")
     #expect(billingPlace.action == .deny)
     #expect(billingPlace.rule == nil)
     #expect(billingPlace.reason == "default deny")
     // A service name matches in every trust domain the server trusts: the service-wide allow
     // (a more specific destination) beats the partner domain's deny of `*`, which decides
     // everything else of theirs.
-    #expect(self.decide(policy, self.partner, "orders.Orders/Place").action == .allow)
-    #expect(self.decide(policy, self.partner, "orders.Stock/Get").action == .deny)
+    #expect(decide(policy, self.partner, "orders.Orders/Place").action == .allow)
+    #expect(decide(policy, self.partner, "orders.Stock/Get").action == .deny)
     // Allow and deny equally specific: deny.
-    #expect(self.decide(policy, self.checkout, "orders.Reports/Daily").action == .deny)
+    #expect(decide(policy, self.checkout, "orders.Reports/Daily").action == .deny)
   }
 
   @Test("Sources: any, a trust domain, a service by SPIFFE ID or DNS name, one identity")
@@ -88,16 +97,16 @@ struct AuthorizationPolicyTests {
     )
     let dns = [try MeshServiceIdentity.dns("checkout.internal")]
     let other = [try MeshServiceIdentity.dns("checkoutx")]
-    #expect(self.decide(policy, self.checkout, "a.A/Domain").action == .allow)
-    #expect(self.decide(policy, self.partner, "a.A/Domain").action == .deny)
-    #expect(self.decide(policy, dns, "a.A/Service").action == .allow)
-    #expect(self.decide(policy, other, "a.A/Service").action == .deny)
-    #expect(self.decide(policy, self.partner, "a.A/Service").action == .allow)
-    #expect(self.decide(policy, self.partner, "a.A/Exact").action == .deny)
-    #expect(self.decide(policy, self.checkout, "a.A/Exact").action == .allow)
-    #expect(self.decide(policy, other, "a.A/Any").action == .allow)
+    #expect(decide(policy, self.checkout, "a.A/Domain").action == .allow)
+    #expect(decide(policy, self.partner, "a.A/Domain").action == .deny)
+    #expect(decide(policy, dns, "a.A/Service").action == .allow)
+    #expect(decide(policy, other, "a.A/Service").action == .deny)
+    #expect(decide(policy, self.partner, "a.A/Service").action == .allow)
+    #expect(decide(policy, self.partner, "a.A/Exact").action == .deny)
+    #expect(decide(policy, self.checkout, "a.A/Exact").action == .allow)
+    #expect(decide(policy, other, "a.A/Any").action == .allow)
     // The default when nothing matches.
     let open = MeshAuthorizationPolicy(defaultAction: .allow)
-    #expect(self.decide(open, other, "a.A/Anything").action == .allow)
+    #expect(decide(open, other, "a.A/Anything").action == .allow)
   }
 }

@@ -167,6 +167,29 @@ struct MeshServerTests {
     return directory
   }
 
+  /// An mTLS echo server's settings (no drain delay), with `directory`'s certificate for `echo`.
+  static func echoServer(_ directory: MeshCertificateDirectory) -> MeshServerConfiguration {
+    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    return configuration
+  }
+
+  /// A mesh client with `service`'s certificate from `directory`, calling `echo` on `port`.
+  static func echoClient(
+    _ service: String,
+    _ directory: MeshCertificateDirectory,
+    port: Int
+  ) -> MeshClientConfiguration {
+    MeshClientConfiguration(
+      serviceName: service,
+      discovery: MeshStaticDiscovery(
+        ["echo": [MeshEndpoint(id: "echo-0", host: "127.0.0.1", port: port)]]
+      ),
+      tls: .init(credentials: .directory(directory.path, service: service))
+    )
+  }
+
   @Test("Under mTLS, one client connection holds 300 Watch streams: no stream limit by default")
   func manyStreamsOnOneConnection() async throws {
     let directory = try Self.makePKI()
@@ -209,18 +232,9 @@ struct MeshServerTests {
     defer { try? FileManager.default.removeItem(atPath: directory.path) }
 
     let echo = EchoService()
-    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
-    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
-    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
-    try await withMeshServer(configuration, services: [echo]) { server in
+    try await withMeshServer(Self.echoServer(directory), services: [echo]) { server in
       let port = try await server.listeningPort
-      let endpoint = MeshEndpoint(id: "echo-0", host: "127.0.0.1", port: port)
-      let client = MeshClientConfiguration(
-        serviceName: "checkout",
-        discovery: MeshStaticDiscovery(["echo": [endpoint]]),
-        tls: .init(credentials: .directory(directory.path, service: "checkout"))
-      )
-      try await withMeshClient(client) { mesh in
+      try await withMeshClient(Self.echoClient("checkout", directory, port: port)) { mesh in
         let reply = try await mesh.client(for: "echo").echo("hi")
         #expect(reply == "spiffe://mesh.local/ns/default/svc/checkout: hi")
       }
@@ -228,11 +242,84 @@ struct MeshServerTests {
 
       // Plaintext to the mTLS port: the handshake fails; the handler never runs.
       let plaintext = MeshClientConfiguration(
-        discovery: MeshStaticDiscovery(["echo": [endpoint]]),
+        discovery: MeshStaticDiscovery(["echo": [MeshEndpoint(host: "127.0.0.1", port: port)]]),
         defaultTimeout: .seconds(2)
       )
       try await withMeshClient(plaintext) { mesh in
         _ = await #expect(throws: RPCError.self) { try await mesh.client(for: "echo").echo("hi") }
+      }
+      #expect(echo.calls == 1)
+    }
+  }
+
+  @Test("Intentions from Consul: a change in the agent takes effect at once, without a restart")
+  func intentionsFromConsul() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    try await withAgent { consulAddress in
+      let consul = try ConsulClient(ConsulClientConfiguration(address: consulAddress))
+      var configuration = Self.echoServer(directory)
+      configuration.intentions = .init(
+        consul: ConsulClientConfiguration(address: consulAddress),
+        defaultAction: .deny
+      )
+      let echo = EchoService()
+      try await withMeshServer(configuration, services: [echo]) { server in
+        let intentions = try #require(server.intentions)
+        await intentions.waitForUpdate(after: 0)  // Consul's first answer: no intentions
+        let port = try await server.listeningPort
+        try await withMeshClient(Self.echoClient("checkout", directory, port: port)) { mesh in
+          let echoClient = try mesh.client(for: "echo")
+          let denied = await #expect(throws: RPCError.self) { try await echoClient.echo("hi") }
+          #expect(denied?.code == .permissionDenied)
+          #expect(denied?.message.contains("no intention matches") == true)
+          let health = Grpc_Health_V1_Health.Client(wrapping: echoClient)
+          #expect(try await health.check(.init()).status == .serving, "health stays open")
+
+          // Allowed in Consul: in force as soon as the blocking query returns.
+          var seen = intentions.updates
+          let start = ContinuousClock.now
+          try await consul.upsertIntention(
+            ConsulIntention(sourceName: "checkout", destinationName: "echo", action: "allow")
+          )
+          await intentions.waitForUpdate(after: seen)
+          let elapsed = ContinuousClock.now - start
+          if ProcessInfo.processInfo.environment["MESH_SANITIZED"] == nil {
+            #expect(elapsed < .seconds(1), "took \(elapsed)")
+          }
+          let reply = try await echoClient.echo("hi")
+          #expect(reply.hasSuffix("checkout: hi"))
+
+          // Per method, from a service-intentions config entry with gRPC paths.
+          seen = intentions.updates
+          try await consul.setServiceIntentions(
+            ConsulServiceIntentions(
+              name: "echo",
+              sources: [
+                ConsulSourceIntention(
+                  name: "checkout",
+                  permissions: [
+                    ConsulIntentionPermission(
+                      action: "deny",
+                      http: ConsulIntentionHTTPPermission(pathExact: "/test.Echo/Echo")
+                    ),
+                    ConsulIntentionPermission(
+                      action: "allow",
+                      http: ConsulIntentionHTTPPermission(pathPrefix: "/test.Echo/")
+                    ),
+                  ]
+                )
+              ]
+            )
+          )
+          await intentions.waitForUpdate(after: seen)
+          let perMethod = await #expect(throws: RPCError.self) { try await echoClient.echo("hi") }
+          #expect(perMethod?.code == .permissionDenied)
+          #expect(
+            perMethod?.message.contains("/test.Echo/Echo") == true,
+            "\(String(describing: perMethod))"
+          )
+        }
       }
       #expect(echo.calls == 1)
     }
@@ -244,9 +331,7 @@ struct MeshServerTests {
     defer { try? FileManager.default.removeItem(atPath: directory.path) }
     let logs = InMemoryLogHandler()
     let echo = EchoService()
-    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
-    configuration.tls = .init(credentials: .directory(directory.path, service: "echo"))
-    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    var configuration = Self.echoServer(directory)
     configuration.authorization = MeshAuthorizationPolicy(
       rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
       defaultAction: .deny
@@ -257,13 +342,8 @@ struct MeshServerTests {
       logger: Logger(label: "test", factory: { _ in logs })
     ) { server in
       let port = try await server.listeningPort
-      let endpoint = MeshEndpoint(id: "echo-0", host: "127.0.0.1", port: port)
       func client(_ service: String) -> MeshClientConfiguration {
-        MeshClientConfiguration(
-          serviceName: service,
-          discovery: MeshStaticDiscovery(["echo": [endpoint]]),
-          tls: .init(credentials: .directory(directory.path, service: service))
-        )
+        Self.echoClient(service, directory, port: port)
       }
       try await withMeshClient(client("checkout")) { mesh in
         let reply = try await mesh.client(for: "echo").echo("hi")
@@ -326,6 +406,16 @@ struct MeshServerTests {
         "registration.checkInterval"
       ),
       (
+        MeshServerConfiguration(serviceName: "a", intentions: .init(wait: .zero)), "intentions.wait"
+      ),
+      (
+        MeshServerConfiguration(
+          serviceName: "a",
+          authorization: .init(defaultAction: .deny),
+          intentions: .init()
+        ), "intentions"
+      ),
+      (
         MeshServerConfiguration(serviceName: "a", connections: .init(maxConcurrentStreams: 0)),
         "connections.maxConcurrentStreams"
       ),
@@ -361,9 +451,16 @@ struct MeshServerTests {
     #expect(configuration.registration?.consul.address.absoluteString == "http://127.0.0.1:8600")
     #expect(configuration.registration?.advertisedAddress == "10.0.0.7")
     #expect(configuration.drain == .init(delay: .milliseconds(2500), gracePeriod: .seconds(10)))
+    #expect(configuration.intentions == nil)
+    let following = try MeshServerConfiguration.fromEnvironment([
+      "MESH_SERVICE_NAME": "orders", "CONSUL_HTTP_ADDR": "127.0.0.1:8600",
+      "MESH_INTENTIONS": "allow",
+    ])
+    #expect(following.intentions?.defaultAction == .allow)
+    #expect(following.intentions?.consul.address.absoluteString == "http://127.0.0.1:8600")
     for (name, value) in [
       ("MESH_SERVER_PORT", "99999"), ("MESH_DRAIN_DELAY", "soon"), ("MESH_SERVER_HOST", "a b"),
-      ("MESH_ADVERTISE_PORT", "0"),
+      ("MESH_ADVERTISE_PORT", "0"), ("MESH_INTENTIONS", "yes"),
     ] {
       let error = #expect(throws: MeshServerError.self) {
         try MeshServerConfiguration.fromEnvironment([

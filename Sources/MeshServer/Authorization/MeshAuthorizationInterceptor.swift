@@ -26,19 +26,39 @@ internal import MeshTransport
 /// (``auditAllowedShare``), as structured swift-log lines (`mesh.authz.decision`,
 /// `mesh.authz.caller`, `mesh.authz.method`, `mesh.authz.rule`; the handler adds the time).
 public struct MeshAuthorizationInterceptor: ServerInterceptor {
-  /// The rules.
-  public let policy: MeshAuthorizationPolicy
+  /// What decides.
+  private enum Authority: Sendable {
+    case rules(MeshAuthorizationPolicy)
+    case intentions(MeshIntentions)
+  }
+
+  private let authority: Authority
   /// Where decisions are logged; nil: nowhere.
   public let audit: Logger?
   /// The share of allowed calls logged, 0 to 1; denials are always logged.
   public let auditAllowedShare: Double
 
+  /// Decides by fixed rules.
   public init(
     policy: MeshAuthorizationPolicy,
     audit: Logger? = nil,
     auditAllowedShare: Double = 0
   ) {
-    self.policy = policy
+    self.init(.rules(policy), audit: audit, auditAllowedShare: auditAllowedShare)
+  }
+
+  /// Decides by the intentions `intentions` holds at each call (a MeshServer keeps them as
+  /// Consul has them); calls before the first set fail with UNAVAILABLE.
+  public init(
+    intentions: MeshIntentions,
+    audit: Logger? = nil,
+    auditAllowedShare: Double = 0
+  ) {
+    self.init(.intentions(intentions), audit: audit, auditAllowedShare: auditAllowedShare)
+  }
+
+  private init(_ authority: Authority, audit: Logger?, auditAllowedShare: Double) {
+    self.authority = authority
     self.audit = audit
     self.auditAllowedShare = auditAllowedShare.isFinite ? min(max(auditAllowedShare, 0), 1) : 0
   }
@@ -58,11 +78,30 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
         message: "\(method.fullyQualifiedMethod) needs a verified mesh identity (mTLS)."
       )
     }
-    let decision = self.policy.decide(
-      identities: caller.identities,
-      service: method.service.fullyQualifiedService,
-      method: method.method
-    )
+    let decision: MeshAuthorizationPolicy.Decision
+    switch self.authority {
+    case .rules(let policy):
+      decision = policy.decide(
+        identities: caller.identities,
+        service: method.service.fullyQualifiedService,
+        method: method.method
+      )
+    case .intentions(let intentions):
+      guard
+        let decided = intentions.decide(
+          identities: caller.identities,
+          service: method.service.fullyQualifiedService,
+          method: method.method
+        )
+      else {
+        self.log(.deny, caller: "\(caller.identity)", method: method, reason: "no intentions yet")
+        throw RPCError(
+          code: .unavailable,
+          message: "The server has not loaded its intentions from Consul yet; try again."
+        )
+      }
+      decision = decided
+    }
     switch decision.action {
     case .allow:
       if self.auditAllowedShare > 0, Double.random(in: 0..<1) < self.auditAllowedShare {

@@ -163,12 +163,25 @@ public struct MeshAuthorizationPolicy: Hashable, Sendable {
   public struct Decision: Hashable, Sendable {
     /// Allowed or denied.
     public var action: Action
-    /// The rule that decided; nil when no rule matched and the default did.
+    /// The rule that decided; nil when no rule matched and the default did, or when Consul's
+    /// intentions decided.
     public var rule: Rule?
+    /// Why, for messages and the audit log: the rule's text, `default <action>`, or the
+    /// intention and permission that decided.
+    public var reason: String
 
-    /// The rule's text, or `default <action>`.
-    public var reason: String {
-      self.rule.map { "\($0)" } ?? "default \(self.action.rawValue)"
+    /// A decision by `rule`, or by the default when nil.
+    public init(action: Action, rule: Rule?) {
+      self.action = action
+      self.rule = rule
+      self.reason = rule.map { "\($0)" } ?? "default \(action.rawValue)"
+    }
+
+    /// A decision with no rule of this policy (Consul's intentions).
+    public init(action: Action, reason: String) {
+      self.action = action
+      self.rule = nil
+      self.reason = reason
     }
   }
 

@@ -1,0 +1,114 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#if Consul
+  internal import Logging
+  internal import MeshConsul
+
+  /// Follows a service's intentions in Consul with blocking queries and puts each new set in
+  /// force; a failed read keeps the last good set and is retried with backoff (1 s doubling to
+  /// 30 s).
+  struct MeshIntentionsWatch: Sendable {
+    let client: ConsulClient
+    let service: String
+    let settings: MeshServerConfiguration.Intentions
+    let intentions: MeshIntentions
+    let logger: Logger
+
+    /// Runs until cancelled.
+    func run() async {
+      var index: UInt64 = 0
+      var backoff = Duration.seconds(1)
+      while !Task.isCancelled {
+        do {
+          let response = try await self.client.intentionsMatching(
+            destination: self.service,
+            index: index,
+            wait: self.settings.wait
+          )
+          // Consul's rules for blocking queries: an index that went backwards (a restarted
+          // agent) starts over; one that did not move means nothing changed.
+          if index == 0 || response.index != index {
+            let matched = response.value[self.service] ?? []
+            self.intentions.update(self.policy(from: matched))
+            self.logger.info(
+              "Intentions in force",
+              metadata: [
+                "mesh.service": "\(self.service)", "mesh.intentions": "\(matched.count)",
+                "mesh.consul.index": "\(response.index)",
+              ]
+            )
+          }
+          index = response.index < index ? 0 : max(response.index, 1)
+          backoff = .seconds(1)
+        } catch {
+          if Task.isCancelled { return }
+          self.logger.warning(
+            "Could not read the intentions from Consul; keeping the last set",
+            metadata: ["mesh.service": "\(self.service)", "mesh.error": "\(error)"]
+          )
+          try? await Task.sleep(for: backoff)
+          backoff = min(backoff * 2, .seconds(30))
+        }
+      }
+    }
+
+    /// Consul's intentions as the mesh decides them. Anything it cannot read fails closed.
+    func policy(from matched: [ConsulIntention]) -> MeshIntentionPolicy {
+      MeshIntentionPolicy(
+        intentions: matched.map { intention in
+          let permissions = (intention.permissions ?? []).compactMap(Self.permission)
+          var action = intention.action.flatMap(MeshAuthorizationPolicy.Action.init(rawValue:))
+          if intention.permissions?.isEmpty ?? true, action == nil {
+            self.logger.warning(
+              "An intention with no action the mesh knows denies",
+              metadata: [
+                "mesh.intention": "\(intention.sourceName) => \(intention.destinationName)"
+              ]
+            )
+            action = .deny
+          }
+          return MeshIntentionPolicy.Intention(
+            source: intention.sourceName,
+            destination: intention.destinationName,
+            action: intention.permissions?.isEmpty ?? true ? action : nil,
+            permissions: permissions,
+            precedence: intention.precedence
+          )
+        },
+        defaultAction: self.settings.defaultAction
+      )
+    }
+
+    /// One L7 permission; nil for one no gRPC call can match (HTTP methods without POST).
+    private static func permission(
+      _ permission: ConsulIntentionPermission
+    ) -> MeshIntentionPolicy.Permission? {
+      // An unknown action denies: a permission is never read as more than it says.
+      let action = MeshAuthorizationPolicy.Action(rawValue: permission.action) ?? .deny
+      guard let http = permission.http else { return .init(action: action, match: .any) }
+      if let methods = http.methods, !methods.isEmpty, !methods.contains("POST") {
+        return nil  // gRPC calls are POSTs
+      }
+      if http.pathRegex != nil || !(http.header ?? []).isEmpty {
+        return .init(action: action, match: .unsupported("a path regex or header conditions"))
+      }
+      if let exact = http.pathExact { return .init(action: action, match: .pathExact(exact)) }
+      if let prefix = http.pathPrefix { return .init(action: action, match: .pathPrefix(prefix)) }
+      return .init(action: action, match: .any)
+    }
+  }
+#endif
