@@ -64,10 +64,6 @@ public final class MeshServer: Service, Sendable {
   private let started = MeshMutex<Result<Int, any Error>?>(nil)
   /// Fired once ``started`` is set.
   private let startedSettled = MeshSignal()
-  #if Consul
-    private let consul: ConsulClient?
-    private let intentionsConsul: ConsulClient?
-  #endif
   /// The Consul intentions calls are decided by, when
   /// ``MeshServerConfiguration/intentions`` is set (nil otherwise).
   public let intentions: MeshIntentions?
@@ -125,8 +121,12 @@ public final class MeshServer: Service, Sendable {
     for service in services { service.registerMethods(with: &router) }
     self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
     #if Consul
-      self.consul = try configuration.registration.map { try ConsulClient($0.consul) }
-      self.intentionsConsul = try configuration.intentions.map { try ConsulClient($0.consul) }
+      // A bad Consul address or CA bundle fails here. The clients run() uses are made by the
+      // tasks that use them, which shut them down: a client of HTTPS Consul owns an HTTP client,
+      // and one dropped unshut traps in a debug build.
+      for consul in [configuration.registration?.consul, configuration.intentions?.consul] {
+        if let consul { try await ConsulClient(consul).shutdown() }
+      }
       let intentions = configuration.intentions.map { _ in MeshIntentions() }
     #else
       let intentions: MeshIntentions? = nil
@@ -277,7 +277,7 @@ public final class MeshServer: Service, Sendable {
           return .rotationEnded
         }
       }
-      self.startIntentions(in: &group)
+      try self.startIntentions(in: &group)
       let port = try await self.boundPort
       for service in self.servedServices { self.health.setServing(service: service) }
       self.health.setServing()
@@ -340,11 +340,12 @@ public final class MeshServer: Service, Sendable {
   }
 
   /// Follows the service's intentions in Consul in a child task, if configured.
-  private func startIntentions(in group: inout ThrowingTaskGroup<Event, any Error>) {
+  private func startIntentions(in group: inout ThrowingTaskGroup<Event, any Error>) throws {
     #if Consul
-      guard let settings = self.configuration.intentions, let consul = self.intentionsConsul,
-        let intentions = self.intentions
-      else { return }
+      guard let settings = self.configuration.intentions, let intentions = self.intentions else {
+        return
+      }
+      let consul = try ConsulClient(settings.consul)
       let watch = MeshIntentionsWatch(
         client: consul,
         service: self.configuration.serviceName,
@@ -354,6 +355,7 @@ public final class MeshServer: Service, Sendable {
       )
       group.addTask {
         await watch.run()
+        try? await consul.shutdown()
         return .intentionsEnded
       }
     #endif
@@ -365,9 +367,8 @@ public final class MeshServer: Service, Sendable {
     in group: inout ThrowingTaskGroup<Event, any Error>
   ) throws -> Deregistration? {
     #if Consul
-      guard let settings = self.configuration.registration, let consul = self.consul else {
-        return nil
-      }
+      guard let settings = self.configuration.registration else { return nil }
+      let consul = try ConsulClient(settings.consul)
       let registration = MeshConsulRegistration(
         client: consul,
         registration: self.registration(settings, port: port),
@@ -375,7 +376,13 @@ public final class MeshServer: Service, Sendable {
         logger: self.logger
       )
       group.addTask {
-        try await registration.run()
+        do {
+          try await registration.run()
+        } catch {
+          try? await consul.shutdown()
+          throw error
+        }
+        try? await consul.shutdown()
         return .deregistered
       }
       return Deregistration { registration.beginGracefulShutdown() }

@@ -325,6 +325,40 @@ struct MeshServerTests {
     }
   }
 
+  @Test("Registration and intentions over HTTPS Consul: served, registered, stopped cleanly")
+  func httpsConsul() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let authority = try directory.loadAuthority()
+    try directory.write(try authority.issue(service: "consul", ipAddresses: ["127.0.0.1"]))
+    var agentConfiguration = MeshConsulAgentConfiguration(port: 0)
+    agentConfiguration.httpsCredentials = try await MeshCredentials(
+      .directory(directory.path, service: "consul")
+    )
+    let agent = MeshConsulAgent(configuration: agentConfiguration)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await agent.run() }
+      let agentPort = try await agent.listeningPort
+      // The clients own HTTP clients (a CA bundle): each must be shut down when its task ends.
+      let consul = try ConsulClientConfiguration.fromEnvironment([
+        "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "CONSUL_HTTP_SSL": "true",
+        "CONSUL_CACERT": directory.caCertificatePath,
+      ])
+      var configuration = Self.echoServer(directory)
+      configuration.registration = .init(consul: consul, checkInterval: .milliseconds(100))
+      configuration.intentions = .init(consul: consul, defaultAction: .allow)
+      try await withMeshServer(configuration, services: [EchoService()]) { server in
+        _ = try await server.listeningPort
+        await server.intentions?.waitForUpdate(after: 0)
+        let client = try ConsulClient(consul)
+        #expect(try await client.catalogService("echo").value.count == 1)
+        try await client.shutdown()
+      }
+      agent.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("Authorization: an allowed caller reaches the handler; others get PERMISSION_DENIED")
   func authorization() async throws {
     let directory = try Self.makePKI()
