@@ -43,16 +43,34 @@ def watch(stub, watch_id, service, calls):
             emit({"op": "watch", "id": watch_id, "status": _STATUS_NAMES(response.status)})
         emit({"op": "watch_end", "id": watch_id, "code": "OK"})
     except grpc.RpcError as error:
-        emit({"op": "watch_end", "id": watch_id, "code": error.code().name})
+        emit(
+            {
+                "op": "watch_end",
+                "id": watch_id,
+                "code": error.code().name,
+                "details": error.details() or "",
+            }
+        )
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
+    # Keepalive pings every this many milliseconds, with or without calls and data: a client that
+    # pings too often, for the server's keepalive enforcement (gRFC A8).
+    parser.add_argument("--keepalive-ms", type=int, default=0)
     args = parser.parse_args()
 
-    channel = grpc.insecure_channel(args.target)
+    options = []
+    if args.keepalive_ms > 0:
+        options = [
+            ("grpc.keepalive_time_ms", args.keepalive_ms),
+            ("grpc.keepalive_timeout_ms", 10000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    channel = grpc.insecure_channel(args.target, options=options)
     stub = health_pb2_grpc.HealthStub(channel)
     calls = {}
     threads = []
