@@ -42,9 +42,18 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}"
 # sanitized process, trips AddressSanitizer itself (a stack-buffer-underflow in its memory reader)
 # and can then hang: one CI run spent its whole 90 minutes there.
 export SWIFT_BACKTRACE=enable=no
-# A run that hangs fails instead of holding CI to its limit. `timeout` signals its whole process
-# group, so the test process swift test starts goes too.
+# A test run that hangs fails instead of holding CI to its limit. swift test runs the test
+# process in a process group of its own, which `timeout` does not reach: it is killed by name.
 limit=${MESH_SANITIZE_TIME_LIMIT:-900}
+limited() {
+  local rc=0
+  timeout -s KILL "$limit" "$@" || rc=$?
+  if [ "$rc" = 137 ]; then
+    echo "==> Killed after ${limit}s: $*" >&2
+    pkill -KILL -f 'PackageTests\.xctest' || true
+  fi
+  return "$rc"
+}
 # At most four tests at a time. On two cores, the whole suite at once under a sanitizer's 5-15x
 # slowdown starves timers for tens of seconds (a Consul blocking query misses its 2 s client
 # timeout, a health check its 5 s one), which fails tests for no fault of the code; four at a
@@ -62,7 +71,7 @@ for kind in "${kinds[@]}"; do
   swift build --build-tests --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}"
   printf '\n==> Running the tests under --sanitize=%s\n' "$kind"
   start=$(date +%s)
-  if timeout -s KILL "$limit" swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" "$@"; then
+  if limited swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" "$@"; then
     echo "==> --sanitize=$kind: passed in $(( $(date +%s) - start ))s"
   else
     echo "==> --sanitize=$kind: FAILED after $(( $(date +%s) - start ))s (limit ${limit}s)"

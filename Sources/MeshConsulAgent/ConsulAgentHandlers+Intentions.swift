@@ -25,15 +25,15 @@ internal import MeshCore
 extension ConsulAgentCore {
   /// `GET`, `PUT` and `DELETE /v1/connect/intentions/exact?source=&destination=`.
   func exactIntention(_ call: ConsulAgentCall) async throws -> ConsulAgentReply {
-    let source = try Self.required("source", call.query)
-    let destination = try Self.required("destination", call.query)
+    let rawSource = try Self.required("source", call.query)
+    let rawDestination = try Self.required("destination", call.query)
+    let source = try Self.serviceName(rawSource, "source")
+    let destination = try Self.serviceName(rawDestination, "destination")
     switch call.method {
     case .put, .delete:
-      for (name, value) in [("source", source), ("destination", destination)] {
-        guard !value.isEmpty else {
-          throw ConsulAgentError(500, "required query parameter '\(name)' not set")
-        }
-        try Self.checkName(value, name)
+      for (name, value) in [("source", rawSource), ("destination", rawDestination)]
+      where value.isEmpty {
+        throw ConsulAgentError(500, "required query parameter '\(name)' not set")
       }
       if call.method == .put {
         let intention = try ConsulStrictJSON.decode(
@@ -87,17 +87,19 @@ extension ConsulAgentCore {
     guard !names.isEmpty else {
       throw ConsulAgentError(500, "required query parameter 'name' not set")
     }
-    for name in names { try Self.checkName(name, "name") }
+    var parsed: [(key: String, name: String)] = []
+    for name in names { parsed.append((name, try Self.serviceName(name, "name"))) }
+    let queries = parsed
     let bySource = by[0] == "source"
     return try await self.read(.intentions, call) { state in
       // Keyed by each name as given; a name with no intentions maps to null, as in Consul.
       ConsulAgentMap(
-        names.map { name in
+        queries.map { query in
           (
-            key: ConsulAgentKey(name),
+            key: ConsulAgentKey(query.key),
             value: bySource
-              ? state.intentions.matching(source: name)
-              : state.intentions.matching(destination: name)
+              ? state.intentions.matching(source: query.name)
+              : state.intentions.matching(destination: query.name)
           )
         }
       )
@@ -106,8 +108,11 @@ extension ConsulAgentCore {
 
   /// `GET /v1/connect/intentions/check?source=&destination=`: `{"Allowed": …}`.
   func checkIntention(_ call: ConsulAgentCall) async throws -> ConsulAgentReply {
-    let source = try Self.required("source", call.query)
-    let destination = try Self.required("destination", call.query)
+    let source = try Self.serviceName(try Self.required("source", call.query), "source")
+    let destination = try Self.serviceName(
+      try Self.required("destination", call.query),
+      "destination"
+    )
     if let type = call.query.value("source-type"), type != "consul" {
       throw ConsulAgentError(500, "unsupported SourceType: \(MeshInput.quoted(type))")
     }
@@ -132,16 +137,7 @@ extension ConsulAgentCore {
       from: Data(call.body),
       schema: ConsulStrictJSON.serviceIntentions
     )
-    var cas: UInt64?
-    if let text = call.query.value("cas") {
-      guard let parsed = try? MeshInput.integer(text, field: "cas", in: 0...Int64.max) else {
-        throw ConsulAgentError(
-          500,
-          "strconv.ParseUint: parsing \(MeshInput.quoted(text)): invalid syntax"
-        )
-      }
-      cas = UInt64(parsed)
-    }
+    let cas = try Self.cas(call.query)
     var applied = true
     try self.mutate { state, _ throws(ConsulAgentError) in
       if let cas {
@@ -170,25 +166,55 @@ extension ConsulAgentCore {
       guard let name, !name.isEmpty else {
         throw ConsulAgentError(404, "Must provide both a kind and name to delete")
       }
+      let cas = try Self.cas(call.query)
+      var deleted = true
       try self.mutate { state, _ throws(ConsulAgentError) in
+        if let cas {
+          let current = state.intentions.entries[ConsulAgentKey(name)]?.modifyIndex ?? 0
+          guard current == cas else {
+            deleted = false
+            return
+          }
+        }
         try state.editIntentions { intentions, index in
           intentions.deleteEntry(name, at: index)
         }
       }
-      return .json(Data("{}".utf8))
+      // Consul answers {} to a delete, and true or false to one with ?cas.
+      return .json(Data((cas == nil ? "{}" : deleted ? "true" : "false").utf8))
     }
     guard let name, !name.isEmpty else {
       return try await self.read(.intentions, call) { state in
         state.intentions.entries.values.sorted { ConsulAgentKey($0.name) < ConsulAgentKey($1.name) }
       }
     }
-    let exists = self.withState { $0.intentions.entries[ConsulAgentKey(name)] != nil }
-    guard exists else {
-      throw ConsulAgentError(404, "Config entry not found for \"service-intentions\" / \"\(name)\"")
-    }
-    return try await self.read(.intentions, call) { state in
+    // A blocking query, also while the entry is missing; missing when it returns: 404, with the
+    // index to block on next, as Consul answers.
+    var reply = try await self.read(.intentions, call) { state in
       state.intentions.entries[ConsulAgentKey(name)]
     }
+    if reply.body == Array("null".utf8) {
+      var missing = ConsulAgentReply.error(
+        ConsulAgentError(404, "Config entry not found for \"service-intentions\" / \"\(name)\"")
+      )
+      for field in reply.headers where field.name != .contentType {
+        missing.headers.append(field)
+      }
+      reply = missing
+    }
+    return reply
+  }
+
+  /// `?cas=`: the index a compare-and-set write expects; nil without one.
+  private static func cas(_ query: ConsulAgentQuery) throws(ConsulAgentError) -> UInt64? {
+    guard let text = query.value("cas") else { return nil }
+    guard let parsed = try? MeshInput.integer(text, field: "cas", in: 0...Int64.max) else {
+      throw ConsulAgentError(
+        500,
+        "strconv.ParseUint: parsing \(MeshInput.quoted(text)): invalid syntax"
+      )
+    }
+    return UInt64(parsed)
   }
 
   /// A query parameter given exactly once, as Consul requires.
@@ -203,20 +229,26 @@ extension ConsulAgentCore {
     return values[0]
   }
 
-  /// A service name as Consul CE accepts it in the intentions API: `name` or `default/name`.
-  private static func checkName(_ value: String, _ field: String) throws(ConsulAgentError) {
+  /// A service name as Consul CE takes it in the intentions API, `name`, `default/name` (Consul's
+  /// Go client sends the namespace when it is set) or `default/default/name`: the name.
+  private static func serviceName(
+    _ value: String,
+    _ field: String
+  ) throws(ConsulAgentError) -> String {
     let parts = value.split(separator: "/", omittingEmptySubsequences: false)
-    if parts.count > 2 {
+    guard parts.count <= 3 else {
       throw ConsulAgentError(
         500,
         "\(field) \(MeshInput.quoted(value)) is invalid: input can contain at most two '/'"
       )
     }
-    if parts.count == 2, parts[0] != "default" {
+    for part in parts.dropLast() where part != "default" {
       throw ConsulAgentError(
         500,
-        "\(field) \(MeshInput.quoted(value)) is invalid: namespaces are a Consul Enterprise feature"
+        "\(field) \(MeshInput.quoted(value)) is invalid: namespaces and partitions are a Consul "
+          + "Enterprise feature"
       )
     }
+    return String(parts[parts.count - 1])
   }
 }

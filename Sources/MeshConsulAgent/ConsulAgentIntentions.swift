@@ -82,12 +82,17 @@ package struct ConsulAgentIntentions: Equatable, Sendable {
       }
     }
     var entry = existing ?? ConsulServiceIntentions(name: destination, sources: [])
-    let updated = ConsulSourceIntention(
+    var updated = ConsulSourceIntention(
       name: source,
       action: intention.action,
       permissions: intention.permissions,
       description: intention.description
     )
+    // Checked (and refused) with the entry's sources.
+    updated.peer = intention.sourcePeer
+    updated.samenessGroup = intention.sourceSamenessGroup
+    updated.partition = intention.sourcePartition
+    updated.jwt = intention.jwt
     if let position = entry.sources.firstIndex(where: { Self.same($0.name, source) }) {
       entry.sources[position] = updated
     } else {
@@ -228,6 +233,19 @@ package struct ConsulAgentIntentions: Equatable, Sendable {
       try checkWildcard(source.name, "\(field).Name")
       guard seen.insert(ConsulAgentKey(source.name)).inserted else {
         throw invalid("\(field) defines \"\(source.name)\" more than once")
+      }
+      // What this agent cannot keep is refused, never dropped: a source narrowed to a peer, a
+      // sameness group, another namespace or partition, or JWT holders, read as the plain
+      // service, would allow more than it says.
+      for (key, value) in [
+        ("Peer", source.peer), ("SamenessGroup", source.samenessGroup),
+        ("Namespace", source.namespace.flatMap { $0 == "default" ? nil : $0 }),
+        ("Partition", source.partition.flatMap { $0 == "default" ? nil : $0 }),
+      ] where !(value ?? "").isEmpty {
+        throw invalid("\(field).\(key) is not supported by this agent (Consul CE, one cluster)")
+      }
+      if source.jwt != nil || (source.permissions ?? []).contains(where: { $0.jwt != nil }) {
+        throw invalid("\(field): JWT requirements are not supported by this agent")
       }
       if (source.description?.utf8.count ?? 0) > 512 {
         throw invalid("\(field).Description exceeds maximum length 512")

@@ -142,15 +142,14 @@ enum ConsulStrictJSON {
       "Name": .value, "Peer": .value, "Namespace": .value, "Partition": .value,
       "SamenessGroup": .value, "Action": .value,
       "Permissions": .arrayOfObjects(intentionPermission), "Precedence": .value,
-      "LegacyID": .value, "Type": .value, "Description": .value,
+      "LegacyID": .value, "Type": .value, "Description": .value, "JWT": .value,
     ],
     aliases: ["legacy_id": "LegacyID", "sameness_group": "SamenessGroup"]
   )
 
   /// The body of `PUT /v1/config` for a `service-intentions` entry.
   static let serviceIntentions = Schema([
-    "Kind": .value, "Name": .value, "Namespace": .value, "Partition": .value,
-    "Sources": .arrayOfObjects(sourceIntention), "JWT": .value, "Meta": .value,
+    "Kind": .value, "Name": .value, "Sources": .arrayOfObjects(sourceIntention), "Meta": .value,
     "CreateIndex": .value, "ModifyIndex": .value,
   ])
 

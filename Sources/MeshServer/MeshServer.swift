@@ -279,6 +279,17 @@ public final class MeshServer: Service, Sendable {
       }
       try self.startIntentions(in: &group)
       let port = try await self.boundPort
+      if let intentions = self.intentions {
+        // Neither SERVING nor registered before the intentions are known: clients would be sent
+        // to a server refusing every call. At most 10 s: with Consul unreachable at start the
+        // server serves, answering UNAVAILABLE until Consul does.
+        await withTaskGroup(of: Void.self) { waiting in
+          waiting.addTask { await intentions.waitForUpdate(after: 0) }
+          waiting.addTask { try? await Task.sleep(for: .seconds(10)) }
+          await waiting.next()
+          waiting.cancelAll()
+        }
+      }
       for service in self.servedServices { self.health.setServing(service: service) }
       self.health.setServing()
       self.logger.info(

@@ -152,8 +152,9 @@ struct ConsulAgentIntentionsTests {
         500, "Sources[0].Name: wildcard character '*' cannot be used with partial values"
       ),
       (
-        "PUT", "/v1/connect/intentions/exact?source=a/b/c&destination=db", #"{"Action":"allow"}"#,
-        500, #"source "a/b/c" is invalid: input can contain at most two '/'"#
+        "PUT", "/v1/connect/intentions/exact?source=a/b/c/d&destination=db",
+        #"{"Action":"allow"}"#, 500,
+        #"source "a/b/c/d" is invalid: input can contain at most two '/'"#
       ),
       (
         "PUT", "/v1/connect/intentions/exact?source=web&destination=db",
@@ -214,6 +215,26 @@ struct ConsulAgentIntentionsTests {
         "PUT", "/v1/config",
         #"{"Kind":"service-intentions","Name":"db","Sources":[{"Name":"web","Action":"allow"},{"Name":"web","Action":"deny"}]}"#,
         500, #"Sources[1] defines "web" more than once"#
+      ),
+      (
+        "PUT", "/v1/config",
+        #"{"Kind":"service-intentions","Name":"db","Sources":[{"Name":"web","Peer":"dc2","Action":"allow"}]}"#,
+        500, "Sources[0].Peer is not supported by this agent (Consul CE, one cluster)"
+      ),
+      (
+        "PUT", "/v1/config",
+        #"{"Kind":"service-intentions","Name":"db","Sources":[{"Name":"web","Action":"allow","JWT":{"Providers":[]}}]}"#,
+        500, "Sources[0]: JWT requirements are not supported by this agent"
+      ),
+      (
+        "PUT", "/v1/connect/intentions/exact?source=web&destination=db",
+        #"{"Action":"allow","SourcePeer":"dc2"}"#,
+        500, "Sources[0].Peer is not supported by this agent (Consul CE, one cluster)"
+      ),
+      (
+        "PUT", "/v1/connect/intentions/exact?source=team-b/web&destination=db",
+        #"{"Action":"allow"}"#, 500,
+        #"source "team-b/web" is invalid: namespaces and partitions are a Consul Enterprise feature"#
       ),
       (
         "DELETE", "/v1/config/service-intentions", "", 404,
@@ -297,6 +318,38 @@ struct ConsulAgentIntentionsTests {
       "/v1/connect/intentions/match?by=destination&name=billing"
     )
     #expect(gone.text == #"{"billing":null}"#)
+  }
+
+  @Test("Names with the default namespace are the plain names; deletes honour ?cas")
+  func namespacedNamesAndCAS() async throws {
+    let upsert = await self.agent.call(
+      "PUT",
+      "/v1/connect/intentions/exact?source=default/web&destination=default/default/db",
+      body: #"{"Action": "deny"}"#
+    )
+    #expect(upsert.text == "true", "\(upsert.text)")
+    let plain = await self.agent.call(
+      "GET",
+      "/v1/connect/intentions/exact?source=web&destination=db"
+    )
+    #expect(try JSONDecoder().decode(ConsulIntention.self, from: Data(plain.body)).action == "deny")
+    let match = await self.agent.call(
+      "GET",
+      "/v1/connect/intentions/match?by=destination&name=default/db"
+    )
+    let matched = try JSONDecoder().decode([String: [ConsulIntention]].self, from: Data(match.body))
+    #expect(matched["default/db"]?.map(\.sourceName) == ["web"], "keyed by the name as given")
+
+    let entry = await self.agent.call("GET", "/v1/config/service-intentions/db")
+    let index = try JSONDecoder().decode(ConsulServiceIntentions.self, from: Data(entry.body))
+      .modifyIndex
+    let stale = await self.agent.call("DELETE", "/v1/config/service-intentions/db?cas=\(index - 1)")
+    #expect(stale.text == "false")
+    let fresh = await self.agent.call("DELETE", "/v1/config/service-intentions/db?cas=\(index)")
+    #expect(fresh.text == "true")
+    let missing = await self.agent.call("GET", "/v1/config/service-intentions/db")
+    #expect(missing.status == 404)
+    #expect(missing.header("X-Consul-Index").flatMap(UInt64.init).map { $0 > index } == true)
   }
 
   @Test("A blocking match query returns when an intention to its name changes")

@@ -14,9 +14,12 @@
  * limitations under the License.
  */
 
-import MeshServer
+import Logging
+import MeshConsul
 import MeshTransport
 import Testing
+
+@testable import MeshServer
 
 @Suite("Consul intentions: decisions as Consul makes them")
 struct IntentionPolicyTests {
@@ -112,5 +115,59 @@ struct IntentionPolicyTests {
     let decision = decide(empty, self.frontend, "billing.Billing/Charge")
     #expect(decision.action == .allow)
     #expect(decision.reason == "no intention matches; default allow")
+  }
+
+  @Test("A caller's service is read as Consul's RBAC reads it: default namespace, no partition")
+  func callerServices() throws {
+    func names(_ ids: [String]) throws -> Set<String> {
+      MeshIntentionPolicy.serviceNames(of: try ids.map { try MeshServiceIdentity(parsing: $0) })
+    }
+    #expect(try names(["spiffe://mesh.local/ns/default/svc/web"]) == ["web"])
+    #expect(try names(["spiffe://1a2b.consul/ns/default/dc/dc1/svc/web"]) == ["web"])
+    #expect(try names(["spiffe://1a2b.consul/ns/team-b/dc/dc1/svc/web"]).isEmpty)
+    #expect(try names(["spiffe://1a2b.consul/ap/blue/ns/default/dc/dc1/svc/web"]).isEmpty)
+    #expect(try names(["spiffe://mesh.local/web/svc/web"]).isEmpty)
+    #expect(try names(["Web.Mesh.Local"]) == ["web"])
+  }
+
+  @Test("From Consul: foreign sources match no caller; JWT requirements never allow")
+  func fromConsul() throws {
+    let watch = MeshIntentionsWatch(
+      client: try ConsulClient(ConsulClientConfiguration()),
+      service: "billing",
+      settings: .init(defaultAction: .allow),
+      intentions: MeshIntentions(),
+      logger: .init(label: "test")
+    )
+    var peered = ConsulIntention(sourceName: "frontend", destinationName: "billing", action: "deny")
+    peered.sourcePeer = "dc2"
+    var otherNamespace = ConsulIntention(
+      sourceName: "frontend",
+      destinationName: "billing",
+      action: "deny"
+    )
+    otherNamespace.sourceNS = "team-b"
+    var jwt = ConsulIntention(sourceName: "batch", destinationName: "billing", action: "allow")
+    jwt.jwt = .object(["Providers": .array([])])
+    let permission = ConsulIntention(
+      sourceName: "admin",
+      destinationName: "billing",
+      action: nil,
+      permissions: [
+        ConsulIntentionPermission(
+          action: "allow",
+          http: .init(pathPrefix: "/billing.Billing/"),
+          jwt: .object([:])
+        )
+      ]
+    )
+    let policy = watch.policy(from: [peered, otherNamespace, jwt, permission])
+    // The peer's and the other namespace's frontend are not this mesh's frontend.
+    #expect(policy.intentions.map(\.source) == ["batch", "admin"])
+    #expect(decide(policy, self.frontend, "billing.Billing/Charge").action == .allow)
+    #expect(decide(policy, self.batch, "billing.Billing/Charge").action == .deny)
+    let admin = [AuthorizationPolicyTests.spiffe("admin")]
+    // The JWT-gated allow never matches: no permission does, and the default decides.
+    #expect(decide(policy, admin, "billing.Billing/Charge").reason.contains("no permission"))
   }
 }

@@ -350,8 +350,20 @@ struct MeshServerTests {
       try await withMeshServer(configuration, services: [EchoService()]) { server in
         _ = try await server.listeningPort
         await server.intentions?.waitForUpdate(after: 0)
+        // Registered by a task of its own: waited for with blocking queries (passing or not: the
+        // agent's check has no mesh certificate to call the server with).
         let client = try ConsulClient(consul)
-        #expect(try await client.catalogService("echo").value.count == 1)
+        let all = ConsulHealthQuery(passingOnly: false)
+        var instances = try await client.healthService("echo", query: all)
+        while instances.value.isEmpty {
+          instances = try await client.healthService(
+            "echo",
+            query: all,
+            index: instances.index,
+            wait: .seconds(30)
+          )
+        }
+        #expect(instances.value.count == 1)
         try await client.shutdown()
       }
       agent.beginGracefulShutdown()

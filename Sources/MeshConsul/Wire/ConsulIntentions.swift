@@ -28,6 +28,12 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
   public var sourceNS: String
   /// A service name, or `*`.
   public var sourceName: String
+  /// A cluster peer the source is in (Consul 1.13+); nil: this cluster.
+  public var sourcePeer: String?
+  /// The source's admin partition (Enterprise); nil: the default.
+  public var sourcePartition: String?
+  /// A sameness group the source is (Consul 1.16+); nil: none.
+  public var sourceSamenessGroup: String?
   public var destinationNS: String
   /// A service name, or `*`.
   public var destinationName: String
@@ -37,6 +43,8 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
   public var action: String?
   /// An L7 intention's permissions, in order: the first that matches decides.
   public var permissions: [ConsulIntentionPermission]?
+  /// JWT requirements of every request from the source (Consul 1.16+), kept as sent.
+  public var jwt: ConsulJSONValue?
   public var meta: [String: String]?
   /// 9 (exact source and destination), 8 (`*` source), 6 (`*` destination), 5 (both `*`).
   public var precedence: Int
@@ -58,11 +66,15 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
     self.description = description
     self.sourceNS = "default"
     self.sourceName = sourceName
+    self.sourcePeer = nil
+    self.sourcePartition = nil
+    self.sourceSamenessGroup = nil
     self.destinationNS = "default"
     self.destinationName = destinationName
     self.sourceType = "consul"
     self.action = action
     self.permissions = permissions
+    self.jwt = nil
     self.meta = meta
     self.precedence =
       precedence ?? Self.precedence(source: sourceName, destination: destinationName)
@@ -85,11 +97,15 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
     case description = "Description"
     case sourceNS = "SourceNS"
     case sourceName = "SourceName"
+    case sourcePeer = "SourcePeer"
+    case sourcePartition = "SourcePartition"
+    case sourceSamenessGroup = "SourceSamenessGroup"
     case destinationNS = "DestinationNS"
     case destinationName = "DestinationName"
     case sourceType = "SourceType"
     case action = "Action"
     case permissions = "Permissions"
+    case jwt = "JWT"
     case meta = "Meta"
     case precedence = "Precedence"
     case createIndex = "CreateIndex"
@@ -104,6 +120,12 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
     self.description = try container.decodeIfPresent(String.self, forKey: .description)
     self.sourceNS = try container.decodeIfPresent(String.self, forKey: .sourceNS) ?? "default"
     self.sourceName = try container.decodeIfPresent(String.self, forKey: .sourceName) ?? ""
+    self.sourcePeer = try container.decodeIfPresent(String.self, forKey: .sourcePeer)
+    self.sourcePartition = try container.decodeIfPresent(String.self, forKey: .sourcePartition)
+    self.sourceSamenessGroup = try container.decodeIfPresent(
+      String.self,
+      forKey: .sourceSamenessGroup
+    )
     self.destinationNS =
       try container.decodeIfPresent(String.self, forKey: .destinationNS) ?? "default"
     self.destinationName =
@@ -114,6 +136,7 @@ public struct ConsulIntention: Codable, Hashable, Sendable {
       [ConsulIntentionPermission].self,
       forKey: .permissions
     )
+    self.jwt = try container.decodeIfPresent(ConsulJSONValue.self, forKey: .jwt)
     self.meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
     self.precedence = try container.decodeIfPresent(Int.self, forKey: .precedence) ?? 0
     self.createIndex = try container.decodeIfPresent(UInt64.self, forKey: .createIndex) ?? 0
@@ -127,15 +150,19 @@ public struct ConsulIntentionPermission: Codable, Hashable, Sendable {
   public var action: String
   /// What requests it concerns; gRPC methods are HTTP/2 paths (`/package.Service/Method`).
   public var http: ConsulIntentionHTTPPermission?
+  /// JWT requirements (Consul 1.16+), kept as sent.
+  public var jwt: ConsulJSONValue?
 
-  public init(action: String, http: ConsulIntentionHTTPPermission?) {
+  public init(action: String, http: ConsulIntentionHTTPPermission?, jwt: ConsulJSONValue? = nil) {
     self.action = action
     self.http = http
+    self.jwt = jwt
   }
 
   enum CodingKeys: String, CodingKey {
     case action = "Action"
     case http = "HTTP"
+    case jwt = "JWT"
   }
 }
 
@@ -178,8 +205,10 @@ public struct ConsulIntentionHeaderPermission: Codable, Hashable, Sendable {
   public var exact: String?
   public var prefix: String?
   public var suffix: String?
+  public var contains: String?
   public var regex: String?
   public var invert: Bool?
+  public var ignoreCase: Bool?
 
   public init(name: String, present: Bool? = nil, exact: String? = nil, invert: Bool? = nil) {
     self.name = name
@@ -194,8 +223,10 @@ public struct ConsulIntentionHeaderPermission: Codable, Hashable, Sendable {
     case exact = "Exact"
     case prefix = "Prefix"
     case suffix = "Suffix"
+    case contains = "Contains"
     case regex = "Regex"
     case invert = "Invert"
+    case ignoreCase = "IgnoreCase"
   }
 }
 
@@ -255,6 +286,15 @@ public struct ConsulSourceIntention: Codable, Hashable, Sendable {
   /// `consul`.
   public var type: String
   public var description: String?
+  /// A cluster peer the source is in; nil: this cluster.
+  public var peer: String?
+  /// A sameness group the source is; nil: none.
+  public var samenessGroup: String?
+  /// The source's namespace and admin partition (Enterprise); nil: the defaults.
+  public var namespace: String?
+  public var partition: String?
+  /// JWT requirements of every request from the source, kept as sent.
+  public var jwt: ConsulJSONValue?
 
   public init(
     name: String,
@@ -277,6 +317,11 @@ public struct ConsulSourceIntention: Codable, Hashable, Sendable {
     case precedence = "Precedence"
     case type = "Type"
     case description = "Description"
+    case peer = "Peer"
+    case samenessGroup = "SamenessGroup"
+    case namespace = "Namespace"
+    case partition = "Partition"
+    case jwt = "JWT"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -290,5 +335,10 @@ public struct ConsulSourceIntention: Codable, Hashable, Sendable {
     self.precedence = try container.decodeIfPresent(Int.self, forKey: .precedence) ?? 0
     self.type = try container.decodeIfPresent(String.self, forKey: .type) ?? "consul"
     self.description = try container.decodeIfPresent(String.self, forKey: .description)
+    self.peer = try container.decodeIfPresent(String.self, forKey: .peer)
+    self.samenessGroup = try container.decodeIfPresent(String.self, forKey: .samenessGroup)
+    self.namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
+    self.partition = try container.decodeIfPresent(String.self, forKey: .partition)
+    self.jwt = try container.decodeIfPresent(ConsulJSONValue.self, forKey: .jwt)
   }
 }

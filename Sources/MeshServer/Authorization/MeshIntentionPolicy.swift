@@ -23,8 +23,9 @@ public import MeshTransport
 /// intention by its action; an L7 one by the first of its permissions that matches the method
 /// (`/package.Service/Method`, the HTTP/2 path of the call), and when none matches, by
 /// ``defaultAction`` (Consul's "the default intention behaviour"). With no intention matching,
-/// ``defaultAction`` decides too. The caller's trust domain is not compared, as Consul does not:
-/// the server's CA bundle already limits who is verified.
+/// ``defaultAction`` decides too. A caller's service is read from its identity as Consul's RBAC
+/// reads it (see ``serviceNames(of:)``); its trust domain is not compared here: the server's CA
+/// bundle and accepted identities already limit who is verified.
 ///
 /// A permission with conditions the mesh does not evaluate (a path regex, header matchers, HTTP
 /// methods) fails closed: a deny permission matches every call, an allow permission none.
@@ -107,17 +108,52 @@ public struct MeshIntentionPolicy: Hashable, Sendable {
     self.defaultAction = defaultAction
   }
 
+  /// The Consul service names `identities` prove, as Consul's own RBAC reads a caller's
+  /// certificate: a SPIFFE ID whose path is `/ns/default/dc/<dc>/svc/<name>` (Consul's), or
+  /// `/ns/default/svc/<name>` (the mesh CA's), names `<name>`; another namespace, an admin
+  /// partition or any other shape names nothing. A DNS identity (the Python mesh's certificates)
+  /// names its first label, lower-cased.
+  static func serviceNames(of identities: [MeshServiceIdentity]) -> Set<String> {
+    var names: Set<String> = []
+    for identity in identities {
+      if let id = identity.spiffeID {
+        guard id.hasPrefix("spiffe://"),
+          let slash = id.dropFirst("spiffe://".count).firstIndex(of: "/")
+        else { continue }
+        let parts = Array(
+          id[slash...].split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        )
+        let name: Substring
+        switch parts.count {
+        case 4 where parts[0] == "ns" && parts[1] == "default" && parts[2] == "svc":
+          name = parts[3]
+        case 6
+        where parts[0] == "ns" && parts[1] == "default" && parts[2] == "dc" && !parts[3].isEmpty
+          && parts[4] == "svc":
+          name = parts[5]
+        default:
+          continue
+        }
+        if !name.isEmpty { names.insert(String(name)) }
+      } else if let dns = identity.dnsName?.lowercased(),
+        let label = dns.split(separator: ".", omittingEmptySubsequences: false).first,
+        !label.isEmpty
+      {
+        names.insert(String(label))
+      }
+    }
+    return names
+  }
+
   /// The decision for a caller with `identities` calling `method` of `service`.
   public func decide(
     identities: [MeshServiceIdentity],
     service: String,
     method: String
   ) -> MeshAuthorizationPolicy.Decision {
+    let callers = Self.serviceNames(of: identities)
     for intention in self.intentions {
-      guard
-        intention.source == "*"
-          || MeshAuthorizationPolicy.Source.service(intention.source).matches(identities)
-      else { continue }
+      guard intention.source == "*" || callers.contains(intention.source) else { continue }
       if let action = intention.action {
         return MeshAuthorizationPolicy.Decision(action: action, reason: "intention \(intention)")
       }

@@ -28,21 +28,35 @@
     let intentions: MeshIntentions
     let logger: Logger
 
+    /// The shortest time between two reads: an agent (or a proxy before it) that answers at once
+    /// instead of blocking is asked at most 10 times a second.
+    static let minimumInterval = Duration.milliseconds(100)
+
     /// Runs until cancelled.
     func run() async {
+      let clock = ContinuousClock()
       var index: UInt64 = 0
       var backoff = Duration.seconds(1)
       while !Task.isCancelled {
+        let started = clock.now
         do {
           let response = try await self.client.intentionsMatching(
             destination: self.service,
             index: index,
             wait: self.settings.wait
           )
+          // An answer without an index cannot be blocked on, and one without the service's key
+          // is not an answer about it: both are failures (the last set stays), never "none".
+          guard response.index > 0, let matched = response.value[self.service] else {
+            throw MeshConsulError(
+              code: .malformedResponse,
+              message:
+                "The intentions match answer has no X-Consul-Index or no '\(self.service)' key."
+            )
+          }
           // Consul's rules for blocking queries: an index that went backwards (a restarted
           // agent) starts over; one that did not move means nothing changed.
           if index == 0 || response.index != index {
-            let matched = response.value[self.service] ?? []
             self.intentions.update(self.policy(from: matched))
             self.logger.info(
               "Intentions in force",
@@ -52,8 +66,12 @@
               ]
             )
           }
-          index = response.index < index ? 0 : max(response.index, 1)
+          index = response.index < index ? 0 : response.index
           backoff = .seconds(1)
+          let elapsed = clock.now - started
+          if elapsed < Self.minimumInterval {
+            try? await clock.sleep(for: Self.minimumInterval - elapsed)
+          }
         } catch {
           if Task.isCancelled { return }
           self.logger.warning(
@@ -69,12 +87,36 @@
     /// Consul's intentions as the mesh decides them. Anything it cannot read fails closed.
     func policy(from matched: [ConsulIntention]) -> MeshIntentionPolicy {
       MeshIntentionPolicy(
-        intentions: matched.map { intention in
-          let permissions = (intention.permissions ?? []).compactMap(Self.permission)
+        intentions: matched.compactMap { intention in
+          // Sources in a cluster peer, a sameness group, another namespace or partition are
+          // never this mesh's callers (whose identities name none): such intentions match none.
+          let local: Set<String> = ["", "default"]
+          guard (intention.sourcePeer ?? "").isEmpty, (intention.sourceSamenessGroup ?? "").isEmpty,
+            local.contains(intention.sourceNS), local.contains(intention.sourcePartition ?? "")
+          else { return nil }
+          var permissions = (intention.permissions ?? []).compactMap(Self.permission)
+          if intention.jwt != nil {
+            // A JWT required of every request from the source: no allow can be met.
+            permissions = permissions.map {
+              $0.action == .allow
+                ? .init(action: .allow, match: .unsupported("JWT requirements")) : $0
+            }
+          }
           var action = intention.action.flatMap(MeshAuthorizationPolicy.Action.init(rawValue:))
           if intention.permissions?.isEmpty ?? true, action == nil {
             self.logger.warning(
               "An intention with no action the mesh knows denies",
+              metadata: [
+                "mesh.intention": "\(intention.sourceName) => \(intention.destinationName)"
+              ]
+            )
+            action = .deny
+          }
+          if intention.jwt != nil, action == .allow {
+            // Every request from the source must carry a valid JWT, which mesh callers do not
+            // present and the mesh does not check: the allow cannot hold.
+            self.logger.warning(
+              "An intention that requires a JWT denies: the mesh does not check JWTs",
               metadata: [
                 "mesh.intention": "\(intention.sourceName) => \(intention.destinationName)"
               ]
@@ -99,6 +141,9 @@
     ) -> MeshIntentionPolicy.Permission? {
       // An unknown action denies: a permission is never read as more than it says.
       let action = MeshAuthorizationPolicy.Action(rawValue: permission.action) ?? .deny
+      if permission.jwt != nil {
+        return .init(action: action, match: .unsupported("JWT requirements"))
+      }
       guard let http = permission.http else { return .init(action: action, match: .any) }
       if let methods = http.methods, !methods.isEmpty, !methods.contains("POST") {
         return nil  // gRPC calls are POSTs
