@@ -42,18 +42,9 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}"
 # sanitized process, trips AddressSanitizer itself (a stack-buffer-underflow in its memory reader)
 # and can then hang: one CI run spent its whole 90 minutes there.
 export SWIFT_BACKTRACE=enable=no
-# A test run that hangs fails instead of holding CI to its limit. swift test runs the test
-# process in a process group of its own, which `timeout` does not reach: it is killed by name.
+# Each swift test run has a time limit (scripts/limited.sh).
 limit=${MESH_SANITIZE_TIME_LIMIT:-900}
-limited() {
-  local rc=0
-  timeout -s KILL "$limit" "$@" || rc=$?
-  if [ "$rc" = 137 ]; then
-    echo "==> Killed after ${limit}s: $*" >&2
-    pkill -KILL -f 'PackageTests\.xctest' || true
-  fi
-  return "$rc"
-}
+source "$root/scripts/limited.sh"
 # At most four tests at a time. On two cores, the whole suite at once under a sanitizer's 5-15x
 # slowdown starves timers for tens of seconds (a Consul blocking query misses its 2 s client
 # timeout, a health check its 5 s one), which fails tests for no fault of the code; four at a

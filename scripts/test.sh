@@ -25,18 +25,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(sha256sum < "$requirements")" != "$(cat "
 fi
 export MESH_INTEROP_PYTHON="$venv/bin/python"
 export MESH_WARNINGS_AS_ERRORS=1
-# A test run that hangs fails instead of holding CI to its limit. swift test runs the test
-# process in a process group of its own, which `timeout` does not reach: it is killed by name.
+# Each swift test run has a time limit (scripts/limited.sh).
 limit=${MESH_TEST_TIME_LIMIT:-900}
-limited() {
-  local rc=0
-  timeout -s KILL "$limit" "$@" || rc=$?
-  if [ "$rc" = 137 ]; then
-    echo "==> Killed after ${limit}s: $*" >&2
-    pkill -KILL -f 'PackageTests\.xctest' || true
-  fi
-  return "$rc"
-}
+source "$root/scripts/limited.sh"
 
 step "Checking the format (.swift-format)"
 swift format lint --strict --recursive Package.swift Sources Tests Examples/Package.swift Examples/Sources \
