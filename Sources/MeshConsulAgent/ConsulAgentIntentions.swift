@@ -45,7 +45,6 @@ package struct ConsulAgentIntentions: Equatable, Sendable {
       entry.createIndex = stored.createIndex
       entry.modifyIndex = stored.modifyIndex
       if entry == stored { return false }
-      entry.createIndex = stored.createIndex
     } else {
       entry.createIndex = index
     }

@@ -95,15 +95,9 @@
             local.contains(intention.sourceNS), local.contains(intention.sourcePartition ?? "")
           else { return nil }
           var permissions = (intention.permissions ?? []).compactMap(Self.permission)
-          if intention.jwt != nil {
-            // A JWT required of every request from the source: no allow can be met.
-            permissions = permissions.map {
-              $0.action == .allow
-                ? .init(action: .allow, match: .unsupported("JWT requirements")) : $0
-            }
-          }
           var action = intention.action.flatMap(MeshAuthorizationPolicy.Action.init(rawValue:))
-          if intention.permissions?.isEmpty ?? true, action == nil {
+          let isL7 = !(intention.permissions ?? []).isEmpty
+          if !isL7, action == nil {
             self.logger.warning(
               "An intention with no action the mesh knows denies",
               metadata: [
@@ -112,21 +106,27 @@
             )
             action = .deny
           }
-          if intention.jwt != nil, action == .allow {
+          if intention.jwt != nil {
             // Every request from the source must carry a valid JWT, which mesh callers do not
-            // present and the mesh does not check: the allow cannot hold.
-            self.logger.warning(
-              "An intention that requires a JWT denies: the mesh does not check JWTs",
-              metadata: [
-                "mesh.intention": "\(intention.sourceName) => \(intention.destinationName)"
-              ]
-            )
-            action = .deny
+            // present and the mesh does not check: none of the intention's allows can hold.
+            permissions = permissions.map {
+              $0.action == .allow
+                ? .init(action: .allow, match: .unsupported("JWT requirements")) : $0
+            }
+            if action == .allow {
+              self.logger.warning(
+                "An intention that requires a JWT denies: the mesh does not check JWTs",
+                metadata: [
+                  "mesh.intention": "\(intention.sourceName) => \(intention.destinationName)"
+                ]
+              )
+              action = .deny
+            }
           }
           return MeshIntentionPolicy.Intention(
             source: intention.sourceName,
             destination: intention.destinationName,
-            action: intention.permissions?.isEmpty ?? true ? action : nil,
+            action: isL7 ? nil : action,
             permissions: permissions,
             precedence: intention.precedence
           )
