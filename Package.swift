@@ -23,6 +23,7 @@ let products: [Product] = [
   .library(name: "MeshIdentity", targets: ["MeshIdentity"]),
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
+  .library(name: "MeshConfiguration", targets: ["MeshConfiguration"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
   .library(name: "MeshServer", targets: ["MeshServer"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
@@ -44,7 +45,7 @@ let traits: Set<Trait> = [
   ),
   .trait(
     name: "YAML",
-    description: "YAML configuration files (MESH_CONFIG_FILE) in MeshClient: builds Yams. "
+    description: "YAML configuration files (MESH_CONFIG_FILE) in MeshConfiguration: builds Yams. "
       + "Without it, configuration files are JSON."
   ),
   .default(enabledTraits: ["Consul", "YAML"]),
@@ -151,20 +152,33 @@ var targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
+  // The configuration file (MESH_CONFIG_FILE) the client and the server read: JSON, or YAML
+  // with the YAML trait.
+  .target(
+    name: "MeshConfiguration",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .target(name: "MeshTransport"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      // Only with the trait: a service reading JSON does not build Yams.
+      .product(name: "Yams", package: "Yams", condition: .when(traits: ["YAML"])),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
   // The public entry point: the mesh client, discovery, balancing policies and resilience.
   .target(
     name: "MeshClient",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshConfiguration"),
       .target(name: "MeshTransport"),
       .target(name: "MeshDiscovery"),
-      // Only with the traits that need them: a service on static or DNS discovery, reading
-      // JSON, builds neither async-http-client nor Yams.
+      // Only with the trait: a service on static or DNS discovery builds no async-http-client.
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-      .product(name: "Yams", package: "Yams", condition: .when(traits: ["YAML"])),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -174,6 +188,7 @@ var targets: [Target] = [
     name: "MeshServer",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshConfiguration"),
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
@@ -371,6 +386,7 @@ targets.append(
       .target(name: "MeshCertificates"),
       .target(name: "MeshClient"),
       .target(name: "MeshConsul"),
+      .target(name: "MeshConfiguration"),
       .target(name: "MeshCore"),
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
@@ -437,6 +453,7 @@ targets.append(
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "Logging", package: "swift-log"),
       .target(name: "InteropSupport"),
+      .target(name: "MeshConfiguration"),
       .target(name: "MeshCore"),
       .target(name: "MeshClient"),
       .target(name: "MeshCertificates"),

@@ -151,7 +151,13 @@ public final class MeshServer: Service, Sendable {
     var audit = logger
     audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
     if let intentions {
-      interceptors.append(MeshAuthorizationInterceptor(intentions: intentions, audit: audit))
+      interceptors.append(
+        MeshAuthorizationInterceptor(
+          intentions: intentions,
+          audit: audit,
+          auditAllowedShare: configuration.auditAllowedShare
+        )
+      )
     }
     if var policy = configuration.authorization {
       // Consul's gRPC checks and the clients' health checking call the health service with
@@ -164,7 +170,13 @@ public final class MeshServer: Service, Sendable {
           name: "health is open to the mesh"
         )
       )
-      interceptors.append(MeshAuthorizationInterceptor(policy: policy, audit: audit))
+      interceptors.append(
+        MeshAuthorizationInterceptor(
+          policy: policy,
+          audit: audit,
+          auditAllowedShare: configuration.auditAllowedShare
+        )
+      )
     }
     return interceptors + [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()]
   }

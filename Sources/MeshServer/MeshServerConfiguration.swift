@@ -16,6 +16,7 @@
 
 public import Foundation
 public import GRPCNIOTransportHTTP2Posix
+internal import MeshConfiguration
 internal import MeshCore
 public import MeshTransport
 
@@ -194,6 +195,9 @@ public struct MeshServerConfiguration: Sendable {
   /// the health service is open to every verified caller (Consul's checks, clients' health
   /// checking) unless a rule denies it.
   public var authorization: MeshAuthorizationPolicy?
+  /// The share of allowed calls, 0 to 1, that the authorization (rules or intentions) writes to
+  /// the audit log; every denial is written. Default 0.
+  public var auditAllowedShare: Double = 0
   /// grpc-swift's HTTP/2 server transport settings, whole; nil: its defaults, with the TLS
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
   /// ``connections`` is not applied.
@@ -259,64 +263,77 @@ public struct MeshServerConfiguration: Sendable {
       throw MeshServerError(code: .invalidConfiguration, message: "serviceName: must not be empty")
     }
     do {
-      let host = try MeshHost(self.host, field: "host")
-      if case .dns = host {
-        throw MeshInputError(
-          code: .invalid,
-          field: "host",
-          message: "must be an IPv4 or IPv6 address to bind, not \(MeshInput.quoted(self.host))"
-        )
-      }
-      _ = try MeshInput.integer(self.port, field: "port", in: 0...65_535)
-      #if Consul
-        if let registration = self.registration {
-          if let address = registration.advertisedAddress {
-            _ = try MeshHost(address, field: "registration.advertisedAddress")
-          }
-          if let port = registration.advertisedPort {
-            _ = try MeshInput.port(port, field: "registration.advertisedPort")
-          }
-          try Self.positive(registration.checkInterval, "registration.checkInterval")
-          try Self.positive(registration.checkTimeout, "registration.checkTimeout")
-        }
-        if let intentions = self.intentions {
-          try Self.positive(intentions.wait, "intentions.wait")
-          if self.authorization != nil {
-            throw MeshInputError(
-              code: .invalid,
-              field: "intentions",
-              message: "set with authorization: a server follows its rules or Consul's intentions"
-            )
-          }
-        }
-      #endif
-      try Self.notNegative(self.drain.delay, "drain.delay")
-      try Self.notNegative(self.drain.gracePeriod, "drain.gracePeriod")
-      let connections = self.connections
-      _ = try MeshInput.integer(
-        connections.maxConcurrentStreams,
-        field: "connections.maxConcurrentStreams",
-        in: 1...Int(Int32.max)
-      )
-      for (value, field) in [
-        (connections.maxIdleTime, "connections.maxIdleTime"),
-        (connections.maxAge, "connections.maxAge"),
-      ] {
-        if let value { try Self.positive(value, field) }
-      }
-      if let grace = connections.maxAgeGrace {
-        try Self.notNegative(grace, "connections.maxAgeGrace")
-      }
-      _ = try MeshInput.integer(
-        connections.maxRequestMessageBytes,
-        field: "connections.maxRequestMessageBytes",
-        in: 1...Int(Int32.max)
-      )
+      try self.check(naming: { $0 })
     } catch {
       throw MeshServerError(
         code: .invalidConfiguration,
         message: "\(error)",
         cause: error
+      )
+    }
+  }
+
+  /// Checks every setting but the name; `name` gives the name a field is reported under (its
+  /// own, or the configuration file's).
+  func check(naming name: (String) -> String) throws(MeshInputError) {
+    let host = try MeshHost(self.host, field: name("host"))
+    if case .dns = host {
+      throw MeshInputError(
+        code: .invalid,
+        field: name("host"),
+        message: "must be an IPv4 or IPv6 address to bind, not \(MeshInput.quoted(self.host))"
+      )
+    }
+    _ = try MeshInput.integer(self.port, field: name("port"), in: 0...65_535)
+    #if Consul
+      if let registration = self.registration {
+        if let address = registration.advertisedAddress {
+          _ = try MeshHost(address, field: name("registration.advertisedAddress"))
+        }
+        if let port = registration.advertisedPort {
+          _ = try MeshInput.port(port, field: name("registration.advertisedPort"))
+        }
+        try Self.positive(registration.checkInterval, name("registration.checkInterval"))
+        try Self.positive(registration.checkTimeout, name("registration.checkTimeout"))
+      }
+      if let intentions = self.intentions {
+        try Self.positive(intentions.wait, name("intentions.wait"))
+        if self.authorization != nil {
+          throw MeshInputError(
+            code: .invalid,
+            field: name("intentions"),
+            message: "set with authorization: a server follows its rules or Consul's intentions"
+          )
+        }
+      }
+    #endif
+    try Self.notNegative(self.drain.delay, name("drain.delay"))
+    try Self.notNegative(self.drain.gracePeriod, name("drain.gracePeriod"))
+    let connections = self.connections
+    _ = try MeshInput.integer(
+      connections.maxConcurrentStreams,
+      field: name("connections.maxConcurrentStreams"),
+      in: 1...Int(Int32.max)
+    )
+    for (value, field) in [
+      (connections.maxIdleTime, "connections.maxIdleTime"),
+      (connections.maxAge, "connections.maxAge"),
+    ] {
+      if let value { try Self.positive(value, name(field)) }
+    }
+    if let grace = connections.maxAgeGrace {
+      try Self.notNegative(grace, name("connections.maxAgeGrace"))
+    }
+    _ = try MeshInput.integer(
+      connections.maxRequestMessageBytes,
+      field: name("connections.maxRequestMessageBytes"),
+      in: 1...Int(Int32.max)
+    )
+    guard self.auditAllowedShare.isFinite, (0...1).contains(self.auditAllowedShare) else {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: name("auditAllowedShare"),
+        message: "must be from 0 to 1, not \(self.auditAllowedShare)"
       )
     }
   }
@@ -353,21 +370,49 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_ADVERTISE_ADDRESS`, `MESH_ADVERTISE_PORT` | the address registered |
   /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
+  /// | `MESH_CONFIG_FILE` | a configuration file whose `server` section (`MeshConfigurationFile.Server`) is applied first; the variables above override it |
   ///
-  /// - Throws: ``MeshServerError`` naming the variable for a missing or bad value.
+  /// - Throws: ``MeshServerError`` naming the variable (or the file's field) for a missing or
+  ///   bad value.
   public static func fromEnvironment(
     _ environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws(MeshServerError) -> Self {
     func value(_ name: String) -> String? {
       environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
-    guard let service = value("MESH_SERVICE_NAME") else {
+    var file: MeshConfigurationFile.Server?
+    let path = value("MESH_CONFIG_FILE")
+    if let path {
+      do {
+        file = try MeshConfigurationFile.load(path: path).server
+      } catch {
+        throw MeshServerError(
+          code: .invalidConfiguration,
+          message: "MESH_CONFIG_FILE: \(error)",
+          cause: error
+        )
+      }
+    }
+    guard let service = value("MESH_SERVICE_NAME") ?? file?.serviceName else {
       throw MeshServerError(
         code: .invalidConfiguration,
-        message: "MESH_SERVICE_NAME must name this service."
+        message:
+          "MESH_SERVICE_NAME (or server.service_name in MESH_CONFIG_FILE) must name this service."
       )
     }
     var configuration = Self(serviceName: service)
+    if var file, let path {
+      file.serviceName = service
+      do {
+        try configuration.apply(file, file: path)
+      } catch {
+        throw MeshServerError(
+          code: .invalidConfiguration,
+          message: "MESH_CONFIG_FILE: \(error)",
+          cause: error
+        )
+      }
+    }
     do {
       if let host = value("MESH_SERVER_HOST") { configuration.host = host }
       if let port = value("MESH_SERVER_PORT") {
@@ -375,13 +420,15 @@ public struct MeshServerConfiguration: Sendable {
           try MeshInput.integer(port, field: "MESH_SERVER_PORT", in: 0...65_535)
         )
       }
+      let trustDomain = value("MESH_TRUST_DOMAIN")
       if let directory = value("MESH_CERTS_DIR") {
-        let clients: MeshIdentityPolicy =
-          value("MESH_TRUST_DOMAIN").map { .trustDomain($0) } ?? .anyIdentity
         configuration.tls = TLS(
           credentials: .directory(directory, service: service),
-          clients: clients
+          clients: configuration.tls?.clients ?? .anyIdentity
         )
+      }
+      if let trustDomain, configuration.tls != nil {
+        configuration.tls?.clients = .trustDomain(trustDomain)
       }
       for (name, keyPath) in [
         ("MESH_DRAIN_DELAY", \Drain.delay), ("MESH_DRAIN_GRACE_PERIOD", \Drain.gracePeriod),
@@ -396,9 +443,14 @@ public struct MeshServerConfiguration: Sendable {
         }
       }
       #if Consul
-        if value("CONSUL_HTTP_ADDR") != nil {
-          var registration = Registration(consul: try .fromEnvironment(environment))
-          registration.advertisedAddress = value("MESH_ADVERTISE_ADDRESS")
+        // Registration when CONSUL_HTTP_ADDR names an agent or the file has a registration
+        // section; either way with the agent the environment names, as Consul's tools.
+        if value("CONSUL_HTTP_ADDR") != nil || configuration.registration != nil {
+          var registration = configuration.registration ?? Registration()
+          registration.consul = try .fromEnvironment(environment)
+          if let address = value("MESH_ADVERTISE_ADDRESS") {
+            registration.advertisedAddress = address
+          }
           if let port = value("MESH_ADVERTISE_PORT") {
             registration.advertisedPort = try MeshInput.port(port, field: "MESH_ADVERTISE_PORT")
           }
@@ -413,10 +465,12 @@ public struct MeshServerConfiguration: Sendable {
                 "must be 'deny' or 'allow' (the default when none matches), not \(MeshInput.quoted(mode))"
             )
           }
-          configuration.intentions = Intentions(
-            consul: try .fromEnvironment(environment),
-            defaultAction: action
-          )
+          var intentions = configuration.intentions ?? Intentions()
+          intentions.defaultAction = action
+          configuration.intentions = intentions
+        }
+        if configuration.intentions != nil {
+          configuration.intentions?.consul = try .fromEnvironment(environment)
         }
       #endif
     } catch {

@@ -16,6 +16,8 @@
 
 public import Foundation
 public import GRPCCore
+// The configuration file and its errors are part of the client's API.
+@_exported public import MeshConfiguration
 public import MeshCore
 public import MeshDiscovery
 public import MeshTransport
@@ -213,7 +215,7 @@ public struct MeshClientConfiguration: Sendable {
     }
   }
 
-  /// Applies a configuration file (``MeshConfigurationFile``): its defaults become every target's
+  /// Applies a configuration file (`MeshConfigurationFile`): its defaults become every target's
   /// resilience (and balancing policy, if it names one), its services' sections theirs.
   public mutating func apply(_ file: MeshConfigurationFile) {
     self.resilience = file.defaults.resilience
@@ -241,7 +243,7 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
   /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
-  /// | `MESH_CONFIG_FILE` | a configuration file (``MeshConfigurationFile``) to apply |
+  /// | `MESH_CONFIG_FILE` | a configuration file (`MeshConfigurationFile`) to apply |
   ///
   /// - Throws: ``MeshClientError`` naming the variable for a bad value (and the field, for the
   ///   configuration file); its ``MeshClientError/configuration`` holds the setting at fault.
@@ -349,7 +351,7 @@ public struct MeshClientError: MeshError, Hashable, RPCErrorConvertible {
   public var code: Code
   /// What was wrong, naming the variable (and the file's field) for a bad setting.
   public var message: String
-  /// The error underneath: a ``MeshConfigurationError`` for a setting from outside, the Consul
+  /// The error underneath: a `MeshConfigurationError` for a setting from outside, the Consul
   /// client's for a bad `CONSUL_HTTP_ADDR`.
   public var cause: (any Error)?
 
@@ -361,7 +363,7 @@ public struct MeshClientError: MeshError, Hashable, RPCErrorConvertible {
   }
 
   /// For a bad setting from outside (an environment variable, a configuration file): where it
-  /// is (the file, or ``MeshConfigurationError/environment``) and its field.
+  /// is (the file, or `MeshConfigurationError.environment`) and its field.
   public var configuration: MeshConfigurationError? {
     self.cause as? MeshConfigurationError
   }

@@ -46,7 +46,7 @@ func rejectUnknownKeys(
   let known = Set(known)
   let container = try decoder.container(keyedBy: AnyKey.self)
   for key in container.allKeys where !known.contains(key.stringValue) {
-    let path = (decoder.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+    let path = dotted(decoder.codingPath + [key])
     throw FieldError(
       path: path,
       "is not a known field (known: \(known.sorted().joined(separator: ", ")))"
@@ -54,8 +54,18 @@ func rejectUnknownKeys(
   }
 }
 
+/// A field's path as the file's errors name it: `services.orders.retry_policy`,
+/// `server.authorization.rules[0].source`.
 func dotted(_ path: [any CodingKey]) -> String {
-  path.map(\.stringValue).joined(separator: ".")
+  var text = ""
+  for key in path {
+    if let index = key.intValue {
+      text += "[\(index)]"
+    } else {
+      text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
+    }
+  }
+  return text
 }
 
 /// A duration: Go syntax (`"250ms"`, `"0.25s"`, `"10s"`, `"1m30s"`), or a number of seconds, from
@@ -122,11 +132,12 @@ struct FileInteger: Decodable {
 struct FileRoot: Decodable {
   var defaults: SectionFile?
   var services: [String: SectionFile]?
+  var server: MeshConfigurationFile.Server?
 
   init() {}
 
   private enum CodingKeys: String, CodingKey, CaseIterable {
-    case defaults, services
+    case defaults, services, server
   }
 
   init(from decoder: any Decoder) throws {
@@ -134,5 +145,6 @@ struct FileRoot: Decodable {
     let container = try decoder.container(keyedBy: CodingKeys.self)
     self.defaults = try container.decodeIfPresent(SectionFile.self, forKey: .defaults)
     self.services = try container.decodeIfPresent([String: SectionFile].self, forKey: .services)
+    self.server = try container.decodeIfPresent(MeshConfigurationFile.Server.self, forKey: .server)
   }
 }

@@ -21,9 +21,9 @@ public import MeshTransport
   internal import Yams
 #endif
 
-/// A mesh configuration file, JSON or YAML: timeouts, retries, hedging, retry budgets, circuit
-/// breakers and outlier detection, for every target and per service and method, in the shape of
-/// the Envoy configuration it replaces.
+/// A mesh configuration file, JSON or YAML: for the client, timeouts, retries, hedging, retry
+/// budgets, circuit breakers and outlier detection, for every target and per service and method,
+/// in the shape of the Envoy configuration it replaces; for the server, the ``Server`` section.
 ///
 /// ```yaml
 /// defaults:                      # every target service
@@ -48,6 +48,9 @@ public struct MeshConfigurationFile: Sendable {
   /// The settings of every target, and of named ones.
   public var defaults: Section
   public var services: [String: Section]
+  /// The `server` section, read by a mesh server (`MeshServerConfiguration`); nil when the file
+  /// has none.
+  public var server: Server?
 
   /// The settings of one section.
   public struct Section: Sendable {
@@ -137,7 +140,11 @@ public struct MeshConfigurationFile: Sendable {
         }
         services[name] = try section.over(defaults).section(at: "services.\(name)")
       }
-      return Self(defaults: try defaults.section(at: "defaults"), services: services)
+      return Self(
+        defaults: try defaults.section(at: "defaults"),
+        services: services,
+        server: root.server
+      )
     } catch {
       throw Self.fileError(error, file: file)
     }
@@ -154,9 +161,7 @@ public struct MeshConfigurationFile: Sendable {
   }
 
   private static func describe(_ error: DecodingError, file: String) -> MeshConfigurationError {
-    func path(_ codingPath: [any CodingKey]) -> String {
-      codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-    }
+    func path(_ codingPath: [any CodingKey]) -> String { dotted(codingPath) }
     switch error {
     case .typeMismatch(let type, let context):
       return MeshConfigurationError(
