@@ -34,34 +34,87 @@ let package = Package(
     .package(name: "swift-grpc-mesh", path: ".."),
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   ],
   targets: [
+    // The examples' service, greeter.v1.Greeter: its generated code (from Protos/, by
+    // scripts/generate-protos.sh) and its implementation.
+    .target(
+      name: "Greeter",
+      dependencies: [
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    // The greeter as a mesh service: a MeshServer configured by the environment.
+    .executableTarget(
+      name: "greeter-server",
+      dependencies: [
+        .target(name: "Greeter"),
+        .product(name: "MeshServer", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    // A mesh client of the greeter: unary, server-streaming and bidirectional calls by name.
+    .executableTarget(
+      name: "greeter-client",
+      dependencies: [
+        .target(name: "Greeter"),
+        .product(name: "MeshClient", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
     // The mesh end to end: the embedded Consul agent, three mTLS instances registered with gRPC
     // health checks, and a mesh client sending steady traffic while instances fail.
     .executableTarget(
       name: "mesh-demo",
       dependencies: [
+        .target(name: "Greeter"),
         .product(name: "MeshClient", package: "swift-grpc-mesh"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
         .product(name: "MeshCore", package: "swift-grpc-mesh"),
         .product(name: "MeshConsul", package: "swift-grpc-mesh"),
         .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
         .product(name: "MeshHealth", package: "swift-grpc-mesh"),
-        .product(name: "MeshProto", package: "swift-grpc-mesh"),
+        .product(name: "MeshServer", package: "swift-grpc-mesh"),
         .product(name: "MeshTransport", package: "swift-grpc-mesh"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
-        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
-    // Runs the built mesh-demo as a user would: bad flags, and SIGINT/SIGTERM mid-run.
+    // Runs the built mesh-demo as a user would (bad flags, SIGINT/SIGTERM mid-run), and the
+    // greeter: its methods through the mesh, and its server and client as two processes.
     .testTarget(
       name: "MeshDemoTests",
-      dependencies: [.target(name: "mesh-demo")],
+      dependencies: [
+        .target(name: "mesh-demo"),
+        .target(name: "Greeter"),
+        .target(name: "greeter-server"),
+        .target(name: "greeter-client"),
+        .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
+        .product(name: "MeshClient", package: "swift-grpc-mesh"),
+        .product(name: "MeshConsul", package: "swift-grpc-mesh"),
+        .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
+        .product(name: "MeshDiscovery", package: "swift-grpc-mesh"),
+        .product(name: "MeshServer", package: "swift-grpc-mesh"),
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: defaultSwiftSettings
     ),
     // A server with the health servicer, and a client that checks and watches it.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copyright 2026, swift-grpc-mesh contributors. Licensed under the Apache License, Version 2.0.
 #
-# Regenerates Sources/MeshProto from Protos/. The generated code is committed: the normal build and
-# CI never run protoc or the plugins.
+# Regenerates Sources/MeshProto from Protos/, and the examples' service (Examples/Sources/Greeter)
+# from Examples/Protos/. The generated code is committed: the normal build and CI never run protoc
+# or the plugins.
 #
 # Needs protoc (Debian: apt-get install protobuf-compiler). The Swift plugins are built from the
 # package's own pinned dependencies (swift-protobuf's protoc-gen-swift and grpc-swift-protobuf's
@@ -52,6 +53,20 @@ protoc \
   --grpc-swift-2_out="$out" \
   --grpc-swift-2_opt=Visibility=Public,Client=true,Server=true,UseAccessLevelOnImports=true \
   "${protos[@]}"
+
+examples="$root/Examples/Sources/Greeter"
+find "$examples" -name '*.pb.swift' -delete
+find "$examples" -name '*.grpc.swift' -delete
+echo "Generating Swift code into $examples..."
+protoc \
+  --proto_path="$root/Examples/Protos" \
+  --plugin=protoc-gen-swift="$protoc_gen_swift" \
+  --plugin=protoc-gen-grpc-swift-2="$protoc_gen_grpc_swift" \
+  --swift_out="$examples" \
+  --swift_opt=Visibility=Public,UseAccessLevelOnImports=true,FileNaming=DropPath \
+  --grpc-swift-2_out="$examples" \
+  --grpc-swift-2_opt=Visibility=Public,Client=true,Server=true,UseAccessLevelOnImports=true,FileNaming=DropPath \
+  greeter/v1/greeter.proto
 
 python="${MESH_PYTHON:-$root/.venv/bin/python}"
 if [ -x "$python" ] && "$python" -c 'import grpc_health' 2>/dev/null; then

@@ -128,6 +128,36 @@ struct ServerConfigurationFileTests {
     )
   }
 
+  @Test("The example file's server section (Examples/mesh.yaml)")
+  func exampleFile() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .deletingLastPathComponent().deletingLastPathComponent()
+    let path = root.appendingPathComponent("Examples/mesh.yaml").path
+    var configuration = MeshServerConfiguration.defaults(serviceName: "greeter")
+    try configuration.apply(try #require(MeshConfigurationFile.load(path: path).server), file: path)
+    #expect(configuration.port == 8443)
+    #expect(configuration.registration?.tags == ["v1"])
+    #expect(configuration.connections.maxAge == .seconds(3600))
+    #expect(configuration.auditAllowedShare == 0.01)
+    let policy = try #require(configuration.authorization)
+    let client = [
+      try MeshServiceIdentity.spiffe("spiffe://mesh.local/ns/default/svc/greeter-client")
+    ]
+    let other = [try MeshServiceIdentity.spiffe("spiffe://mesh.local/ns/default/svc/billing")]
+    #expect(
+      policy.decide(identities: client, service: "greeter.v1.Greeter", method: "Chat").action
+        == .allow
+    )
+    #expect(
+      policy.decide(identities: other, service: "greeter.v1.Greeter", method: "SayHello").action
+        == .allow
+    )
+    #expect(
+      policy.decide(identities: other, service: "greeter.v1.Greeter", method: "Chat").action
+        == .deny
+    )
+  }
+
   @Test("A section sets only what it names; the client's sections read the same file")
   func partial() throws {
     var code = MeshServerConfiguration.defaults(serviceName: "orders")

@@ -16,40 +16,46 @@
 
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
+import Greeter
 import MeshCertificates
 import MeshClient
 import MeshConsul
 import MeshConsulAgent
 import MeshHealth
-import MeshProto
+import MeshServer
 import MeshTransport
 import SwiftProtobuf
 import Synchronization
 import UnixSignals
 
-// The mesh end to end, in one process:
+// The mesh end to end:
 //   - the embedded Consul-compatible agent,
-//   - three instances of "greeter" (mTLS with certificates made on the fly, a health servicer,
-//     registered with gRPC health checks that the agent runs over mTLS),
-//   - a mesh client sending steady traffic to "greeter" by name.
+//   - three instances of "greeter" (the examples' greeter.v1.Greeter service), each a MeshServer in
+//     a child process: mTLS with certificates made on the fly, the health servicer, and
+//     self-registration with a gRPC health check that the agent runs over mTLS,
+//   - a mesh client calling greeter.v1.Greeter/SayHello steadily, by the service's name.
 // Instance 2 is flaky from the start: it fails every third call from the client with UNAVAILABLE
 // (the mesh retries those on another instance, and outlier detection ejects it, probes it and
 // lets it back). A third of the way in, instance 0 is killed (kill -9: its calls in flight are
-// retried elsewhere); two thirds in, instance 1 turns NOT_SERVING. Per-instance counts include
-// the agent's own gRPC health checks (one a second). Every second it prints per-instance request
-// counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
+// retried elsewhere); two thirds in, instance 1 turns NOT_SERVING. Every second it prints
+// per-instance greeting counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
 // total=<n> failed=<n> retries=<n> budget_refused=<n> ejections=<n> p50_ms=<x> p99_ms=<x>.
 //
 // Its flags are checked before anything starts (a bad one exits with status 1). The temporary
 // folder with the CA key is removed however the demo ends: finished, failed, or stopped by
 // SIGINT or SIGTERM (it then exits with 128 + the signal's number).
 
-/// Counts the RPCs an instance serves (not the balancer's own health streams); when flaky, fails
-/// every third call from the demo client (not the agent's health checks) with UNAVAILABLE.
+/// The demo's `print`: each line is flushed, so that whoever reads the output through a pipe or a
+/// file (a script, a test, `tee`) sees it as it happens, not when a buffer fills.
+func print(_ line: String) {
+  Swift.print(line)
+  fflush(nil)
+}
+
+/// Counts the greetings an instance serves; when flaky, fails every third call from the demo
+/// client with UNAVAILABLE.
 final class Served: ServerInterceptor, Sendable {
   private let count = Mutex(0)
-  private let fromClient = Mutex(0)
   let flaky = Mutex(false)
   var value: Int { self.count.withLock { $0 } }
 
@@ -60,17 +66,14 @@ final class Served: ServerInterceptor, Sendable {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
-    if context.descriptor.method == "Check" {
-      self.count.withLock { $0 += 1 }
+    if context.descriptor == Greeter_V1_Greeter.Method.SayHello.descriptor {
+      let call = self.count.withLock {
+        $0 += 1
+        return $0
+      }
       let caller = MeshCaller.current(in: context)?.identity.spiffeID ?? ""
-      if caller.hasSuffix("/demo-client") && self.flaky.withLock({ $0 }) {
-        let call = self.fromClient.withLock {
-          $0 += 1
-          return $0
-        }
-        if call % 3 == 0 {
-          throw RPCError(code: .unavailable, message: "flaky instance")
-        }
+      if caller.hasSuffix("/demo-client") && self.flaky.withLock({ $0 }) && call % 3 == 0 {
+        throw RPCError(code: .unavailable, message: "flaky instance")
       }
     }
     return try await next(request, context)
@@ -103,22 +106,28 @@ final class Results: Sendable {
 
 // MARK: - An instance (a child process of the demo)
 
-/// `mesh-demo --instance <certs>`: one greeter instance. It prints `LISTENING <port>`, then
-/// answers commands on stdin: `count` (prints `COUNT <n>`), `not-serving`, `serving`, `flaky`.
-func runInstance(certificates: String) async throws {
-  let credentials = try await MeshCredentials(.directory(certificates, service: "greeter"))
+/// `mesh-demo --instance <index> <certs> <agent port>`: one greeter instance, a MeshServer that
+/// registers itself in the agent as `greeter-<index>` with a gRPC check. It prints
+/// `LISTENING <port>`, then answers commands on stdin: `count` (prints `COUNT <n>`),
+/// `not-serving`, `flaky`; stdin closing drains it.
+func runInstance(index: String, certificates: String, agentPort: String) async throws {
   let served = Served()
-  let health = MeshHealthService()
-  health.setServing(service: "greeter")
-  let transport = HTTP2ServerTransport.Posix(
-    address: .ipv4(host: "127.0.0.1", port: 0),
-    transportSecurity: try credentials.serverTransportSecurity(),
-    config: credentials.serverConfig()
+  var configuration = try MeshServerConfiguration.fromEnvironment([
+    "MESH_SERVICE_NAME": "greeter", "MESH_CERTS_DIR": certificates,
+    "MESH_SERVER_HOST": "127.0.0.1", "MESH_SERVER_PORT": "0",
+    "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "MESH_DRAIN_DELAY": "0",
+  ])
+  configuration.registration?.id = "greeter-\(index)"
+  configuration.registration?.checkInterval = .seconds(1)
+  configuration.registration?.checkTimeout = .seconds(2)
+  let server = try await MeshServer(
+    configuration: configuration,
+    services: [GreeterService(instance: "greeter-\(index)")],
+    interceptors: [served]
   )
-  let server = GRPCServer(transport: transport, services: [health], interceptors: [served])
   try await withThrowingTaskGroup(of: Void.self) { group in
-    group.addTask { try await server.serve() }
-    let port = try await transport.listeningAddress.ipv4!.port
+    group.addTask { try await server.run() }
+    let port = try await server.listeningPort
     print("LISTENING \(port)")
     fflush(nil)
     // Commands from the parent, read off the cooperative pool; stdin closing ends the instance.
@@ -126,14 +135,15 @@ func runInstance(certificates: String) async throws {
       while let line = readLine() {
         switch line {
         case "count": print("COUNT \(served.value)")
-        case "not-serving": health.setNotServing(service: "greeter")
-        case "serving": health.setServing(service: "greeter")
+        case "not-serving":
+          // Consul's check (the whole server) and the clients' health checking (the service).
+          server.health.setNotServing()
+          server.health.setNotServing(service: Greeter_V1_Greeter.descriptor.fullyQualifiedService)
         case "flaky": served.flaky.withLock { $0 = true }
         default: break
         }
         fflush(nil)
       }
-      health.enterTerminalState()
       server.beginGracefulShutdown()
     }
     thread.start()
@@ -150,9 +160,9 @@ final class InstanceProcess: @unchecked Sendable {
   private(set) var port = 0
   private(set) var isAlive = true
 
-  init(certificates: String) throws {
+  init(index: Int, certificates: String, agentPort: Int) throws {
     self.process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-    self.process.arguments = ["--instance", certificates]
+    self.process.arguments = ["--instance", "\(index)", certificates, "\(agentPort)"]
     let stdin = Pipe()
     let stdout = Pipe()
     self.process.standardInput = stdin
@@ -203,9 +213,15 @@ final class InstanceProcess: @unchecked Sendable {
   }
 }
 
-if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "--instance" {
-  try await runInstance(certificates: CommandLine.arguments[2])
-  exit(0)
+if CommandLine.arguments.count == 5 && CommandLine.arguments[1] == "--instance" {
+  let arguments = CommandLine.arguments
+  do {
+    try await runInstance(index: arguments[2], certificates: arguments[3], agentPort: arguments[4])
+    exit(0)
+  } catch {
+    FileHandle.standardError.write(Data("mesh-demo instance: \(error)\n".utf8))
+    exit(1)
+  }
 }
 
 // MARK: - The demo
@@ -296,26 +312,15 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
     var instances: [InstanceProcess] = []
     defer { for instance in instances { instance.kill() } }
     for index in 0..<3 {
-      let instance = try InstanceProcess(certificates: certs.path)
-      try await instance.waitUntilListening()
-      instances.append(instance)
-      try await consul.register(
-        ConsulServiceRegistration(
-          id: "greeter-\(index)",
-          name: "greeter",
-          address: "127.0.0.1",
-          port: instance.port,
-          check: .grpc(
-            "127.0.0.1:\(instance.port)/greeter",
-            interval: .seconds(1),
-            timeout: .seconds(2),
-            useTLS: true,
-            tlsServerName: "greeter"
-          )
-        )
+      let instance = try InstanceProcess(
+        index: index,
+        certificates: certs.path,
+        agentPort: agentPort
       )
+      instances.append(instance)  // killed however the demo ends, even before it listens
+      try await instance.waitUntilListening()
       print(
-        "demo: greeter-\(index) (pid \(instance.process.processIdentifier)) on 127.0.0.1:\(instance.port), registered with a gRPC check"
+        "demo: greeter-\(index) (pid \(instance.process.processIdentifier)), a MeshServer on 127.0.0.1:\(instance.port), registered itself with a gRPC check"
       )
     }
 
@@ -340,12 +345,13 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       failurePercentageThreshold: 0.2
     )
     configuration.targets["greeter"] = .init(timeout: .seconds(2), resilience: resilience)
-    configuration.healthCheckServiceName = "greeter"  // client-side health checking (gRFC A17)
+    // Client-side health checking (gRFC A17) of the service the instances serve.
+    configuration.healthCheckServiceName = Greeter_V1_Greeter.descriptor.fullyQualifiedService
     let results = Results()
     var totals = MeshTransportStats()
 
     try await withMeshClient(configuration) { mesh in
-      let greeter = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+      let greeter = Greeter_V1_Greeter.Client(wrapping: try mesh.client(for: "greeter"))
       let start = ContinuousClock.now
       let end = start.advanced(by: options.duration)
       let seconds = options.duration / .seconds(1)
@@ -361,7 +367,7 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
             while ContinuousClock.now < end && !Task.isCancelled {
               let before = ContinuousClock.now
               do {
-                _ = try await greeter.check(.with { $0.service = "greeter" })
+                _ = try await greeter.sayHello(.with { $0.name = "demo" })
                 results.record(milliseconds: before.duration(to: .now) / .milliseconds(1))
               } catch {
                 results.fail(error)

@@ -1,0 +1,213 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+import Foundation
+import GRPCCore
+import Greeter
+import MeshCertificates
+import MeshClient
+import MeshConsul
+import MeshConsulAgent
+import MeshDiscovery
+import MeshServer
+import MeshTransport
+import SwiftProtobuf
+import Testing
+
+@testable import mesh_demo
+
+/// A built executable of this package, beside this test bundle in the build folder.
+private func executable(_ name: String) -> URL {
+  URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    .deletingLastPathComponent().appendingPathComponent(name)
+}
+
+/// A throwaway mesh CA with certificates for the greeter, its client and the agent's checks.
+private func makeCertificates() throws -> MeshCertificateDirectory {
+  let directory = MeshCertificateDirectory(
+    path: FileManager.default.temporaryDirectory
+      .appendingPathComponent("greeter-\(UUID().uuidString)").path
+  )
+  let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
+  try directory.write(authority)
+  for service in ["greeter", "greeter-client", "consul-agent"] {
+    try directory.write(try authority.issue(service: service))
+  }
+  return directory
+}
+
+@Suite("The greeter example", .timeLimit(.minutes(2)))
+struct GreeterExampleTests {
+  @Test("Unary, server-streaming and bidirectional calls through the mesh, over mTLS")
+  func methods() async throws {
+    let certs = try makeCertificates()
+    defer { try? FileManager.default.removeItem(atPath: certs.path) }
+    var configuration = MeshServerConfiguration(serviceName: "greeter", host: "127.0.0.1", port: 0)
+    configuration.tls = .init(credentials: .directory(certs.path, service: "greeter"))
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
+    try await withMeshServer(configuration, services: [GreeterService(instance: "g-0")]) { server in
+      let port = try await server.listeningPort
+      let client = MeshClientConfiguration(
+        serviceName: "greeter-client",
+        discovery: MeshStaticDiscovery(["greeter": [MeshEndpoint(host: "127.0.0.1", port: port)]]),
+        tls: .init(credentials: .directory(certs.path, service: "greeter-client"))
+      )
+      try await withMeshClient(client) { mesh in
+        let greeter = Greeter_V1_Greeter.Client(wrapping: try mesh.client(for: "greeter"))
+        let reply = try await greeter.sayHello(.with { $0.name = "Ada" })
+        #expect(reply.message == "Hello, Ada")
+        #expect(reply.servedBy == "g-0")
+        #expect(reply.caller == "spiffe://mesh.local/ns/default/svc/greeter-client")
+
+        let request = Greeter_V1_StreamHellosRequest.with {
+          $0.name = "Grace"
+          $0.count = 3
+          $0.intervalMs = 1
+        }
+        let streamed = try await greeter.streamHellos(request) { response in
+          var messages: [String] = []
+          for try await reply in response.messages { messages.append(reply.message) }
+          return messages
+        }
+        #expect(streamed == ["Hello, Grace", "Hello, Grace", "Hello, Grace"])
+
+        let tooMany = await #expect(throws: RPCError.self) {
+          try await greeter.streamHellos(.with { $0.count = 1001 }) { response in
+            for try await _ in response.messages {}
+          }
+        }
+        #expect(tooMany?.code == .invalidArgument)
+
+        let chatted = try await greeter.chat { writer in
+          for name in ["Ada", "", "Linus"] { try await writer.write(.with { $0.name = name }) }
+        } onResponse: { response in
+          var messages: [String] = []
+          for try await reply in response.messages { messages.append(reply.message) }
+          return messages
+        }
+        #expect(chatted == ["Hello, Ada", "Hello, world", "Hello, Linus"])
+
+        // A stream that would run for hours ends when its caller's deadline does: the handler
+        // reacts to the RPC's cancellation rather than sleeping on.
+        let long = Greeter_V1_StreamHellosRequest.with {
+          $0.count = 1000
+          $0.intervalMs = 10_000
+        }
+        var options = CallOptions.defaults
+        options.timeout = .milliseconds(300)
+        let ended = await #expect(throws: RPCError.self) {
+          try await greeter.streamHellos(long, options: options) { response in
+            for try await _ in response.messages {}
+          }
+        }
+        #expect(ended?.code == .deadlineExceeded)
+      }
+    }
+  }
+
+  @Test("greeter-server and greeter-client, as two processes against the agent: served, drained")
+  func processes() async throws {
+    let certs = try makeCertificates()
+    defer { try? FileManager.default.removeItem(atPath: certs.path) }
+    let agent = MeshConsulAgent(
+      configuration: MeshConsulAgentConfiguration(
+        port: 0,
+        checkCredentials: try await MeshCredentials(
+          .directory(certs.path, service: "consul-agent")
+        )
+      )
+    )
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await agent.run() }
+      defer { agent.beginGracefulShutdown() }
+      let agentPort = try await agent.listeningPort
+      var environment = ProcessInfo.processInfo.environment
+      environment["CONSUL_HTTP_ADDR"] = "127.0.0.1:\(agentPort)"
+      environment["MESH_CERTS_DIR"] = certs.path
+
+      // The server, as a user starts it: configured by the environment alone.
+      let server = Process()
+      server.executableURL = executable("greeter-server")
+      var serverEnvironment = environment
+      serverEnvironment["MESH_SERVICE_NAME"] = "greeter"
+      serverEnvironment["MESH_SERVER_HOST"] = "127.0.0.1"
+      serverEnvironment["MESH_SERVER_PORT"] = "0"
+      serverEnvironment["MESH_DRAIN_DELAY"] = "0"
+      server.environment = serverEnvironment
+      let serverOutput = Pipe()
+      server.standardOutput = serverOutput
+      server.standardError = FileHandle.nullDevice
+      let serverLines = outputLines(of: serverOutput.fileHandleForReading)
+      try server.run()
+      defer { if server.isRunning { server.terminate() } }
+      var serving: String?
+      for await line in serverLines {
+        serving = line
+        break
+      }
+      #expect(serving?.hasPrefix("greeter-server: serving greeter on port ") == true)
+
+      // It registered itself, with a gRPC check the agent runs over mTLS.
+      let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
+      do {
+        var registered = try await consul.healthService("greeter")
+        while registered.value.first?.checks.allSatisfy({ $0.status == .passing }) != true {
+          registered = try await consul.healthService(
+            "greeter",
+            index: registered.index,
+            wait: .seconds(5)
+          )
+        }
+        #expect(registered.value.count == 1)
+
+        let client = Process()
+        client.executableURL = executable("greeter-client")
+        var clientEnvironment = environment
+        clientEnvironment["MESH_SERVICE_NAME"] = "greeter-client"
+        client.environment = clientEnvironment
+        client.arguments = ["Ada"]
+        let clientOutput = Pipe()
+        client.standardOutput = clientOutput
+        let clientLines = outputLines(of: clientOutput.fileHandleForReading)
+        try client.run()
+        var lines: [String] = []
+        for await line in clientLines { lines.append(line) }
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0)
+        #expect(lines.count == 9, "\(lines)")
+        #expect(lines.filter { $0.hasPrefix("SayHello: Hello, Ada (served by ") }.count == 3)
+        #expect(lines.filter { $0.hasPrefix("StreamHellos: Hello, Ada") }.count == 3)
+        #expect(lines.contains { $0.hasPrefix("Chat: Hello, Grace") })
+        #expect(
+          lines.allSatisfy {
+            $0.hasSuffix("saw spiffe://mesh.local/ns/default/svc/greeter-client)")
+          }
+        )
+
+        // SIGTERM drains it: deregistered, then it exits cleanly.
+        server.terminate()
+        for await _ in serverLines {}
+        server.waitUntilExit()
+        #expect(server.terminationReason == .exit && server.terminationStatus == 0)
+        #expect(try await consul.healthService("greeter").value.isEmpty)
+      } catch {
+        try? await consul.shutdown()
+        throw error
+      }
+      try await consul.shutdown()
+    }
+  }
+}
