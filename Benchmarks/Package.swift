@@ -20,6 +20,13 @@
 
 import PackageDescription
 
+let swiftSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let package = Package(
   name: "swift-grpc-mesh-benchmarks",
   platforms: [.macOS(.v15)],
@@ -30,9 +37,15 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
   ],
   targets: [
+    .target(
+      name: "BenchmarkSupport",
+      dependencies: [.product(name: "MeshCore", package: "swift-grpc-mesh")],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "mesh-benchmark",
       dependencies: [
+        .target(name: "BenchmarkSupport"),
         .product(name: "MeshClient", package: "swift-grpc-mesh"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
         .product(name: "MeshConsul", package: "swift-grpc-mesh"),
@@ -44,12 +57,22 @@ let package = Package(
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
-      swiftSettings: [
-        .swiftLanguageMode(.v6),
-        .enableUpcomingFeature("ExistentialAny"),
-        .enableUpcomingFeature("InternalImportsByDefault"),
-        .enableUpcomingFeature("MemberImportVisibility"),
-      ]
-    )
+      swiftSettings: swiftSettings
+    ),
+    // The server half: Watch fan-out, and MeshServer against a bare GRPCServer.
+    .executableTarget(
+      name: "server-benchmark",
+      dependencies: [
+        .target(name: "BenchmarkSupport"),
+        .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
+        .product(name: "MeshHealth", package: "swift-grpc-mesh"),
+        .product(name: "MeshProto", package: "swift-grpc-mesh"),
+        .product(name: "MeshServer", package: "swift-grpc-mesh"),
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      ],
+      swiftSettings: swiftSettings
+    ),
   ]
 )

@@ -73,10 +73,13 @@ let package = Package(
         .product(name: "MeshTransport", package: "swift-grpc-mesh"),
       ]
     ),
-    // The configuration file, as YAML and as JSON.
+    // The configuration file, as YAML and as JSON, for the client and the server.
     fuzzTarget(
       "FuzzConfigurationFile",
-      [.product(name: "MeshClient", package: "swift-grpc-mesh")]
+      [
+        .product(name: "MeshClient", package: "swift-grpc-mesh"),
+        .product(name: "MeshServer", package: "swift-grpc-mesh"),
+      ]
     ),
     // PEM, certificate and key loading, and the checks credentials go through.
     fuzzTarget(

@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+import BenchmarkSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -34,62 +35,9 @@ import Synchronization
 // Then the P2C pick cost at 10, 1,000 and 10,000 endpoints, and what a health change (a picker
 // rebuild) costs at each.
 
-let roundSeconds = Double(ProcessInfo.processInfo.environment["MESH_BENCH_SECONDS"] ?? "") ?? 3
-let rounds = Int(ProcessInfo.processInfo.environment["MESH_BENCH_ROUNDS"] ?? "") ?? 3
-
-struct Measurement {
-  var calls = 0
-  var seconds = 0.0
-  var latencies: [Double] = []  // microseconds
-
-  var throughput: Double { Double(self.calls) / self.seconds }
-
-  func percentile(_ p: Double) -> Double {
-    let sorted = self.latencies.sorted()
-    guard !sorted.isEmpty else { return 0 }
-    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-  }
-
-  mutating func merge(_ other: Measurement) {
-    self.calls += other.calls
-    self.seconds += other.seconds
-    self.latencies += other.latencies
-  }
-}
-
-/// Runs `concurrency` workers calling `call` for `seconds`.
-func measure(
-  concurrency: Int,
-  seconds: Double,
-  _ call: @escaping @Sendable () async throws -> Void
-) async throws -> Measurement {
-  let start = ContinuousClock.now
-  let end = start.advanced(by: .milliseconds(Int64(seconds * 1000)))
-  let perWorker = try await withThrowingTaskGroup(of: [Double].self) { group in
-    for _ in 0..<concurrency {
-      group.addTask {
-        var latencies: [Double] = []
-        latencies.reserveCapacity(100_000)
-        while ContinuousClock.now < end {
-          let before = ContinuousClock.now
-          try await call()
-          latencies.append(before.duration(to: .now) / .microseconds(1))
-        }
-        return latencies
-      }
-    }
-    var all: [[Double]] = []
-    for try await latencies in group { all.append(latencies) }
-    return all
-  }
-  let elapsed = start.duration(to: .now) / .seconds(1)
-  let latencies = perWorker.flatMap { $0 }
-  return Measurement(calls: latencies.count, seconds: elapsed, latencies: latencies)
-}
-
-func format(_ value: Double, _ digits: Int = 0) -> String {
-  String(format: "%.\(digits)f", value)
-}
+let round = environmentDuration("MESH_BENCH_SECONDS", default: .seconds(3))
+let roundSeconds = round / .seconds(1)
+let rounds = environmentInteger("MESH_BENCH_ROUNDS", default: 3, in: 1...100)
 
 // MARK: - Setup
 
@@ -181,9 +129,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
         let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
         let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
         // Warm up every path (connections, discovery, caches and pools).
-        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await raw.check(.init()) }
-        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await meshed.check(.init()) }
-        _ = try await measure(concurrency: 8, seconds: 1) { _ = try await bare.check(.init()) }
+        _ = try await measure(concurrency: 8, for: .seconds(1)) { _ = try await raw.check(.init()) }
+        _ = try await measure(concurrency: 8, for: .seconds(1)) {
+          _ = try await meshed.check(.init())
+        }
+        _ = try await measure(concurrency: 8, for: .seconds(1)) {
+          _ = try await bare.check(.init())
+        }
 
         print(
           "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
@@ -191,22 +143,22 @@ try await withThrowingTaskGroup(of: Void.self) { group in
         print("in flight | client | RPC/s   | p50 µs | p99 µs")
         print("----------|--------|---------|--------|-------")
         for concurrency in [1, 64] {
-          var rawTotal = Measurement()
-          var meshTotal = Measurement()
-          var bareTotal = Measurement()
+          var rawTotal = LoadMeasurement()
+          var meshTotal = LoadMeasurement()
+          var bareTotal = LoadMeasurement()
           for _ in 0..<rounds {
             bareTotal.merge(
-              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+              try await measure(concurrency: concurrency, for: round) {
                 _ = try await bare.check(.init())
               }
             )
             rawTotal.merge(
-              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+              try await measure(concurrency: concurrency, for: round) {
                 _ = try await raw.check(.init())
               }
             )
             meshTotal.merge(
-              try await measure(concurrency: concurrency, seconds: roundSeconds) {
+              try await measure(concurrency: concurrency, for: round) {
                 _ = try await meshed.check(.init())
               }
             )

@@ -16,12 +16,13 @@
 
 internal import Foundation
 internal import MeshClient
+internal import MeshServer
 internal import MeshTransport
 
-/// The mesh client's configuration from outside: the configuration file as YAML and as JSON, and
-/// the environment. Nothing may trap; a bad value is a `MeshConfigurationError` (or, for the
-/// environment, a `MeshClientError`) naming the field, and what is accepted is a valid
-/// resilience policy.
+/// The mesh client's and server's configuration from outside: the configuration file as YAML and
+/// as JSON, and the environment. Nothing may trap; a bad value is a `MeshConfigurationError` (or,
+/// for the environment, a `MeshClientError` or `MeshServerError`) naming the field, and what is
+/// accepted is a valid resilience policy, and a valid server configuration.
 ///
 /// The first byte picks what the rest is: 0 YAML, 1 JSON, 2 environment (`NAME=value` lines).
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -46,6 +47,16 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     }
     var configuration = MeshClientConfiguration()
     configuration.apply(file)
+    if let section = file.server {
+      var server = MeshServerConfiguration.defaults(serviceName: "fuzz")
+      if (try? server.apply(section, file: "fuzz")) != nil {
+        do {
+          try server.validate()
+        } catch {
+          fatalError("FuzzConfigurationFile: accepted an invalid server section: \(error)")
+        }
+      }
+    }
   default:
     var environment: [String: String] = [:]
     for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
@@ -56,6 +67,7 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
       environment[name] = String(line[line.index(after: equals)...])
     }
     _ = try? MeshClientConfiguration.fromEnvironment(environment)
+    _ = try? MeshServerConfiguration.fromEnvironment(environment)
   }
   return 0
 }
