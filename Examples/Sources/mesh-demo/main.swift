@@ -33,12 +33,13 @@ import UnixSignals
 //   - three instances of "greeter" (the examples' greeter.v1.Greeter service), each a MeshServer in
 //     a child process: mTLS with certificates made on the fly, the health servicer, and
 //     self-registration with a gRPC health check that the agent runs over mTLS,
-//   - a mesh client calling greeter.v1.Greeter/SayHello steadily, by the service's name.
+//   - a mesh client calling greeter.v1.Greeter steadily, by the service's name: SayHello, and
+//     every tenth call StreamHellos (server streaming).
 // Instance 2 is flaky from the start: it fails every third call from the client with UNAVAILABLE
 // (the mesh retries those on another instance, and outlier detection ejects it, probes it and
 // lets it back). A third of the way in, instance 0 is killed (kill -9: its calls in flight are
 // retried elsewhere); two thirds in, instance 1 turns NOT_SERVING. Every second it prints
-// per-instance greeting counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
+// per-instance call counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
 // total=<n> failed=<n> retries=<n> budget_refused=<n> ejections=<n> p50_ms=<x> p99_ms=<x>.
 //
 // Its flags are checked before anything starts (a bad one exits with status 1). The temporary
@@ -52,7 +53,7 @@ func print(_ line: String) {
   fflush(nil)
 }
 
-/// Counts the greetings an instance serves; when flaky, fails every third call from the demo
+/// Counts the greeter calls an instance serves; when flaky, fails every third call from the demo
 /// client with UNAVAILABLE.
 final class Served: ServerInterceptor, Sendable {
   private let count = Mutex(0)
@@ -66,7 +67,7 @@ final class Served: ServerInterceptor, Sendable {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
-    if context.descriptor == Greeter_V1_Greeter.Method.SayHello.descriptor {
+    if context.descriptor.service == Greeter_V1_Greeter.descriptor {
       let call = self.count.withLock {
         $0 += 1
         return $0
@@ -364,10 +365,29 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       try await withThrowingTaskGroup(of: Void.self) { traffic in
         for _ in 0..<options.concurrency {
           traffic.addTask {
+            var calls = 0
             while ContinuousClock.now < end && !Task.isCancelled {
+              calls += 1
               let before = ContinuousClock.now
               do {
-                _ = try await greeter.sayHello(.with { $0.name = "demo" })
+                if calls.isMultiple(of: 10) {
+                  // Every tenth call streams: three greetings in one server-streaming RPC.
+                  let replies = try await greeter.streamHellos(
+                    .with {
+                      $0.name = "demo"
+                      $0.count = 3
+                    }
+                  ) { response in
+                    var count = 0
+                    for try await _ in response.messages { count += 1 }
+                    return count
+                  }
+                  guard replies == 3 else {
+                    throw RPCError(code: .internalError, message: "\(replies) of 3 replies")
+                  }
+                } else {
+                  _ = try await greeter.sayHello(.with { $0.name = "demo" })
+                }
                 results.record(milliseconds: before.duration(to: .now) / .milliseconds(1))
               } catch {
                 results.fail(error)
