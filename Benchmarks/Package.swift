@@ -65,6 +65,7 @@ let package = Package(
       dependencies: [
         .target(name: "BenchmarkSupport"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
+        .product(name: "MeshCore", package: "swift-grpc-mesh"),
         .product(name: "MeshHealth", package: "swift-grpc-mesh"),
         .product(name: "MeshProto", package: "swift-grpc-mesh"),
         .product(name: "MeshServer", package: "swift-grpc-mesh"),

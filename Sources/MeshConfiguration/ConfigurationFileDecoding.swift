@@ -59,7 +59,8 @@ func rejectUnknownKeys(
 func dotted(_ path: [any CodingKey]) -> String {
   var text = ""
   for key in path {
-    if let index = key.intValue {
+    // An array's index; a dictionary's key that reads as a number ("8080") stays a name.
+    if let index = key.intValue, key.stringValue != String(index) {
       text += "[\(index)]"
     } else {
       text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"

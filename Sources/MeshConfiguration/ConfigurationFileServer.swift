@@ -168,7 +168,8 @@ extension MeshConfigurationFile {
     public struct Connections: Sendable, Hashable, Decodable {
       /// `max_concurrent_streams`: streams one client connection may have open.
       public var maxConcurrentStreams: Int?
-      /// `max_connection_idle`, `max_connection_age`, `max_connection_age_grace`: `0s` never.
+      /// `max_connection_idle`, `max_connection_age`, `max_connection_age_grace`: `0s` is no
+      /// limit (as gRPC Go's zero).
       public var maxConnectionIdle: Duration?
       public var maxConnectionAge: Duration?
       public var maxConnectionAgeGrace: Duration?
@@ -288,15 +289,7 @@ extension MeshConfigurationFile {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.defaultAction = try container.decode(Action.self, forKey: .defaultAction)
         self.rules = try container.decodeIfPresent([Rule].self, forKey: .rules) ?? []
-        if let share = try container.decodeIfPresent(Double.self, forKey: .auditAllowedShare) {
-          guard share.isFinite, (0...1).contains(share) else {
-            throw FieldError(
-              path: dotted(decoder.codingPath + [CodingKeys.auditAllowedShare]),
-              "must be a number from 0 to 1, not \(share)"
-            )
-          }
-          self.auditAllowedShare = share
-        }
+        self.auditAllowedShare = try share(in: container, forKey: .auditAllowedShare)
       }
     }
 
@@ -306,15 +299,19 @@ extension MeshConfigurationFile {
       public var defaultAction: Action
       /// `wait`: the longest a blocking query waits.
       public var wait: Duration?
+      /// `audit_allowed_share`: as ``Authorization/auditAllowedShare``.
+      public var auditAllowedShare: Double?
 
-      public init(defaultAction: Action, wait: Duration? = nil) {
+      public init(defaultAction: Action, wait: Duration? = nil, auditAllowedShare: Double? = nil) {
         self.defaultAction = defaultAction
         self.wait = wait
+        self.auditAllowedShare = auditAllowedShare
       }
 
       private enum CodingKeys: String, CodingKey, CaseIterable {
         case defaultAction = "default_action"
         case wait
+        case auditAllowedShare = "audit_allowed_share"
       }
 
       public init(from decoder: any Decoder) throws {
@@ -322,6 +319,7 @@ extension MeshConfigurationFile {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.defaultAction = try container.decode(Action.self, forKey: .defaultAction)
         self.wait = try container.decodeIfPresent(FileDuration.self, forKey: .wait)?.value
+        self.auditAllowedShare = try share(in: container, forKey: .auditAllowedShare)
       }
     }
 
@@ -349,6 +347,21 @@ extension MeshConfigurationFile {
       self.intentions = try container.decodeIfPresent(Intentions.self, forKey: .intentions)
     }
   }
+}
+
+/// A share from 0 to 1 (`audit_allowed_share`), if set.
+private func share<Key: CodingKey>(
+  in container: KeyedDecodingContainer<Key>,
+  forKey key: Key
+) throws -> Double? {
+  guard let share = try container.decodeIfPresent(Double.self, forKey: key) else { return nil }
+  guard share.isFinite, (0...1).contains(share) else {
+    throw FieldError(
+      path: dotted(container.codingPath + [key]),
+      "must be a number from 0 to 1, not \(share)"
+    )
+  }
+  return share
 }
 
 private func nonEmpty(_ text: String, at path: [any CodingKey]) throws -> String {

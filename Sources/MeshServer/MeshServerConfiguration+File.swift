@@ -93,7 +93,7 @@ extension MeshServerConfiguration {
       )
       set(
         connections.maxConnectionAgeGrace,
-        { candidate.connections.maxAgeGrace = $0 },
+        { candidate.connections.maxAgeGrace = limit($0) },
         field: "connections.maxAgeGrace",
         as: "connections.max_connection_age_grace"
       )
@@ -187,6 +187,12 @@ extension MeshServerConfiguration {
         var value = candidate.intentions ?? Intentions()
         value.defaultAction = MeshAuthorizationPolicy.Action(intentions.defaultAction)
         set(intentions.wait, { value.wait = $0 }, field: "intentions.wait", as: "intentions.wait")
+        set(
+          intentions.auditAllowedShare,
+          { candidate.auditAllowedShare = $0 },
+          field: "auditAllowedShare",
+          as: "intentions.audit_allowed_share"
+        )
         candidate.intentions = value
         names["intentions"] = "server.intentions"
       }

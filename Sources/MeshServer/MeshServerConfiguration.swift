@@ -287,6 +287,13 @@ public struct MeshServerConfiguration: Sendable {
     _ = try MeshInput.integer(self.port, field: name("port"), in: 0...65_535)
     #if Consul
       if let registration = self.registration {
+        if let id = registration.id, id.trimmingCharacters(in: .whitespaces).isEmpty {
+          throw MeshInputError(
+            code: .invalid,
+            field: name("registration.id"),
+            message: "must not be empty"
+          )
+        }
         if let address = registration.advertisedAddress {
           _ = try MeshHost(address, field: name("registration.advertisedAddress"))
         }
@@ -368,7 +375,7 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_TRUST_DOMAIN` | callers must have a SPIFFE ID in it (with `MESH_CERTS_DIR`); default: any identity the mesh CA issued |
   /// | `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_SSL`, `CONSUL_CACERT` | register with this Consul agent (with the Consul trait) |
   /// | `MESH_ADVERTISE_ADDRESS`, `MESH_ADVERTISE_PORT` | the address registered |
-  /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches |
+  /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches (they replace the file's authorization rules) |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
   /// | `MESH_CONFIG_FILE` | a configuration file whose `server` section (`MeshConfigurationFile.Server`) is applied first; the variables above override it |
   ///
@@ -468,6 +475,8 @@ public struct MeshServerConfiguration: Sendable {
           var intentions = configuration.intentions ?? Intentions()
           intentions.defaultAction = action
           configuration.intentions = intentions
+          // The environment overrides the file: Consul's intentions replace its rules.
+          configuration.authorization = nil
         }
         if configuration.intentions != nil {
           configuration.intentions?.consul = try .fromEnvironment(environment)

@@ -168,6 +168,18 @@ struct ServerConfigurationFileTests {
       code: code
     )
     #expect(configuration.port == 7000)
+    // 0s is no limit for the connection limits, the grace after an age's GOAWAY included.
+    let unlimited = try Self.configuration(
+      """
+      server:
+        connections: { max_connection_idle: 0s, max_connection_age: 0s, max_connection_age_grace: 0s }
+        intentions: { default_action: deny, audit_allowed_share: 0.5 }
+      """
+    )
+    #expect(unlimited.connections.maxIdleTime == nil)
+    #expect(unlimited.connections.maxAge == nil)
+    #expect(unlimited.connections.maxAgeGrace == nil)
+    #expect(unlimited.auditAllowedShare == 0.5)
     #expect(configuration.drain == .init(delay: .zero, gracePeriod: .seconds(3)))
     #expect(configuration.tls == nil && configuration.registration == nil)
     var client = MeshClientConfiguration()
@@ -202,6 +214,11 @@ struct ServerConfigurationFileTests {
         "server.connections.max_request_message_bytes"
       ),
       ("server: { registration: { port: 0 } }", "server.registration.port"),
+      ("server: { registration: { id: '' } }", "server.registration.id"),
+      (
+        "server: { intentions: { default_action: deny, audit_allowed_share: -0.5 } }",
+        "server.intentions.audit_allowed_share"
+      ),
       ("server: { registration: { address: 'a b' } }", "server.registration.address"),
       ("server: { registration: { check_interval: 0s } }", "server.registration.check_interval"),
       ("server: { intentions: { default_action: deny, wait: 0s } }", "server.intentions.wait"),
@@ -247,6 +264,32 @@ struct ServerConfigurationFileTests {
     #expect(error?.file == "mesh.yaml")
     #expect(error?.field == field, "\(String(describing: error))")
     #expect(configuration.port == code.port && configuration.authorization == nil)
+    #expect(configuration.connections == code.connections && configuration.drain == code.drain)
+    #expect(configuration.registration == nil && configuration.intentions == nil)
+    #expect(configuration.host == code.host && configuration.auditAllowedShare == 0)
+  }
+
+  @Test("Error paths: an array's index in brackets, a numeric service name stays a name")
+  func paths() throws {
+    let rules = """
+      {"server": {"authorization": {"default_action": "deny", "rules": [
+        {"source": "*", "destination": "*", "action": "allow"},
+        {"source": "x", "destination": "*", "action": "allow"}]}}}
+      """
+    for (text, field) in [
+      (#"{"services": {"8080": {"timeout": "soon"}}}"#, "services.8080.timeout"),
+      (rules, "server.authorization.rules[1].source"),
+    ] {
+      // JSON is YAML too: each document read both ways names the same field.
+      for format in [MeshConfigurationFile.Format.yaml, .json] {
+        var configuration = MeshServerConfiguration.defaults(serviceName: "a")
+        let error = #expect(throws: MeshConfigurationError.self) {
+          let file = try MeshConfigurationFile.parse(Data(text.utf8), format: format, file: "f")
+          if let server = file.server { try configuration.apply(server, file: "f") }
+        }
+        #expect(error?.field == field, "\(format): \(String(describing: error))")
+      }
+    }
   }
 
   @Test("MESH_CONFIG_FILE: the file's section first, the environment's variables over it")
@@ -276,6 +319,14 @@ struct ServerConfigurationFileTests {
     #expect(overridden.tls?.clients == .trustDomain("other.local"))
     #expect(overridden.drain.delay == .zero)
     #expect(overridden.authorization?.rules.count == 4)
+
+    // MESH_INTENTIONS: Consul's intentions replace the file's rules.
+    let following = try MeshServerConfiguration.fromEnvironment([
+      "MESH_CONFIG_FILE": path, "MESH_INTENTIONS": "allow",
+    ])
+    #expect(following.authorization == nil)
+    #expect(following.intentions?.defaultAction == .allow)
+    #expect(following.auditAllowedShare == 0.25)
 
     let missing = #expect(throws: MeshServerError.self) {
       try MeshServerConfiguration.fromEnvironment(["MESH_CONFIG_FILE": path + ".missing"])

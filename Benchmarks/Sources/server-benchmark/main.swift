@@ -19,6 +19,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
+import MeshCore
 import MeshHealth
 import MeshProto
 import MeshServer
@@ -67,6 +68,7 @@ final class Arrivals: Sendable {
     var start = ContinuousClock.now
     var latencies: [Double] = []  // microseconds
     var waiter: CheckedContinuation<[Double]?, Never>?
+    var cancelled = false
     var unexpected = 0
   }
 
@@ -78,6 +80,7 @@ final class Arrivals: Sendable {
   /// Starts timing the change to `status`: from now, until every stream has seen it.
   func begin(_ status: Grpc_Health_V1_HealthCheckResponse.ServingStatus) {
     self.state.withLock {
+      $0.cancelled = false
       $0.expected = status
       $0.start = .now
       $0.latencies = []
@@ -104,8 +107,10 @@ final class Arrivals: Sendable {
   func wait() async -> [Double]? {
     await withTaskCancellationHandler {
       await withCheckedContinuation { continuation in
-        let ready: [Double]? = self.state.withLock { state in
-          if state.latencies.count == self.total { return state.latencies }
+        let ready: [Double]?? = self.state.withLock { state in
+          if state.latencies.count == self.total { return .some(state.latencies) }
+          // Cancelled before the continuation existed: onCancel found nothing to resume.
+          if state.cancelled { return .some(nil) }
           state.waiter = continuation
           return nil
         }
@@ -114,6 +119,7 @@ final class Arrivals: Sendable {
     } onCancel: {
       let waiter = self.state.withLock { state in
         defer { state.waiter = nil }
+        state.cancelled = true
         return state.waiter
       }
       waiter?.resume(returning: nil)
@@ -368,7 +374,10 @@ func h2load(url: String, body: String, inFlight: Int, for duration: Duration) th
   // Each line: start time, HTTP status, microseconds taken.
   let latencies = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
     .compactMap { line in line.split(separator: "\t").dropFirst(2).first.flatMap { Double($0) } }
-  return LoadMeasurement(calls: Int(rate), seconds: 1, latencies: latencies)
+  guard let calls = MeshInput.int64(truncating: rate) else {
+    throw BenchmarkError("h2load reported \(rate) requests a second")
+  }
+  return LoadMeasurement(calls: Int(calls), seconds: 1, latencies: latencies)
 }
 
 func row(_ name: String, _ inFlight: Int, _ m: LoadMeasurement) -> String {
@@ -386,7 +395,7 @@ func ratios(_ mesh: LoadMeasurement, _ bare: LoadMeasurement, _ inFlight: Int) -
 // `--watchers <port> <certificates>`: the watchers' child process of the fan-out benchmark.
 let watchersPort: Int? =
   CommandLine.arguments.count == 4 && CommandLine.arguments[1] == "--watchers"
-  ? Int(CommandLine.arguments[2]) : nil
+  ? try MeshInput.port(CommandLine.arguments[2], field: "--watchers") : nil
 let certs = MeshCertificateDirectory(
   path: watchersPort != nil
     ? CommandLine.arguments[3]

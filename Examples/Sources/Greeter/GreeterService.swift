@@ -71,8 +71,8 @@ public struct GreeterService: Greeter_V1_Greeter.SimpleServiceProtocol {
     return reply
   }
 
-  /// Waits `duration`, or fails with CANCELLED as soon as the RPC is cancelled (a client gone,
-  /// the server's grace period over): a long stream never holds a drain up.
+  /// Waits `duration`, or fails with CANCELLED as soon as the RPC is cancelled (the client gone or
+  /// past its deadline, the server's grace period over): an abandoned stream stops at once.
   private static func pause(_ duration: Duration, context: ServerContext) async throws {
     let slept = await withTaskGroup(of: Bool.self) { group in
       group.addTask { (try? await Task.sleep(for: duration)) != nil }

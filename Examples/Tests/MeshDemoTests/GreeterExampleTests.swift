@@ -49,6 +49,36 @@ private func makeCertificates() throws -> MeshCertificateDirectory {
   return directory
 }
 
+/// The greeter, telling when a StreamHellos handler has returned.
+private struct ObservedGreeter: Greeter_V1_Greeter.SimpleServiceProtocol {
+  let greeter = GreeterService(instance: "g-0")
+  let streamsEnded: AsyncStream<Void>.Continuation
+
+  func sayHello(
+    request: Greeter_V1_HelloRequest,
+    context: ServerContext
+  ) async throws -> Greeter_V1_HelloReply {
+    try await self.greeter.sayHello(request: request, context: context)
+  }
+
+  func streamHellos(
+    request: Greeter_V1_StreamHellosRequest,
+    response: RPCWriter<Greeter_V1_HelloReply>,
+    context: ServerContext
+  ) async throws {
+    defer { self.streamsEnded.yield() }
+    try await self.greeter.streamHellos(request: request, response: response, context: context)
+  }
+
+  func chat(
+    request: RPCAsyncSequence<Greeter_V1_HelloRequest, any Error>,
+    response: RPCWriter<Greeter_V1_HelloReply>,
+    context: ServerContext
+  ) async throws {
+    try await self.greeter.chat(request: request, response: response, context: context)
+  }
+}
+
 @Suite("The greeter example", .timeLimit(.minutes(2)))
 struct GreeterExampleTests {
   @Test("Unary, server-streaming and bidirectional calls through the mesh, over mTLS")
@@ -57,8 +87,13 @@ struct GreeterExampleTests {
     defer { try? FileManager.default.removeItem(atPath: certs.path) }
     var configuration = MeshServerConfiguration(serviceName: "greeter", host: "127.0.0.1", port: 0)
     configuration.tls = .init(credentials: .directory(certs.path, service: "greeter"))
-    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
-    try await withMeshServer(configuration, services: [GreeterService(instance: "g-0")]) { server in
+    let (streamsEnded, streamEnded) = AsyncStream.makeStream(of: Void.self)
+    var ended = streamsEnded.makeAsyncIterator()
+    let service = ObservedGreeter(streamsEnded: streamEnded)
+    // The drain's grace period outlasts the suite's time limit: a handler that ignored its RPC's
+    // cancellation would hold the test up until the limit fails it.
+    configuration.drain = .init(delay: .zero, gracePeriod: .seconds(600))
+    try await withMeshServer(configuration, services: [service]) { server in
       let port = try await server.listeningPort
       let client = MeshClientConfiguration(
         serviceName: "greeter-client",
@@ -83,6 +118,7 @@ struct GreeterExampleTests {
           return messages
         }
         #expect(streamed == ["Hello, Grace", "Hello, Grace", "Hello, Grace"])
+        await ended.next()
 
         let tooMany = await #expect(throws: RPCError.self) {
           try await greeter.streamHellos(.with { $0.count = 1001 }) { response in
@@ -90,6 +126,7 @@ struct GreeterExampleTests {
           }
         }
         #expect(tooMany?.code == .invalidArgument)
+        await ended.next()
 
         let chatted = try await greeter.chat { writer in
           for name in ["Ada", "", "Linus"] { try await writer.write(.with { $0.name = name }) }
@@ -108,12 +145,15 @@ struct GreeterExampleTests {
         }
         var options = CallOptions.defaults
         options.timeout = .milliseconds(300)
-        let ended = await #expect(throws: RPCError.self) {
+        let expired = await #expect(throws: RPCError.self) {
           try await greeter.streamHellos(long, options: options) { response in
             for try await _ in response.messages {}
           }
         }
-        #expect(ended?.code == .deadlineExceeded)
+        #expect(expired?.code == .deadlineExceeded)
+        // The handler returned (it would otherwise sleep for hours): it reacted to the RPC's
+        // cancellation when the deadline passed.
+        await ended.next()
       }
     }
   }
