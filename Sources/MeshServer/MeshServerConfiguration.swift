@@ -150,7 +150,8 @@ public struct MeshServerConfiguration: Sendable {
     /// connections do not all end at once.
     public var maxAge: Duration?
     /// After the age's GOAWAY, how long the connection's RPCs may take before it is closed; nil:
-    /// as long as they need (A9 `MAX_CONNECTION_AGE_GRACE`).
+    /// as long as they need (A9 `MAX_CONNECTION_AGE_GRACE`). grpc-swift applies it to every
+    /// graceful close, so a drain's RPCs get the shorter of this and the drain's grace period.
     public var maxAgeGrace: Duration?
     /// The largest request message accepted; a larger one fails with RESOURCE_EXHAUSTED.
     /// Default 4 MiB, as gRPC's.
