@@ -64,6 +64,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
   .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+  .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -195,6 +196,7 @@ var targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "CoreMetrics", package: "swift-metrics"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: defaultSwiftSettings
@@ -386,6 +388,7 @@ targets.append(
       .target(name: "MeshCertificates"),
       .target(name: "MeshClient"),
       .target(name: "MeshConsul"),
+      .product(name: "MetricsTestKit", package: "swift-metrics"),
       .target(name: "MeshConfiguration"),
       .target(name: "MeshCore"),
       .target(name: "MeshHealth"),

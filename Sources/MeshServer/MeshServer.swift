@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+internal import CoreMetrics
 internal import Foundation
 public import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
@@ -140,14 +141,17 @@ public final class MeshServer: Service, Sendable {
     )
   }
 
-  /// The mesh's interceptors, outermost first: authorization (before any handler code), the
-  /// caller's identity, deadline propagation.
+  /// The mesh's interceptors, outermost first: metrics, authorization (before any handler code),
+  /// the caller's identity, deadline propagation.
   private static func meshInterceptors(
     _ configuration: MeshServerConfiguration,
     intentions: MeshIntentions?,
     logger: Logger
   ) -> [any ServerInterceptor] {
-    var interceptors: [any ServerInterceptor] = []
+    // Metrics outermost: calls the authorization denies are counted too.
+    var interceptors: [any ServerInterceptor] = [
+      MeshServerMetricsInterceptor(factory: configuration.metrics ?? MetricsSystem.factory)
+    ]
     var audit = logger
     audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
     if let intentions {

@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+public import CoreMetrics
 public import Foundation
 public import GRPCNIOTransportHTTP2Posix
 internal import MeshConfiguration
@@ -196,6 +197,9 @@ public struct MeshServerConfiguration: Sendable {
   /// the health service is open to every verified caller (Consul's checks, clients' health
   /// checking) unless a rule denies it.
   public var authorization: MeshAuthorizationPolicy?
+  /// Where gRFC A66's server instruments go (``MeshServerMetricsInterceptor``); nil: swift-metrics'
+  /// factory when the server is made (`MetricsSystem.factory`: the bootstrapped one, or none).
+  public var metrics: (any MetricsFactory)?
   /// The share of allowed calls, 0 to 1, that the authorization (rules or intentions) writes to
   /// the audit log; every denial is written. Default 0.
   public var auditAllowedShare: Double = 0

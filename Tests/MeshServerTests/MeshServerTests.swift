@@ -27,10 +27,12 @@ import MeshCore
 import MeshDiscovery
 import MeshHealth
 import MeshProto
-import MeshServer
 import MeshTestKit
 import MeshTransport
+import MetricsTestKit
 import Testing
+
+@testable import MeshServer
 
 /// Calls Echo in a loop until stopped, counting failures.
 final class EchoLoad: Sendable {
@@ -431,6 +433,53 @@ struct MeshServerTests {
       }
     }
     #expect(echo.calls == 1)
+  }
+
+  @Test("Metrics: gRFC A66's server call instruments, calls the authorization denies included")
+  func metrics() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let metrics = TestMetrics()
+    var configuration = Self.echoServer(directory)
+    configuration.metrics = metrics
+    configuration.authorization = MeshAuthorizationPolicy(
+      rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
+      defaultAction: .deny
+    )
+    try await withMeshServer(configuration, services: [EchoService()]) { server in
+      let port = try await server.listeningPort
+      try await withMeshClient(Self.echoClient("checkout", directory, port: port)) { mesh in
+        for _ in 0..<2 { _ = try await mesh.client(for: "echo").echo("hi") }
+      }
+      try await withMeshClient(Self.echoClient("billing", directory, port: port)) { mesh in
+        let error = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").echo("hi")
+        }
+        #expect(error?.code == .permissionDenied)
+      }
+    }
+    let echo = ("grpc.method", "test.Echo/Echo")
+    #expect(try metrics.expectCounter("grpc.server.call.started", [echo]).totalValue == 3)
+    let ok = try metrics.expectTimer("grpc.server.call.duration", [echo, ("grpc.status", "OK")])
+    #expect(ok.values.count == 2)
+    #expect(ok.values.allSatisfy { $0 > 0 })
+    let denied = try metrics.expectTimer(
+      "grpc.server.call.duration",
+      [echo, ("grpc.status", "PERMISSION_DENIED")]
+    )
+    #expect(denied.values.count == 1)
+  }
+
+  @Test(
+    "The status names of gRPC's metrics and traces",
+    arguments: [
+      (Status.Code.ok, "OK"), (.deadlineExceeded, "DEADLINE_EXCEEDED"),
+      (.internalError, "INTERNAL"),
+      (.permissionDenied, "PERMISSION_DENIED"), (.unauthenticated, "UNAUTHENTICATED"),
+    ]
+  )
+  func statusNames(code: Status.Code, name: String) {
+    #expect(meshStatusName(code) == name)
   }
 
   @Test(
