@@ -73,8 +73,8 @@ public final class MeshServer: Service, Sendable {
   ///
   /// - Parameters:
   ///   - services: The services to serve (the health service is added).
-  ///   - interceptors: Interceptors after the mesh's own (the caller's identity, deadline
-  ///     propagation), in order.
+  ///   - interceptors: Interceptors after the mesh's own (metrics, authorization, the caller's
+  ///     identity, deadline propagation), in order.
   ///   - clock: The clock of the drain delay and the grace period.
   /// - Throws: ``MeshServerError`` for a bad setting, `MeshTLSError` for bad certificates,
   ///   `MeshConsulError` for an unusable Consul address.
@@ -121,6 +121,8 @@ public final class MeshServer: Service, Sendable {
     var router = RPCRouter<HTTP2ServerTransport.Posix>()
     for service in services { service.registerMethods(with: &router) }
     self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
+    health.registerMethods(with: &router)
+    let methods = router.methods
     #if Consul
       // A bad Consul address or CA bundle fails here. The clients run() uses are made by the
       // tasks that use them, which shut them down: a client of HTTPS Consul owns an HTTP client,
@@ -136,8 +138,12 @@ public final class MeshServer: Service, Sendable {
     self.server = GRPCServer(
       transport: transport,
       services: services + [health],
-      interceptors: Self.meshInterceptors(configuration, intentions: intentions, logger: logger)
-        + interceptors
+      interceptors: Self.meshInterceptors(
+        configuration,
+        methods: methods,
+        intentions: intentions,
+        logger: logger
+      ) + interceptors
     )
   }
 
@@ -145,12 +151,16 @@ public final class MeshServer: Service, Sendable {
   /// the caller's identity, deadline propagation.
   private static func meshInterceptors(
     _ configuration: MeshServerConfiguration,
+    methods: [MethodDescriptor],
     intentions: MeshIntentions?,
     logger: Logger
   ) -> [any ServerInterceptor] {
     // Metrics outermost: calls the authorization denies are counted too.
     var interceptors: [any ServerInterceptor] = [
-      MeshServerMetricsInterceptor(factory: configuration.metrics ?? MetricsSystem.factory)
+      MeshServerMetricsInterceptor(
+        factory: configuration.metrics ?? MetricsSystem.factory,
+        methods: methods
+      )
     ]
     var audit = logger
     audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"

@@ -52,7 +52,36 @@ final class EchoService: RegistrableRPCService, Sendable {
   }
 }
 
+/// `test.Wait/Wait`: answers only once its RPC is cancelled (the client gone or past its
+/// deadline), too late for anyone to read.
+struct WaitService: RegistrableRPCService {
+  static let method = MethodDescriptor(fullyQualifiedService: "test.Wait", method: "Wait")
+
+  func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    router.registerHandler(
+      forMethod: Self.method,
+      deserializer: TextSerializer(),
+      serializer: TextSerializer()
+    ) { request, context in
+      for try await _ in request.messages {}
+      try? await context.cancellation.cancelled
+      return StreamingServerResponse(single: ServerResponse(message: "late"))
+    }
+  }
+}
+
 extension GRPCClient {
+  /// Calls `test.Wait/Wait`, which answers only once the call is cancelled.
+  func wait(options: CallOptions) async throws -> String {
+    try await self.unary(
+      request: ClientRequest(message: ""),
+      descriptor: WaitService.method,
+      serializer: TextSerializer(),
+      deserializer: TextSerializer(),
+      options: options
+    ) { try $0.message }
+  }
+
   /// Calls `test.Echo/Echo` with `text`.
   func echo(_ text: String, options: CallOptions = .defaults) async throws -> String {
     try await self.unary(

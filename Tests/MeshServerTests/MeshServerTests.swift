@@ -446,10 +446,20 @@ struct MeshServerTests {
       rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
       defaultAction: .deny
     )
-    try await withMeshServer(configuration, services: [EchoService()]) { server in
+    configuration.authorization?.rules.append(
+      .allow(from: .service("checkout"), to: .service("test.Wait"))
+    )
+    try await withMeshServer(configuration, services: [EchoService(), WaitService()]) { server in
       let port = try await server.listeningPort
       try await withMeshClient(Self.echoClient("checkout", directory, port: port)) { mesh in
         for _ in 0..<2 { _ = try await mesh.client(for: "echo").echo("hi") }
+        // A call its client gives up on: the handler answers after the client has gone.
+        var options = CallOptions.defaults
+        options.timeout = .milliseconds(200)
+        let error = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").wait(options: options)
+        }
+        #expect(error?.code == .deadlineExceeded)
       }
       try await withMeshClient(Self.echoClient("billing", directory, port: port)) { mesh in
         let error = await #expect(throws: RPCError.self) {
@@ -468,6 +478,18 @@ struct MeshServerTests {
       [echo, ("grpc.status", "PERMISSION_DENIED")]
     )
     #expect(denied.values.count == 1)
+    // Counted and timed once, as cancelled: its response was never produced.
+    let wait = ("grpc.method", "test.Wait/Wait")
+    #expect(try metrics.expectCounter("grpc.server.call.started", [wait]).totalValue == 1)
+    let cancelled = try metrics.expectTimer(
+      "grpc.server.call.duration",
+      [wait, ("grpc.status", "CANCELLED")]
+    )
+    #expect(cancelled.values.count == 1)
+    let waitTimers = metrics.timers(label: "grpc.server.call.duration").filter {
+      $0.dimensions.contains { $0.0 == "grpc.method" && $0.1 == "test.Wait/Wait" }
+    }
+    #expect(waitTimers.count == 1)
   }
 
   @Test(

@@ -25,17 +25,25 @@ internal import MeshCore
 /// | `grpc.server.call.started` | counter | `grpc.method` |
 /// | `grpc.server.call.duration` | timer (seconds) | `grpc.method`, `grpc.status` |
 ///
-/// `grpc.method` is `package.Service/Method`: only registered methods reach an interceptor, so
-/// cardinality is bounded by the server's services. `grpc.status` is the code's canonical name
-/// (`OK`, `PERMISSION_DENIED`, ...). The duration runs from the call reaching the interceptor to
-/// its handler returning (for a streaming response, its last message written), failures included.
-/// A MeshServer puts it outermost, so calls its authorization denies are counted too.
+/// `grpc.method` is `package.Service/Method`. Only registered methods reach an interceptor (grpc-swift
+/// answers others UNIMPLEMENTED before any runs), so cardinality is bounded by the server's
+/// services, and calls to unknown methods are not counted. `grpc.status` is the code's canonical
+/// name (`OK`, `PERMISSION_DENIED`, ...); an error that is not an `RPCError` is `CANCELLED` when the
+/// RPC was cancelled, else `UNKNOWN`, as grpc-swift answers it. The duration runs from the call
+/// reaching the interceptor to its handler returning (for a streaming response, its last message
+/// written); a call whose response is never produced (the client went away first) is recorded,
+/// once, as `CANCELLED` when the executor lets it go. A MeshServer puts it outermost, so calls its
+/// authorization denies are counted too.
 public struct MeshServerMetricsInterceptor: ServerInterceptor {
   private let instruments: Instruments
 
   /// Instruments from `factory`; by default swift-metrics' bootstrapped (or task-local) one.
-  public init(factory: any MetricsFactory = MetricsSystem.factory) {
-    self.instruments = Instruments(factory: factory)
+  /// `methods`, the server's, get their counters made at once; others on their first call.
+  public init(
+    factory: any MetricsFactory = MetricsSystem.factory,
+    methods: [MethodDescriptor] = []
+  ) {
+    self.instruments = Instruments(factory: factory, methods: methods)
   }
 
   public func intercept<Input: Sendable, Output: Sendable>(
@@ -45,30 +53,34 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
-    let method = context.descriptor.fullyQualifiedMethod
-    let start = ContinuousClock.now
-    let instruments = self.instruments
-    instruments.started(method).increment()
+    let call = CallRecord(
+      method: self.instruments.method(context.descriptor),
+      instruments: self.instruments,
+      cancellation: context.cancellation
+    )
+    call.method.started.increment()
     let response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
     } catch {
-      instruments.finished(method, error, since: start)
+      call.finish(error)
       throw error
     }
     switch response.accepted {
     case .failure(let error):
-      instruments.finished(method, error, since: start)
+      call.finish(error)
       return response
     case .success(var contents):
       let producer = contents.producer
+      // The record lives as long as the producer: if grpc-swift drops it uncalled, the record's
+      // deinit still times the call.
       contents.producer = { writer in
         do {
           let trailers = try await producer(writer)
-          instruments.finished(method, nil, since: start)
+          call.finish(nil)
           return trailers
         } catch {
-          instruments.finished(method, error, since: start)
+          call.finish(error)
           throw error
         }
       }
@@ -76,65 +88,102 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
     }
   }
 
-  /// The instruments, made once per method (and status) and kept.
-  private final class Instruments: Sendable {
-    private let factory: any MetricsFactory
-    private let counters = MeshMutex<[String: Counter]>([:])
-    private let timers = MeshMutex<[TimerKey: Timer]>([:])
+  /// One call's timing, recorded exactly once: when it finishes, or when it is let go unfinished.
+  private final class CallRecord: Sendable {
+    let method: Instruments.Method
+    private let instruments: Instruments
+    private let cancellation: ServerContext.RPCCancellationHandle
+    private let start = ContinuousClock.now
+    private let recorded = MeshMutex(false)
 
-    private struct TimerKey: Hashable {
-      var method: String
-      var status: Status.Code
+    init(
+      method: Instruments.Method,
+      instruments: Instruments,
+      cancellation: ServerContext.RPCCancellationHandle
+    ) {
+      self.method = method
+      self.instruments = instruments
+      self.cancellation = cancellation
     }
 
-    init(factory: any MetricsFactory) {
-      self.factory = factory
-    }
-
-    func started(_ method: String) -> Counter {
-      if let counter = self.counters.withLock({ $0[method] }) { return counter }
-      // Made outside the lock (the factory may take its own); a race makes one twice, harmlessly:
-      // a factory hands out the same series for the same label and dimensions.
-      let counter = Counter(
-        label: "grpc.server.call.started",
-        dimensions: [("grpc.method", method)],
-        factory: self.factory
-      )
-      return self.counters.withLock { counters in
-        if let existing = counters[method] { return existing }
-        counters[method] = counter
-        return counter
+    func finish(_ error: (any Error)?) {
+      let first = self.recorded.withLock { recorded in
+        defer { recorded = true }
+        return !recorded
       }
-    }
-
-    func finished(_ method: String, _ error: (any Error)?, since start: ContinuousClock.Instant) {
-      let elapsed = start.duration(to: .now)
+      guard first else { return }
       let code: Status.Code =
         switch error {
         case nil: .ok
         case let error as RPCError: Status.Code(error.code)
         case let error as any RPCErrorConvertible: Status.Code(error.rpcErrorCode)
-        case is CancellationError: .cancelled
-        default: .unknown
+        default: self.cancellation.isCancelled ? .cancelled : .unknown
         }
-      let key = TimerKey(method: method, status: code)
-      let timer: Timer
-      if let existing = self.timers.withLock({ $0[key] }) {
-        timer = existing
-      } else {
-        let made = Timer(
+      self.instruments.duration(self.method, code)
+        .recordNanoseconds(MeshInput.nanoseconds(clamping: self.start.duration(to: .now)))
+    }
+
+    deinit {
+      // Never finished: grpc-swift did not produce the response (the client went away first).
+      self.finish(RPCError(code: .cancelled, message: "the response was never produced"))
+    }
+  }
+
+  /// The instruments: each method's counter and its timers by status, made once and kept.
+  private final class Instruments: Sendable {
+    /// One method's instruments.
+    final class Method: Sendable {
+      let name: String
+      let started: Counter
+      let durations = MeshMutex<[Status.Code: Timer]>([:])
+
+      init(name: String, factory: any MetricsFactory) {
+        self.name = name
+        self.started = Counter(
+          label: "grpc.server.call.started",
+          dimensions: [("grpc.method", name)],
+          factory: factory
+        )
+      }
+    }
+
+    private let factory: any MetricsFactory
+    /// The server's methods, made at once: looked up without a lock.
+    private let known: [MethodDescriptor: Method]
+    /// Methods the server did not name up front.
+    private let others = MeshMutex<[MethodDescriptor: Method]>([:])
+
+    init(factory: any MetricsFactory, methods: [MethodDescriptor]) {
+      self.factory = factory
+      var known: [MethodDescriptor: Method] = [:]
+      for method in methods {
+        known[method] = Method(name: method.fullyQualifiedMethod, factory: factory)
+      }
+      self.known = known
+    }
+
+    func method(_ descriptor: MethodDescriptor) -> Method {
+      if let method = self.known[descriptor] { return method }
+      return self.others.withLock { others in
+        if let method = others[descriptor] { return method }
+        let method = Method(name: descriptor.fullyQualifiedMethod, factory: self.factory)
+        others[descriptor] = method
+        return method
+      }
+    }
+
+    func duration(_ method: Method, _ code: Status.Code) -> Timer {
+      method.durations.withLock { timers in
+        if let timer = timers[code] { return timer }
+        let timer = Timer(
           label: "grpc.server.call.duration",
-          dimensions: [("grpc.method", method), ("grpc.status", meshStatusName(code))],
+          dimensions: [("grpc.method", method.name), ("grpc.status", meshStatusName(code))],
           preferredDisplayUnit: .seconds,
           factory: self.factory
         )
-        timer = self.timers.withLock { timers in
-          if let existing = timers[key] { return existing }
-          timers[key] = made
-          return made
-        }
+        timers[code] = timer
+        return timer
       }
-      timer.recordNanoseconds(MeshInput.nanoseconds(clamping: elapsed))
     }
   }
 }
