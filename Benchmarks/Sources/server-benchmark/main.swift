@@ -215,8 +215,12 @@ func report(_ maxima: [Double], _ all: LoadMeasurement?) {
   print(line)
 }
 
-/// The watchers in this process.
-func watchFanOut(server: MeshServer, port: Int) async throws {
+/// Runs `body` with the watchers open (`watchStreams` streams, every one SERVING), then closes
+/// them.
+func withOpenWatchers(
+  port: Int,
+  _ body: (Arrivals) async throws -> Void
+) async throws {
   let arrivals = Arrivals(total: watchStreams)
   arrivals.begin(.serving)
   try await withThrowingTaskGroup(of: Void.self) { group in
@@ -229,8 +233,23 @@ func watchFanOut(server: MeshServer, port: Int) async throws {
         arrivals: arrivals
       )
     }
-    let opening = ContinuousClock.now
     _ = try await arrivals.wait(atMost: .seconds(120))
+    try await body(arrivals)
+    group.cancelAll()
+    while true {
+      do {
+        guard try await group.next() != nil else { break }
+      } catch {
+        continue  // the watchers' cancellation
+      }
+    }
+  }
+}
+
+/// The watchers in this process.
+func watchFanOut(server: MeshServer, port: Int) async throws {
+  let opening = ContinuousClock.now
+  try await withOpenWatchers(port: port) { arrivals in
     print(
       "\(watchStreams) Watch streams over \(watchConnections) connections open and SERVING after \(format(opening.duration(to: .now) / .seconds(1), 1)) s"
     )
@@ -241,14 +260,6 @@ func watchFanOut(server: MeshServer, port: Int) async throws {
     }
     report(maxima, all)
     if arrivals.unexpected > 0 { print("note: \(arrivals.unexpected) unexpected messages") }
-    group.cancelAll()
-    while true {
-      do {
-        guard try await group.next() != nil else { break }
-      } catch {
-        continue  // the watchers' cancellation
-      }
-    }
   }
 }
 
@@ -309,23 +320,11 @@ func watchFanOutInChild(server: MeshServer, port: Int) async throws {
 /// every stream saw SERVING; then for each `EXPECT <status>` line, `READY`, and `SAW` once every
 /// stream has seen that status.
 func runWatchers(port: Int) async throws {
-  let arrivals = Arrivals(total: watchStreams)
-  arrivals.begin(.serving)
-  try await withThrowingTaskGroup(of: Void.self) { group in
-    group.addTask {
-      try await watch(
-        port: port,
-        streams: watchStreams,
-        connections: watchConnections,
-        tls: watchTLS,
-        arrivals: arrivals
-      )
-    }
-    func say(_ line: String) {
-      print(line)
-      fflush(nil)
-    }
-    _ = try await arrivals.wait(atMost: .seconds(120))
+  func say(_ line: String) {
+    print(line)
+    fflush(nil)
+  }
+  try await withOpenWatchers(port: port) { arrivals in
     say("OPEN")
     for await line in lines(of: FileHandle.standardInput) {
       guard line.hasPrefix("EXPECT "), let raw = Int(line.dropFirst(7)),
@@ -336,7 +335,6 @@ func runWatchers(port: Int) async throws {
       _ = try await arrivals.wait(atMost: .seconds(60))
       say("SAW")
     }
-    group.cancelAll()
   }
 }
 
