@@ -88,7 +88,9 @@ extension MeshBalancingTransport {
             number: number,
             stream: stream,
             observer: observer,
-            plan: plan
+            plan: plan,
+            picked: picked,
+            started: started
           )
         }
       } catch {
@@ -141,13 +143,21 @@ extension MeshBalancingTransport {
 
   /// Sends the request on the attempt's stream and reads the response's start: a failure
   /// another attempt may fix ends the attempt; anything else commits it and passes it on.
+  ///
+  /// A committed attempt is accounted for before its response ends: when the caller has its
+  /// status, the endpoint's load and outlier detection already include it.
   private func exchange(
     _ call: MeshCall<Bytes, Clock.Instant>,
     number: Int,
     stream: RPCStream<Factory.Subchannel.Inbound, Factory.Subchannel.Outbound>,
     observer: MeshAttemptObserver<Bytes>,
-    plan: Plan
+    plan: Plan,
+    picked: Picked,
+    started: Clock.Instant
   ) async -> MeshAttemptOutcome {
+    func settle() {
+      self.release(picked, started: started, observer: observer, outcome: .committed)
+    }
     guard let reader = call.log.addReader() else {
       return .failed(
         RPCError(code: .unavailable, message: "The request can no longer be replayed."),
@@ -195,6 +205,7 @@ extension MeshBalancingTransport {
         }
         guard call.commit(number) else { return .lost }
         call.log.commit(reader)
+        settle()
         call.response.finish(throwing: rpcError)
         return .committed
       }
@@ -223,16 +234,23 @@ extension MeshBalancingTransport {
       guard call.commit(number) else { return .lost }
       call.log.commit(reader)
       guard let first else {
+        settle()
         call.response.finish()
         return .committed
       }
-      guard await call.response.send(first) else { return .committed }
+      var next = first
       do {
-        while let part = try await inbound.next() {
-          guard await call.response.send(part) else { return .committed }
+        // The status is the last part: the attempt is accounted for before it is passed on.
+        while true {
+          if case .status = next { settle() }
+          guard await call.response.send(next) else { return .committed }
+          guard let part = try await inbound.next() else { break }
+          next = part
         }
+        settle()
         call.response.finish()
       } catch {
+        settle()
         call.response.finish(throwing: error)
       }
       return .committed
@@ -266,25 +284,31 @@ extension MeshBalancingTransport {
     return (try? MeshInput.duration(seconds: grown, field: "backoff")) ?? limit
   }
 
-  /// Accounts for the end of an attempt on `picked`: its load, and outlier detection.
+  /// Accounts for the end of an attempt on `picked`, once: its load, and outlier detection.
   private func release(
     _ picked: Picked,
     started: Clock.Instant,
     observer: MeshAttemptObserver<Bytes>,
     outcome: MeshAttemptOutcome
   ) {
-    let seen = observer.snapshot
+    guard let seen = observer.claimRelease() else { return }
     let end = self.clock.now
     var endpointFailed = false
     let perTryTimedOut = seen.abandonment != nil
     if perTryTimedOut {
       endpointFailed = true
+    } else if seen.status != nil || seen.transportError != nil {
+      // Judged by how the stream ended when it ended, not by whether the task is cancelled now:
+      // once the caller has the status it moves on, and that cancels this task.
+      if seen.endedAfterCancellation {
+        // The RPC ended (its deadline, the caller): not the endpoint's fault.
+      } else if let status = seen.status {
+        endpointFailed = Self.endpointFailureCodes.contains(status.code)
+      } else if let error = seen.transportError {
+        endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
+      }
     } else if Task.isCancelled {
-      // The RPC ended (its deadline, the caller): not the endpoint's fault.
-    } else if let status = seen.status {
-      endpointFailed = Self.endpointFailureCodes.contains(status.code)
-    } else if let error = seen.transportError {
-      endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
+      // The RPC ended (its deadline, the caller) before the stream did: not the endpoint's fault.
     } else {
       switch outcome {
       case .notOpened(let error), .failed(let error, _):

@@ -112,6 +112,13 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     var pushbackStops = false
     var pushback: Duration?
     var transportError: RPCError?
+    /// The status or error that ended the stream arrived after the RPC was cancelled (its
+    /// deadline, its caller), so it says nothing about the endpoint. Recorded when it arrives:
+    /// by the time the attempt is accounted for, the caller may have read the status and moved
+    /// on, which cancels the attempt's task.
+    var endedAfterCancellation = false
+    /// The attempt has been accounted for (its load released, its outcome recorded).
+    var released = false
     /// The error the attempt was abandoned with at its per-try timeout: what its inbound stream
     /// throws. (The RPC's own end — its deadline, its cancellation — cancels the attempt's task
     /// instead.)
@@ -120,6 +127,15 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
   }
 
   var snapshot: State { self.state.withLock { $0 } }
+
+  /// What the attempt saw, for accounting for it: nil if it already has been.
+  func claimRelease() -> State? {
+    self.state.withLock { state in
+      guard !state.released else { return nil }
+      state.released = true
+      return state
+    }
+  }
 
   /// Keeps the attempt's request stream, for an abandonment to fail. Returns the abandonment if
   /// the attempt was abandoned before its stream opened: the caller fails the stream itself.
@@ -160,6 +176,7 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       case .message: state.committed = true
       case .status(let status, let trailers):
         state.status = status
+        state.endedAfterCancellation = Task.isCancelled
         if let text = trailers.meshFirstString("grpc-retry-pushback-ms") {
           if let milliseconds = Int64(text), milliseconds >= 0 {
             state.pushback = .milliseconds(milliseconds)
@@ -180,6 +197,7 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       if let abandonment = state.abandonment { return abandonment }
       if state.transportError == nil {
         state.transportError = RPCError(meshFailure: error, context: "The stream failed")
+        state.endedAfterCancellation = Task.isCancelled
       }
       return error
     }
