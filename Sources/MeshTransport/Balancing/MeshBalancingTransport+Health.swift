@@ -29,9 +29,16 @@ extension MeshBalancingTransport {
     let healthChecking = self.configuration.healthChecking
     let serviceName = healthChecking?.serviceName ?? ""
     var backoff = Duration.milliseconds(100)
+    // The first Watch after the endpoint was up fails fast, so that its error says why the
+    // endpoint is down. The ones after a failure wait for the connection to come back: they
+    // answer the moment it is up, instead of at this loop's next turn, up to 5 s later.
+    var options = CallOptions.defaults
     while !Task.isCancelled {
       do {
-        let answered = try await health.watch(.with { $0.service = serviceName }) { response in
+        let answered = try await health.watch(
+          .with { $0.service = serviceName },
+          options: options
+        ) { response in
           var answered = false
           do {
             for try await message in response.messages {
@@ -49,7 +56,10 @@ extension MeshBalancingTransport {
           return answered
         }
         self.setHealth(entry, connected: false, eligible: false, error: "The health stream ended.")
-        if answered { backoff = .milliseconds(100) }
+        if answered {
+          backoff = .milliseconds(100)
+          options.waitForReady = false
+        }
       } catch let error as RPCError
         where error.code == .unimplemented
         || (healthChecking == nil
@@ -69,6 +79,7 @@ extension MeshBalancingTransport {
           eligible: false,
           error: self.describeConnectionFailure(error, endpoint: entry.endpoint)
         )
+        options.waitForReady = true
       }
       // Reconnect with backoff (the connection itself also backs off).
       guard (try? await self.clock.sleep(for: backoff)) != nil else { return }
