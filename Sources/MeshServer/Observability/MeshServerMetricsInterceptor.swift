@@ -114,7 +114,9 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
       guard first else { return }
       let code: Status.Code =
         switch error {
-        case nil: .ok
+        // The client reset the call (it gave up, or its deadline passed): whatever the handler
+        // returned, no status reached it.
+        case nil: self.cancellation.isCancelled ? .cancelled : .ok
         case let error as RPCError: Status.Code(error.code)
         case let error as any RPCErrorConvertible: Status.Code(error.rpcErrorCode)
         default: self.cancellation.isCancelled ? .cancelled : .unknown
