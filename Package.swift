@@ -26,6 +26,7 @@ let products: [Product] = [
   .library(name: "MeshConfiguration", targets: ["MeshConfiguration"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
   .library(name: "MeshServer", targets: ["MeshServer"]),
+  .library(name: "MeshPrometheus", targets: ["MeshPrometheus"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
   .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
   .library(name: "MeshConsul", targets: ["MeshConsul"]),
@@ -65,6 +66,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+  .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -137,11 +139,23 @@ var targets: [Target] = [
       .product(name: "X509", package: "swift-certificates"),
       .product(name: "SwiftASN1", package: "swift-asn1"),
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "CoreMetrics", package: "swift-metrics"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
 
   // The grpc.health.v1 servicer.
+  // Prometheus exposition of the mesh's metrics, with OpenTelemetry's names and gRPC's buckets.
+  .target(
+    name: "MeshPrometheus",
+    dependencies: [
+      .target(name: "MeshTransport"),
+      .product(name: "CoreMetrics", package: "swift-metrics"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
   .target(
     name: "MeshHealth",
     dependencies: [
@@ -179,6 +193,7 @@ var targets: [Target] = [
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "CoreMetrics", package: "swift-metrics"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: defaultSwiftSettings
@@ -374,6 +389,8 @@ var targets: [Target] = [
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
       .product(name: "SwiftASN1", package: "swift-asn1"),
       .product(name: "InMemoryLogging", package: "swift-log"),
+      .product(name: "MetricsTestKit", package: "swift-metrics"),
+      .target(name: "MeshPrometheus"),
     ],
     swiftSettings: defaultSwiftSettings
   ),

@@ -170,6 +170,7 @@ public final class MeshClient: Sendable {
       discovery: self.discovery,
       factory: factory,
       configuration: self.configuration.balancing(for: target),
+      metrics: self.configuration.metrics,
       logger: self.logger
     )
     return try self.state.withLock { state throws(MeshClientError) in

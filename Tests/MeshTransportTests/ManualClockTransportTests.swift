@@ -20,6 +20,7 @@ import MeshDiscovery
 import MeshProto
 import MeshTestKit
 import MeshTransport
+import MetricsTestKit
 import Testing
 
 /// The balancing transport over in-process endpoints on a manual clock: deadlines, hedging
@@ -28,26 +29,6 @@ import Testing
 @Suite("Balancing transport on a manual clock", .timeLimit(.minutes(1)))
 struct ManualClockTransportTests {
   typealias Transport = MeshBalancingTransport<MeshInProcessSubchannelFactory, MeshManualClock>
-
-  /// Runs `body` with a health client over a transport to `fleet` on `clock`.
-  static func withTransport(
-    to fleet: MeshInProcessFleet,
-    discovery: (any MeshDiscovery)? = nil,
-    clock: MeshManualClock,
-    configuration: MeshBalancingConfiguration,
-    _ body: (Grpc_Health_V1_Health.Client<Transport>, Transport) async throws -> Void
-  ) async throws {
-    let transport = try MeshBalancingTransport(
-      service: "greeter",
-      discovery: discovery ?? MeshStaticDiscovery(["greeter": fleet.endpoints]),
-      factory: fleet.factory,
-      configuration: configuration,
-      clock: clock
-    )
-    try await withGRPCClient(transport: transport) { client in
-      try await body(Grpc_Health_V1_Health.Client(wrapping: client), transport)
-    }
-  }
 
   /// The outcome of a Check: nil for SERVING, else the RPC's error.
   static func check(
@@ -68,7 +49,7 @@ struct ManualClockTransportTests {
   func deadlineOnTheClock() async throws {
     let clock = MeshManualClock()
     try await withInProcessFleet(["a"]) { fleet in
-      try await Self.withTransport(
+      try await withInProcessTransport(
         to: fleet,
         discovery: MeshScriptedDiscovery(),
         clock: clock,
@@ -97,7 +78,7 @@ struct ManualClockTransportTests {
       let hedging = MeshMethodPolicy(
         hedging: MeshHedgingPolicy(maxAttempts: 2, hedgingDelay: .seconds(1))
       )
-      try await Self.withTransport(
+      try await withInProcessTransport(
         to: fleet,
         clock: clock,
         configuration: .testing(policy: .pickFirst, resilience: .testing(hedging))
@@ -128,7 +109,7 @@ struct ManualClockTransportTests {
           maxBackoff: .nanoseconds(1)
         )
       )
-      try await Self.withTransport(
+      try await withInProcessTransport(
         to: fleet,
         clock: clock,
         configuration: .testing(policy: .pickFirst, resilience: .testing(retry))
@@ -158,6 +139,7 @@ struct ManualClockTransportTests {
   @Test("An ejected endpoint comes back half-open when the clock passes its ejection time")
   func ejectionTimeOnTheClock() async throws {
     let clock = MeshManualClock()
+    let metrics = TestMetrics()
     try await withInProcessFleet(["a", "b"]) { fleet in
       fleet.faults(of: "a").set(.fail(.unavailable, times: 1))
       let resilience = MeshResiliencePolicy.testing(
@@ -168,10 +150,11 @@ struct ManualClockTransportTests {
           successRateStdevFactor: nil
         )
       )
-      try await Self.withTransport(
+      try await withInProcessTransport(
         to: fleet,
         clock: clock,
-        configuration: .testing(policy: .pickFirst, resilience: resilience)
+        configuration: .testing(policy: .pickFirst, resilience: resilience),
+        metrics: metrics
       ) { health, transport in
         await transport.waitForPickableEndpoints(2)
         #expect(await Self.check(health)?.code == .unavailable)
@@ -189,5 +172,14 @@ struct ManualClockTransportTests {
         #expect(transport.stats.ejectedEndpoints.isEmpty)
       }
     }
+    // gRFC A91's counter, by detection method.
+    let ejections = try metrics.expectCounter(
+      "grpc.lb.outlier_detection.ejections_enforced",
+      [
+        ("grpc.target", "mesh:///greeter"),
+        ("grpc.lb.outlier_detection.detection_method", "consecutive_failures"),
+      ]
+    )
+    #expect(ejections.totalValue == 1)
   }
 }

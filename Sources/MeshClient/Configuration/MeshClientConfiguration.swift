@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+public import CoreMetrics
 public import Foundation
 public import GRPCCore
 // The configuration file and its errors are part of the client's API.
@@ -66,6 +67,10 @@ public struct MeshClientConfiguration: Sendable {
   public var transport: MeshHTTP2TransportConfig?
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
+  /// Where gRPC's client instruments go (gRFC A66's call and attempt metrics, A96's retries,
+  /// A91's ejections; ``MeshMetricNames``). Nil: swift-metrics' bootstrapped factory (nothing is
+  /// measured while none is).
+  public var metrics: (any MetricsFactory)?
 
   /// mTLS settings.
   public struct TLS: Sendable {

@@ -17,6 +17,7 @@
 public import CoreMetrics
 public import GRPCCore
 internal import MeshCore
+internal import MeshTransport
 
 /// gRFC A66's server call instruments, through swift-metrics (the backend is the caller's):
 ///
@@ -142,8 +143,8 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
       init(name: String, factory: any MetricsFactory) {
         self.name = name
         self.started = Counter(
-          label: "grpc.server.call.started",
-          dimensions: [("grpc.method", name)],
+          label: MeshMetricNames.serverCallStarted,
+          dimensions: [(MeshMetricNames.method, name)],
           factory: factory
         )
       }
@@ -178,8 +179,10 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
       method.durations.withLock { timers in
         if let timer = timers[code] { return timer }
         let timer = Timer(
-          label: "grpc.server.call.duration",
-          dimensions: [("grpc.method", method.name), ("grpc.status", meshStatusName(code))],
+          label: MeshMetricNames.serverCallDuration,
+          dimensions: [
+            (MeshMetricNames.method, method.name), (MeshMetricNames.status, meshStatusName(code)),
+          ],
           preferredDisplayUnit: .seconds,
           factory: self.factory
         )
@@ -187,30 +190,5 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
         return timer
       }
     }
-  }
-}
-
-/// A status code's canonical name, as gRPC's metrics and traces write it (`OK`,
-/// `DEADLINE_EXCEEDED`).
-func meshStatusName(_ code: Status.Code) -> String {
-  switch code {
-  case .ok: "OK"
-  case .cancelled: "CANCELLED"
-  case .unknown: "UNKNOWN"
-  case .invalidArgument: "INVALID_ARGUMENT"
-  case .deadlineExceeded: "DEADLINE_EXCEEDED"
-  case .notFound: "NOT_FOUND"
-  case .alreadyExists: "ALREADY_EXISTS"
-  case .permissionDenied: "PERMISSION_DENIED"
-  case .resourceExhausted: "RESOURCE_EXHAUSTED"
-  case .failedPrecondition: "FAILED_PRECONDITION"
-  case .aborted: "ABORTED"
-  case .outOfRange: "OUT_OF_RANGE"
-  case .unimplemented: "UNIMPLEMENTED"
-  case .internalError: "INTERNAL"
-  case .unavailable: "UNAVAILABLE"
-  case .dataLoss: "DATA_LOSS"
-  case .unauthenticated: "UNAUTHENTICATED"
-  default: "UNKNOWN"
   }
 }

@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+internal import CoreMetrics
 internal import GRPCCore
 internal import MeshCore
 
@@ -31,6 +32,7 @@ extension MeshBalancingTransport {
   ) async -> MeshAttemptOutcome {
     let started = self.clock.now
     let observer = MeshAttemptObserver<Bytes>()
+    call.metrics?.attemptStarted.increment()
     var perTryTimer: UInt64?
     /// Fired when the attempt is abandoned at its per-try timeout.
     var abandoned: MeshSignal?
@@ -119,7 +121,13 @@ extension MeshBalancingTransport {
     } else {
       outcome = await run()
     }
-    self.release(picked, started: started, observer: observer, outcome: outcome)
+    self.release(
+      picked,
+      started: started,
+      observer: observer,
+      outcome: outcome,
+      metrics: call.metrics
+    )
     return outcome
   }
 
@@ -156,7 +164,13 @@ extension MeshBalancingTransport {
     started: Clock.Instant
   ) async -> MeshAttemptOutcome {
     func settle() {
-      self.release(picked, started: started, observer: observer, outcome: .committed)
+      self.release(
+        picked,
+        started: started,
+        observer: observer,
+        outcome: .committed,
+        metrics: call.metrics
+      )
     }
     guard let reader = call.log.addReader() else {
       return .failed(
@@ -172,7 +186,8 @@ extension MeshBalancingTransport {
     let outbound = MeshRewritingOutbound(
       base: stream.outbound,
       previousAttempts: number,
-      remaining: remaining
+      remaining: remaining,
+      counter: call.metrics == nil ? nil : observer
     )
     return await withTaskGroup(of: Void.self) { pump in
       defer {
@@ -289,7 +304,8 @@ extension MeshBalancingTransport {
     _ picked: Picked,
     started: Clock.Instant,
     observer: MeshAttemptObserver<Bytes>,
-    outcome: MeshAttemptOutcome
+    outcome: MeshAttemptOutcome,
+    metrics: MeshClientMetrics.Method?
   ) {
     guard let seen = observer.claimRelease() else { return }
     let end = self.clock.now
@@ -327,6 +343,28 @@ extension MeshBalancingTransport {
       )
     }
     self.perform(effects)
+    metrics?.attemptEnded(
+      Self.attemptStatus(seen, outcome: outcome),
+      duration: started.duration(to: end),
+      sent: seen.sentBytes,
+      received: seen.receivedBytes
+    )
+  }
+
+  /// How an attempt ended, as gRFC A66 labels it: the status it received, else the error that
+  /// ended it.
+  private static func attemptStatus(
+    _ seen: MeshAttemptObserver<Bytes>.State,
+    outcome: MeshAttemptOutcome
+  ) -> Status.Code {
+    if let abandonment = seen.abandonment { return Status.Code(abandonment.code) }
+    if let status = seen.status { return status.code }
+    if let error = seen.transportError { return Status.Code(error.code) }
+    switch outcome {
+    case .notOpened(let error), .failed(let error, _): return Status.Code(error.code)
+    case .lost: return .cancelled
+    case .committed: return Task.isCancelled ? .cancelled : .unknown
+    }
   }
 
   /// Codes that count against an endpoint in outlier detection.

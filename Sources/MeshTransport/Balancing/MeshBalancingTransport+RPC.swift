@@ -62,8 +62,25 @@ extension MeshBalancingTransport {
       start: start
     )
     let plan = self.plan(method: method, options: options)
-    try self.admit(retry: nil, now: start)
-    let call = MeshCall<Bytes, Clock.Instant>(start: start, deadline: deadline, bufferLimit: 64)
+    let measuredFrom = ContinuousClock.now
+    let methodMetrics = self.metrics?.method(descriptor)
+    do throws(RPCError) {
+      try self.admit(retry: nil, now: start)
+    } catch {
+      // Refused by a breaker: the call ends here, with no attempt.
+      methodMetrics?.callEnded(
+        Status.Code(error.code),
+        duration: measuredFrom.duration(to: .now),
+        counts: MeshCallCounts()
+      )
+      throw error
+    }
+    let call = MeshCall<Bytes, Clock.Instant>(
+      start: start,
+      deadline: deadline,
+      bufferLimit: 64,
+      metrics: methodMetrics
+    )
     // A caller's own timeout is also enforced by grpc-swift's executor, at the same instant
     // (measured a moment earlier), with a bare "RPC timed out before completing". The mesh ends
     // such an RPC a few milliseconds first, so that the caller reads what it waited for.
@@ -81,10 +98,12 @@ extension MeshBalancingTransport {
       remotePeer: "mesh:\(self.service)",
       localPeer: "mesh"
     )
+    let onEnd: (@Sendable (Status.Code) -> Void)? =
+      methodMetrics == nil ? nil : { @Sendable code in call.measureEnd(code, since: measuredFrom) }
     let stream = RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>(
-        wrapping: MeshResponseSequence(channel: call.response)
+        wrapping: MeshResponseSequence(channel: call.response, onEnd: onEnd)
       ),
       outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable(
         wrapping: MeshRequestWriter(log: call.log)
@@ -101,6 +120,8 @@ extension MeshBalancingTransport {
         defer {
           call.response.consumerFinished()
           group.cancelAll()
+          // A caller that stopped reading before the status gave up on the call.
+          onEnd?(.cancelled)
         }
         return try await closure(stream, context)
       }
@@ -261,6 +282,7 @@ extension MeshBalancingTransport {
         // attempt keeps its admission.
         if transparentRetries < 2, !Task.isCancelled, self.hasEndpoint(outside: failed) {
           transparentRetries += 1
+          call.countTransparentRetry()
           call.recordFailure(error)
           continue
         }
@@ -310,6 +332,7 @@ extension MeshBalancingTransport {
         return
       }
       held = true
+      call.countRetry(after: delay)
       if delay > .zero {
         guard (try? await self.clock.sleep(for: delay, tolerance: .zero)) != nil else { return }
       }
@@ -338,6 +361,7 @@ extension MeshBalancingTransport {
           let number = started
           started += 1
           running += 1
+          if number > 0 { call.countHedge() }
           group.addTask {
             await self.hedgedAttempt(
               call,

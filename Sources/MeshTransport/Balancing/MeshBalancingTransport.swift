@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+public import CoreMetrics
 public import GRPCCore
 public import Logging
 internal import MeshCore
@@ -97,6 +98,8 @@ public final class MeshBalancingTransport<
   private let eventSink: AsyncStream<Event>.Continuation
   /// Attempts' per-try timeouts and RPCs' deadlines.
   let timers: MeshTimers<Clock>
+  /// gRPC's client instruments; nil when no metrics backend is bootstrapped or given.
+  let metrics: MeshClientMetrics?
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
@@ -107,6 +110,10 @@ public final class MeshBalancingTransport<
   /// A transport to the endpoints `discovery` lists for `service`, each reached through a
   /// subchannel `factory` makes.
   ///
+  /// - Parameters:
+  ///   - metrics: Where gRPC's client instruments go (gRFC A66, A91, A96: ``MeshMetricNames``),
+  ///     labelled `grpc.target` `mesh:///<service>`; nil: swift-metrics' bootstrapped (or
+  ///     task-local) factory, and none at all while that records nothing.
   /// - Throws: ``MeshBalancingError`` naming the first invalid setting.
   public init(
     service: String,
@@ -114,6 +121,7 @@ public final class MeshBalancingTransport<
     factory: Factory,
     configuration: MeshBalancingConfiguration = .defaults,
     clock: Clock,
+    metrics: (any MetricsFactory)? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try configuration.validate()
@@ -124,6 +132,10 @@ public final class MeshBalancingTransport<
     self.factory = factory
     self.logger = logger
     self.timers = MeshTimers(clock: clock)
+    let metricsFactory = metrics ?? MetricsSystem.factory
+    self.metrics =
+      metricsFactory is NOOPMetricsHandler
+      ? nil : MeshClientMetrics(target: "mesh:///\(service)", factory: metricsFactory)
     let resilience = configuration.resilience
     let machine = StateMachine(
       configuration: StateMachine.Configuration(
@@ -221,6 +233,9 @@ public final class MeshBalancingTransport<
     let stopDiscovery = MeshSignal()
     await withDiscardingTaskGroup { group in
       group.addTask { await stopDiscovery.cancelling { await self.watchDiscovery() } }
+      if let metrics = self.metrics {
+        group.addTask { await stopDiscovery.cancelling { await self.sample(into: metrics) } }
+      }
 
       for await event in self.events {
         switch event {
@@ -257,15 +272,34 @@ public final class MeshBalancingTransport<
         for try await set in self.discovery.watch(self.service) {
           self.eventSink.yield(.endpoints(set))
           self.setDiscoveryError(nil)
+          self.metrics?.discoveryUpdated()
         }
       } catch {
         guard !Task.isCancelled else { return }
         self.setDiscoveryError(error)
+        self.metrics?.discoveryFailed()
       }
       if started.duration(to: self.clock.now) >= maxBackoff { backoff = .seconds(1) }
       guard (try? await self.clock.sleep(for: backoff)) != nil else { return }
       backoff = min(backoff * 2, maxBackoff)
     }
+  }
+
+  /// Records the transport's gauges (endpoints by state, pending calls, connections) and the
+  /// growth of its breaker and budget counts every ``metricsInterval``, until cancelled.
+  private func sample(into metrics: MeshClientMetrics) async {
+    while !Task.isCancelled {
+      self.recordMetrics()
+      guard (try? await self.clock.sleep(for: Self.metricsInterval)) != nil else { return }
+    }
+  }
+
+  /// How often the gauges are sampled.
+  static var metricsInterval: Duration { .seconds(1) }
+
+  /// Records the gauges and counts now (a scrape's handler calls it to be current).
+  package func recordMetrics() {
+    self.metrics?.record(self.stats)
   }
 
   private func setDiscoveryError(_ error: (any Error)?) {
@@ -326,6 +360,7 @@ public final class MeshBalancingTransport<
     for change in changes {
       switch change {
       case .ejected(let id, let until, let reason):
+        self.metrics?.ejected(by: reason)
         self.logger.warning(
           "Ejected an endpoint",
           metadata: [
@@ -359,6 +394,7 @@ extension MeshBalancingTransport where Clock == ContinuousClock {
     discovery: any MeshDiscovery,
     factory: Factory,
     configuration: MeshBalancingConfiguration = .defaults,
+    metrics: (any MetricsFactory)? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try self.init(
@@ -367,6 +403,7 @@ extension MeshBalancingTransport where Clock == ContinuousClock {
       factory: factory,
       configuration: configuration,
       clock: ContinuousClock(),
+      metrics: metrics,
       logger: logger
     )
   }

@@ -24,19 +24,60 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
   let response = MeshResponseChannel<Bytes>()
   let start: Instant
   let deadline: Instant?
+  /// The instruments of the call's method; nil without metrics.
+  let metrics: MeshClientMetrics.Method?
 
   private struct State {
     var committed: Int?
     var ended = false
     var lastFailure: RPCError?
+    var counts = MeshCallCounts()
+    var measured = false
   }
 
   private let state = MeshMutex(State())
 
-  init(start: Instant, deadline: Instant?, bufferLimit: Int) {
+  init(
+    start: Instant,
+    deadline: Instant?,
+    bufferLimit: Int,
+    metrics: MeshClientMetrics.Method? = nil
+  ) {
     self.start = start
     self.deadline = deadline
     self.log = MeshRequestLog(limit: bufferLimit)
+    self.metrics = metrics
+  }
+
+  /// Another attempt follows a failed one after `delay` (gRFC A96's retries and retry delay).
+  func countRetry(after delay: Duration) {
+    self.state.withLock {
+      $0.counts.retries += 1
+      $0.counts.retryDelay += delay
+    }
+  }
+
+  /// An attempt whose stream never opened goes to another endpoint at once.
+  func countTransparentRetry() {
+    self.state.withLock { $0.counts.transparentRetries += 1 }
+  }
+
+  /// Another hedged attempt starts.
+  func countHedge() {
+    self.state.withLock { $0.counts.hedges += 1 }
+  }
+
+  /// Records the call's end in its metrics, once: the first status the caller reads (or
+  /// CANCELLED, for a caller that stopped reading before the end).
+  func measureEnd(_ code: Status.Code, since start: ContinuousClock.Instant) {
+    guard let metrics = self.metrics else { return }
+    let counts = self.state.withLock { state -> MeshCallCounts? in
+      guard !state.measured else { return nil }
+      state.measured = true
+      return state.counts
+    }
+    guard let counts else { return }
+    metrics.callEnded(code, duration: start.duration(to: .now), counts: counts)
   }
 
   /// The attempt becomes the RPC's if none has; false if another already is.

@@ -185,16 +185,39 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
   typealias Failure = any Error
 
   let channel: MeshResponseChannel<Bytes>
+  /// Told the status the caller reads (with metrics on).
+  let onEnd: (@Sendable (Status.Code) -> Void)?
+
+  init(channel: MeshResponseChannel<Bytes>, onEnd: (@Sendable (Status.Code) -> Void)? = nil) {
+    self.channel = channel
+    self.onEnd = onEnd
+  }
 
   func makeAsyncIterator() -> AsyncIterator {
-    AsyncIterator(channel: self.channel)
+    AsyncIterator(channel: self.channel, onEnd: self.onEnd)
   }
 
   struct AsyncIterator: AsyncIteratorProtocol {
     let channel: MeshResponseChannel<Bytes>
+    let onEnd: (@Sendable (Status.Code) -> Void)?
 
     mutating func next() async throws -> RPCResponsePart<Bytes>? {
-      try await self.channel.next()
+      guard let onEnd = self.onEnd else { return try await self.channel.next() }
+      do {
+        let part = try await self.channel.next()
+        switch part {
+        case .status(let status, _): onEnd(status.code)
+        case nil: onEnd(.unknown)  // ended without a status
+        case .metadata, .message: ()
+        }
+        return part
+      } catch let error as RPCError {
+        onEnd(Status.Code(error.code))
+        throw error
+      } catch {
+        onEnd(error is CancellationError ? .cancelled : .unknown)
+        throw error
+      }
     }
   }
 }

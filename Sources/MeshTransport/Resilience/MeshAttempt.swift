@@ -119,6 +119,9 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     var endedAfterCancellation = false
     /// The attempt has been accounted for (its load released, its outcome recorded).
     var released = false
+    /// Message bytes sent and received (counted with metrics on).
+    var sentBytes = 0
+    var receivedBytes = 0
     /// The error the attempt was abandoned with at its per-try timeout: what its inbound stream
     /// throws. (The RPC's own end — its deadline, its cancellation — cancels the attempt's task
     /// instead.)
@@ -173,7 +176,9 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       state.receivedFirstPart = true
       switch part {
       case .metadata: ()
-      case .message: state.committed = true
+      case .message(let message):
+        state.committed = true
+        state.receivedBytes += message.count
       case .status(let status, let trailers):
         state.status = status
         state.endedAfterCancellation = Task.isCancelled
@@ -201,6 +206,11 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
       }
       return error
     }
+  }
+
+  /// Counts a message sent.
+  func countSent(_ bytes: Int) {
+    self.state.withLock { $0.sentBytes += bytes }
   }
 
   /// Fails the stream at its per-try timeout, unless the response has started; true when it
@@ -256,6 +266,8 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
   let previousAttempts: Int
   /// The time left before the RPC's deadline, if it has one.
   let remaining: (@Sendable () -> Duration)?
+  /// Counts the bytes of the messages sent (with metrics on).
+  let counter: MeshAttemptObserver<Bytes>?
 
   func write(_ element: RPCRequestPart<Bytes>) async throws {
     try await self.base.write(self.rewrite(element))
@@ -274,6 +286,10 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
   }
 
   private func rewrite(_ part: RPCRequestPart<Bytes>) -> RPCRequestPart<Bytes> {
+    if case .message(let message) = part {
+      self.counter?.countSent(message.count)
+      return part
+    }
     guard case .metadata(var metadata) = part else { return part }
     if self.previousAttempts > 0 {
       metadata.replaceOrAddString(
