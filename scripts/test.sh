@@ -39,6 +39,16 @@ swift build --build-tests
 step "Running the tests"
 limited swift test --skip-build
 
+# The alert and recording rules Prometheus loads, and a unit test of every alert.
+step "Checking the Prometheus rules, their unit tests and the Grafana dashboards (promtool)"
+if ! command -v promtool >/dev/null; then
+  echo "promtool is missing: install Debian's prometheus package (apt-get install prometheus)" >&2
+  exit 1
+fi
+promtool check rules deploy/prometheus/rules/*.yml
+(cd deploy/prometheus && promtool test rules tests/*.test.yml)
+python3 scripts/check-dashboards.py
+
 # Calls end at their deadline ±100 ms: checked with nothing else running, since in the parallel
 # run above a timer can wake a few hundred milliseconds late on two loaded cores.
 step "Running the deadline tests alone, with strict timing"
