@@ -52,6 +52,7 @@ let package = Package(
         .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
         .product(name: "MeshHealth", package: "swift-grpc-mesh"),
         .product(name: "MeshProto", package: "swift-grpc-mesh"),
+        .product(name: "MeshPrometheus", package: "swift-grpc-mesh"),
         .product(name: "MeshTransport", package: "swift-grpc-mesh"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

@@ -23,14 +23,17 @@ import MeshClient
 import MeshConsul
 import MeshConsulAgent
 import MeshHealth
+import MeshPrometheus
 import MeshProto
 import MeshTransport
 import SwiftProtobuf
 import Synchronization
 
 // Unary calls (grpc.health.v1 Check) against one mTLS server, at 1 and 64 in flight:
-//   raw:  a GRPCClient over one HTTP2ClientTransport.Posix with the same mTLS;
-//   mesh: MeshClient.client(for:) — Consul discovery (the embedded agent), P2C, mTLS.
+//   raw:     a GRPCClient over one HTTP2ClientTransport.Posix with the same mTLS;
+//   mesh:    MeshClient.client(for:) — Consul discovery (the embedded agent), P2C, mTLS;
+//   bare:    the same with resilience off;
+//   metered: the same as mesh, with its metrics going to a Prometheus registry.
 // Rounds alternate raw and mesh in one process, so both see the same machine state.
 // Then the P2C pick cost at 10, 1,000 and 10,000 endpoints, and what a health change (a picker
 // rebuild) costs at each.
@@ -115,6 +118,9 @@ try await withThrowingTaskGroup(of: Void.self) { group in
   if ProcessInfo.processInfo.environment["MESH_BENCH_NO_RETRY"] != nil {
     configuration.resilience.defaults.retry = nil
   }
+  var meteredConfiguration = configuration
+  let prometheus = MeshPrometheusMetrics()
+  meteredConfiguration.metrics = prometheus.factory
   var bareConfiguration = configuration
   bareConfiguration.resilience = MeshResiliencePolicy(
     defaults: MeshMethodPolicy(),
@@ -125,59 +131,81 @@ try await withThrowingTaskGroup(of: Void.self) { group in
   try await withGRPCClient(transport: rawTransport) { rawClient in
     try await withMeshClient(configuration) { mesh in
       try await withMeshClient(bareConfiguration) { bareMesh in
-        let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
-        let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
-        let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
-        // Warm up every path (connections, discovery, caches and pools).
-        _ = try await measure(concurrency: 8, for: .seconds(1)) { _ = try await raw.check(.init()) }
-        _ = try await measure(concurrency: 8, for: .seconds(1)) {
-          _ = try await meshed.check(.init())
-        }
-        _ = try await measure(concurrency: 8, for: .seconds(1)) {
-          _ = try await bare.check(.init())
-        }
+        try await withMeshClient(meteredConfiguration) { meteredMesh in
+          let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
+          let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
+          let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
+          let metered = Grpc_Health_V1_Health.Client(wrapping: try meteredMesh.client(for: "bench"))
+          // Warm up every path (connections, discovery, caches and pools).
+          _ = try await measure(concurrency: 8, for: .seconds(1)) {
+            _ = try await raw.check(.init())
+          }
+          _ = try await measure(concurrency: 8, for: .seconds(1)) {
+            _ = try await meshed.check(.init())
+          }
+          _ = try await measure(concurrency: 8, for: .seconds(1)) {
+            _ = try await bare.check(.init())
+          }
+          _ = try await measure(concurrency: 8, for: .seconds(1)) {
+            _ = try await metered.check(.init())
+          }
 
-        print(
-          "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
-        )
-        print("in flight | client | RPC/s   | p50 µs | p99 µs")
-        print("----------|--------|---------|--------|-------")
-        for concurrency in [1, 64] {
-          var rawTotal = LoadMeasurement()
-          var meshTotal = LoadMeasurement()
-          var bareTotal = LoadMeasurement()
-          for _ in 0..<rounds {
-            bareTotal.merge(
-              try await measure(concurrency: concurrency, for: round) {
-                _ = try await bare.check(.init())
-              }
-            )
-            rawTotal.merge(
-              try await measure(concurrency: concurrency, for: round) {
-                _ = try await raw.check(.init())
-              }
-            )
-            meshTotal.merge(
-              try await measure(concurrency: concurrency, for: round) {
-                _ = try await meshed.check(.init())
-              }
-            )
-          }
-          for (name, m) in [("raw", rawTotal), ("bare", bareTotal), ("mesh", meshTotal)] {
+          print(
+            "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
+          )
+          print("in flight | client  | RPC/s   | p50 µs | p99 µs")
+          print("----------|---------|---------|--------|-------")
+          for concurrency in [1, 64] {
+            var rawTotal = LoadMeasurement()
+            var meshTotal = LoadMeasurement()
+            var bareTotal = LoadMeasurement()
+            var meteredTotal = LoadMeasurement()
+            for _ in 0..<rounds {
+              bareTotal.merge(
+                try await measure(concurrency: concurrency, for: round) {
+                  _ = try await bare.check(.init())
+                }
+              )
+              rawTotal.merge(
+                try await measure(concurrency: concurrency, for: round) {
+                  _ = try await raw.check(.init())
+                }
+              )
+              meshTotal.merge(
+                try await measure(concurrency: concurrency, for: round) {
+                  _ = try await meshed.check(.init())
+                }
+              )
+              meteredTotal.merge(
+                try await measure(concurrency: concurrency, for: round) {
+                  _ = try await metered.check(.init())
+                }
+              )
+            }
+            for (name, m) in [
+              ("raw", rawTotal), ("bare", bareTotal), ("mesh", meshTotal),
+              ("metered", meteredTotal),
+            ] {
+              print(
+                "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+              )
+            }
             print(
-              "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+              "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
+                + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
+                + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
+            )
+            print(
+              "ratio mesh/bare (resilience on/off) at \(concurrency) in flight: throughput \(format(meshTotal.throughput / bareTotal.throughput, 3))x, "
+                + "p50 \(format(meshTotal.percentile(0.5) / bareTotal.percentile(0.5), 3))x, "
+                + "p99 \(format(meshTotal.percentile(0.99) / bareTotal.percentile(0.99), 3))x"
+            )
+            print(
+              "ratio metered/mesh (metrics on/off) at \(concurrency) in flight: throughput \(format(meteredTotal.throughput / meshTotal.throughput, 3))x, "
+                + "p50 \(format(meteredTotal.percentile(0.5) / meshTotal.percentile(0.5), 3))x, "
+                + "p99 \(format(meteredTotal.percentile(0.99) / meshTotal.percentile(0.99), 3))x"
             )
           }
-          print(
-            "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
-              + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
-              + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
-          )
-          print(
-            "ratio mesh/bare (resilience on/off) at \(concurrency) in flight: throughput \(format(meshTotal.throughput / bareTotal.throughput, 3))x, "
-              + "p50 \(format(meshTotal.percentile(0.5) / bareTotal.percentile(0.5), 3))x, "
-              + "p99 \(format(meshTotal.percentile(0.99) / bareTotal.percentile(0.99), 3))x"
-          )
         }
       }
     }

@@ -62,24 +62,27 @@ extension MeshBalancingTransport {
       start: start
     )
     let plan = self.plan(method: method, options: options)
-    let measuredFrom = ContinuousClock.now
     let methodMetrics = self.metrics?.method(descriptor)
+    let measuredFrom = methodMetrics == nil ? nil : ContinuousClock.now
     do throws(RPCError) {
       try self.admit(retry: nil, now: start)
     } catch {
       // Refused by a breaker: the call ends here, with no attempt.
-      methodMetrics?.callEnded(
-        Status.Code(error.code),
-        duration: measuredFrom.duration(to: .now),
-        counts: MeshCallCounts()
-      )
+      if let methodMetrics, let measuredFrom {
+        methodMetrics.callEnded(
+          Status.Code(error.code),
+          duration: measuredFrom.duration(to: .now),
+          counts: MeshCallCounts()
+        )
+      }
       throw error
     }
     let call = MeshCall<Bytes, Clock.Instant>(
       start: start,
       deadline: deadline,
       bufferLimit: 64,
-      metrics: methodMetrics
+      metrics: methodMetrics,
+      measuredFrom: measuredFrom
     )
     // A caller's own timeout is also enforced by grpc-swift's executor, at the same instant
     // (measured a moment earlier), with a bare "RPC timed out before completing". The mesh ends
@@ -98,12 +101,13 @@ extension MeshBalancingTransport {
       remotePeer: "mesh:\(self.service)",
       localPeer: "mesh"
     )
-    let onEnd: (@Sendable (Status.Code) -> Void)? =
-      methodMetrics == nil ? nil : { @Sendable code in call.measureEnd(code, since: measuredFrom) }
     let stream = RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>(
-        wrapping: MeshResponseSequence(channel: call.response, onEnd: onEnd)
+        wrapping: MeshResponseSequence(
+          channel: call.response,
+          ending: methodMetrics == nil ? nil : call
+        )
       ),
       outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable(
         wrapping: MeshRequestWriter(log: call.log)
@@ -121,7 +125,7 @@ extension MeshBalancingTransport {
           call.response.consumerFinished()
           group.cancelAll()
           // A caller that stopped reading before the status gave up on the call.
-          onEnd?(.cancelled)
+          if methodMetrics != nil { call.responseEnded(.cancelled) }
         }
         return try await closure(stream, context)
       }

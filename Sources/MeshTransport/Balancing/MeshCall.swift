@@ -19,13 +19,17 @@ internal import MeshCore
 
 /// One RPC on the balancing transport: the request its attempts replay, the response the
 /// committed attempt passes on, and how the RPC ends.
-final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProtocol>: Sendable {
+final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProtocol>: Sendable,
+  MeshResponseEnding
+{
   let log: MeshRequestLog<Bytes>
   let response = MeshResponseChannel<Bytes>()
   let start: Instant
   let deadline: Instant?
   /// The instruments of the call's method; nil without metrics.
   let metrics: MeshClientMetrics.Method?
+  /// When the call started, for its metrics (on the continuous clock, whatever the transport's).
+  let measuredFrom: ContinuousClock.Instant?
 
   private struct State {
     var committed: Int?
@@ -41,12 +45,14 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
     start: Instant,
     deadline: Instant?,
     bufferLimit: Int,
-    metrics: MeshClientMetrics.Method? = nil
+    metrics: MeshClientMetrics.Method? = nil,
+    measuredFrom: ContinuousClock.Instant? = nil
   ) {
     self.start = start
     self.deadline = deadline
     self.log = MeshRequestLog(limit: bufferLimit)
     self.metrics = metrics
+    self.measuredFrom = measuredFrom
   }
 
   /// Another attempt follows a failed one after `delay` (gRFC A96's retries and retry delay).
@@ -69,8 +75,8 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
 
   /// Records the call's end in its metrics, once: the first status the caller reads (or
   /// CANCELLED, for a caller that stopped reading before the end).
-  func measureEnd(_ code: Status.Code, since start: ContinuousClock.Instant) {
-    guard let metrics = self.metrics else { return }
+  func responseEnded(_ code: Status.Code) {
+    guard let metrics = self.metrics, let start = self.measuredFrom else { return }
     let counts = self.state.withLock { state -> MeshCallCounts? in
       guard !state.measured else { return nil }
       state.measured = true

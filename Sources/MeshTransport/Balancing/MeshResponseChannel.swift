@@ -186,23 +186,24 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
 
   let channel: MeshResponseChannel<Bytes>
   /// Told the status the caller reads (with metrics on).
-  let onEnd: (@Sendable (Status.Code) -> Void)?
+  let ending: (any MeshResponseEnding)?
 
-  init(channel: MeshResponseChannel<Bytes>, onEnd: (@Sendable (Status.Code) -> Void)? = nil) {
+  init(channel: MeshResponseChannel<Bytes>, ending: (any MeshResponseEnding)? = nil) {
     self.channel = channel
-    self.onEnd = onEnd
+    self.ending = ending
   }
 
   func makeAsyncIterator() -> AsyncIterator {
-    AsyncIterator(channel: self.channel, onEnd: self.onEnd)
+    AsyncIterator(channel: self.channel, ending: self.ending)
   }
 
   struct AsyncIterator: AsyncIteratorProtocol {
     let channel: MeshResponseChannel<Bytes>
-    let onEnd: (@Sendable (Status.Code) -> Void)?
+    let ending: (any MeshResponseEnding)?
 
     mutating func next() async throws -> RPCResponsePart<Bytes>? {
-      guard let onEnd = self.onEnd else { return try await self.channel.next() }
+      guard let ending = self.ending else { return try await self.channel.next() }
+      let onEnd = ending.responseEnded
       do {
         let part = try await self.channel.next()
         switch part {
@@ -220,6 +221,11 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
       }
     }
   }
+}
+
+/// Told how a response ended, as its caller read it.
+protocol MeshResponseEnding: AnyObject, Sendable {
+  func responseEnded(_ code: Status.Code)
 }
 
 /// The caller's view of a ``MeshRequestLog``.

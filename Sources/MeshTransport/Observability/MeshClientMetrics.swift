@@ -28,7 +28,7 @@ final class MeshClientMetrics: Sendable {
   /// The label of every instrument: the target as gRPC names it (`mesh:///greeter`).
   let target: String
   private let factory: any MetricsFactory
-  private let methods = MeshMutex<[String: Method]>([:])
+  private let methods = MeshMutex(Methods())
   private let ejections = MeshMutex<[String: Counter]>([:])
   private let breakers = MeshMutex<[String: Counter]>([:])
   private let sampler = MeshMutex(MeshStatsSampler())
@@ -117,15 +117,28 @@ final class MeshClientMetrics: Sendable {
 
   /// The instruments of calls to `descriptor`.
   func method(_ descriptor: MethodDescriptor) -> Method {
-    let name = descriptor.fullyQualifiedMethod
-    return self.methods.withLock { methods in
-      if let method = methods[name] { return method }
-      let label = methods.count < Self.methodLimit ? name : "other"
-      if let other = methods[label] { return other }
-      let method = Method(name: label, target: self.target, factory: self.factory)
-      methods[label] = method
-      return method
+    self.methods.withLock { methods in
+      if let method = methods.known[descriptor] { return method }
+      if methods.known.count < Self.methodLimit {
+        let method = Method(
+          name: descriptor.fullyQualifiedMethod,
+          target: self.target,
+          factory: self.factory
+        )
+        methods.known[descriptor] = method
+        return method
+      }
+      if let other = methods.other { return other }
+      let other = Method(name: "other", target: self.target, factory: self.factory)
+      methods.other = other
+      return other
     }
+  }
+
+  /// The methods with instruments of their own, and the one the others share.
+  private struct Methods {
+    var known: [MethodDescriptor: Method] = [:]
+    var other: Method?
   }
 
   /// Counts an ejection by outlier detection.
@@ -161,12 +174,34 @@ final class MeshClientMetrics: Sendable {
     private let factory: any MetricsFactory
     private let attempts = MeshMutex<[Status.Code: Attempt]>([:])
     private let calls = MeshMutex<[Status.Code: CoreMetrics.Timer]>([:])
+    /// The instruments of OK, the common case, made up front: used without a lock.
+    private let okAttempt: Attempt
+    private let okCall: CoreMetrics.Timer
 
     /// The instruments of attempts that ended with one status.
     struct Attempt: Sendable {
       let duration: CoreMetrics.Timer
       let sent: Recorder
       let received: Recorder
+
+      init(labels: [(String, String)], factory: any MetricsFactory) {
+        self.duration = CoreMetrics.Timer(
+          label: MeshMetricNames.clientAttemptDuration,
+          dimensions: labels,
+          preferredDisplayUnit: .seconds,
+          factory: factory
+        )
+        self.sent = Recorder(
+          label: MeshMetricNames.clientAttemptSentSize,
+          dimensions: labels,
+          factory: factory
+        )
+        self.received = Recorder(
+          label: MeshMetricNames.clientAttemptReceivedSize,
+          dimensions: labels,
+          factory: factory
+        )
+      }
     }
 
     init(name: String, target: String, factory: any MetricsFactory) {
@@ -200,38 +235,41 @@ final class MeshClientMetrics: Sendable {
         preferredDisplayUnit: .seconds,
         factory: factory
       )
+      self.okAttempt = Attempt(labels: Self.labels(name, target, .ok), factory: factory)
+      self.okCall = Self.callTimer(labels: Self.labels(name, target, .ok), factory: factory)
     }
 
-    private func labels(_ code: Status.Code) -> [(String, String)] {
+    private static func labels(
+      _ name: String,
+      _ target: String,
+      _ code: Status.Code
+    ) -> [(String, String)] {
       [
-        (MeshMetricNames.method, self.name), (MeshMetricNames.target, self.target),
+        (MeshMetricNames.method, name), (MeshMetricNames.target, target),
         (MeshMetricNames.status, meshStatusName(code)),
       ]
     }
 
+    private static func callTimer(
+      labels: [(String, String)],
+      factory: any MetricsFactory
+    ) -> CoreMetrics.Timer {
+      CoreMetrics.Timer(
+        label: MeshMetricNames.clientCallDuration,
+        dimensions: labels,
+        preferredDisplayUnit: .seconds,
+        factory: factory
+      )
+    }
+
     /// Records an attempt's end: its duration and the message bytes each way.
     func attemptEnded(_ code: Status.Code, duration: Duration, sent: Int, received: Int) {
-      let instruments = self.attempts.instrument(for: code) {
-        let labels = self.labels(code)
-        return Attempt(
-          duration: CoreMetrics.Timer(
-            label: MeshMetricNames.clientAttemptDuration,
-            dimensions: labels,
-            preferredDisplayUnit: .seconds,
-            factory: self.factory
-          ),
-          sent: Recorder(
-            label: MeshMetricNames.clientAttemptSentSize,
-            dimensions: labels,
-            factory: self.factory
-          ),
-          received: Recorder(
-            label: MeshMetricNames.clientAttemptReceivedSize,
-            dimensions: labels,
-            factory: self.factory
-          )
-        )
-      }
+      let instruments =
+        code == .ok
+        ? self.okAttempt
+        : self.attempts.instrument(for: code) {
+          Attempt(labels: Self.labels(self.name, self.target, code), factory: self.factory)
+        }
       instruments.duration.recordNanoseconds(MeshInput.nanoseconds(clamping: duration))
       instruments.sent.record(sent)
       instruments.received.record(received)
@@ -240,14 +278,12 @@ final class MeshClientMetrics: Sendable {
     /// Records a call's end: its duration, and (gRFC A96) its retries, transparent retries and
     /// hedges where there were any, and the time spent waiting between attempts.
     func callEnded(_ code: Status.Code, duration: Duration, counts: MeshCallCounts) {
-      let timer = self.calls.instrument(for: code) {
-        CoreMetrics.Timer(
-          label: MeshMetricNames.clientCallDuration,
-          dimensions: self.labels(code),
-          preferredDisplayUnit: .seconds,
-          factory: self.factory
-        )
-      }
+      let timer =
+        code == .ok
+        ? self.okCall
+        : self.calls.instrument(for: code) {
+          Self.callTimer(labels: Self.labels(self.name, self.target, code), factory: self.factory)
+        }
       timer.recordNanoseconds(MeshInput.nanoseconds(clamping: duration))
       if counts.retries > 0 {
         self.retries.record(counts.retries)
