@@ -14,6 +14,7 @@
  * limitations under the License.
  */
 
+internal import CoreMetrics
 public import GRPCCore
 public import Logging
 internal import MeshCore
@@ -236,6 +237,17 @@ public final class MeshClient: Sendable {
         group.addTask {
           await withTaskGroup(of: Void.self) { rotation in
             rotation.addTask { try? await credentials.run() }
+            let metrics = self.configuration.metrics ?? MetricsSystem.factory
+            if !(metrics is NOOPMetricsHandler) {
+              // The certificate's expiry, as a gauge: read once a second, rotation included.
+              let gauge = MeshCertificateGauge(credentials: credentials, factory: metrics)
+              rotation.addTask {
+                while !Task.isCancelled {
+                  gauge.record()
+                  guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
+                }
+              }
+            }
             await self.shutdown.wait()
             rotation.cancelAll()
           }

@@ -74,3 +74,19 @@ public struct MeshMutex<Value: ~Copyable>: ~Copyable, Sendable {
     #endif
   }
 }
+
+extension MeshMutex {
+  /// The value kept under `key`, made by `make` (under the lock) the first time: a cache of
+  /// instruments, counters and the like.
+  package func value<Key: Hashable & Sendable, Element: Sendable>(
+    for key: Key,
+    make: () -> Element
+  ) -> Element where Value == [Key: Element] {
+    self.withLock { values in
+      if let value = values[key] { return value }
+      let value = make()
+      values[key] = value
+      return value
+    }
+  }
+}

@@ -96,6 +96,11 @@ public final class MeshHealthService: Sendable {
     self.table.withLock { $0.status(of: service) }
   }
 
+  /// Every known service's status (the whole server's under `""`), for metrics.
+  public var statuses: [String: MeshServingStatus] {
+    self.table.withLock { $0.allStatuses }
+  }
+
   /// The number of open `Watch` streams (a gauge for metrics, and a leak check).
   public var watcherCount: Int {
     self.table.withLock { $0.watcherCount }

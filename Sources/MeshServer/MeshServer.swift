@@ -65,6 +65,8 @@ public final class MeshServer: Service, Sendable {
   private let started = MeshMutex<Result<Int, any Error>?>(nil)
   /// Fired once ``started`` is set.
   private let startedSettled = MeshSignal()
+  /// The sampled gauges (health, certificate expiry); nil when no metrics backend records.
+  private let gauges: MeshServerGauges?
   /// The Consul intentions calls are decided by, when
   /// ``MeshServerConfiguration/intentions`` is set (nil otherwise).
   public let intentions: MeshIntentions?
@@ -118,6 +120,10 @@ public final class MeshServer: Service, Sendable {
     let health = MeshHealthService()
     health.setNotServing()
     self.health = health
+    let metrics = configuration.metrics ?? MetricsSystem.factory
+    self.gauges =
+      metrics is NOOPMetricsHandler
+      ? nil : MeshServerGauges(health: health, credentials: credentials, factory: metrics)
     var router = RPCRouter<HTTP2ServerTransport.Posix>()
     for service in services { service.registerMethods(with: &router) }
     self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
@@ -169,7 +175,8 @@ public final class MeshServer: Service, Sendable {
         MeshAuthorizationInterceptor(
           intentions: intentions,
           audit: audit,
-          auditAllowedShare: configuration.auditAllowedShare
+          auditAllowedShare: configuration.auditAllowedShare,
+          metrics: configuration.metrics
         )
       )
     }
@@ -188,7 +195,8 @@ public final class MeshServer: Service, Sendable {
         MeshAuthorizationInterceptor(
           policy: policy,
           audit: audit,
-          auditAllowedShare: configuration.auditAllowedShare
+          auditAllowedShare: configuration.auditAllowedShare,
+          metrics: configuration.metrics
         )
       )
     }
@@ -277,6 +285,7 @@ public final class MeshServer: Service, Sendable {
     case gracePeriodOver
     case rotationEnded
     case intentionsEnded
+    case metricsEnded
   }
 
   private func serve() async throws {
@@ -304,6 +313,16 @@ public final class MeshServer: Service, Sendable {
         }
       }
       try self.startIntentions(in: &group)
+      if let gauges = self.gauges {
+        let clock = self.clock
+        group.addTask {
+          while !Task.isCancelled {
+            gauges.record()
+            guard (try? await clock.sleep(for: .seconds(1))) != nil else { break }
+          }
+          return .metricsEnded
+        }
+      }
       let port = try await self.boundPort
       if let intentions = self.intentions {
         // Neither SERVING nor registered before the intentions are known: clients would be sent
@@ -364,11 +383,16 @@ public final class MeshServer: Service, Sendable {
           group.cancelAll()
           self.logger.info("Stopped")
           return
-        case .rotationEnded, .intentionsEnded:
+        case .rotationEnded, .intentionsEnded, .metricsEnded:
           continue
         }
       }
     }
+  }
+
+  /// Records the sampled gauges now (a scrape's handler, a test).
+  package func recordMetrics() {
+    self.gauges?.record()
   }
 
   private func drainDelay() async throws -> Event {

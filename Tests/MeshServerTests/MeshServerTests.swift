@@ -467,6 +467,39 @@ struct MeshServerTests {
         }
         #expect(error?.code == .permissionDenied)
       }
+      // The sampled gauges: each served service SERVING, and the certificate's expiry.
+      server.recordMetrics()
+      for service in ["", "test.Echo", "test.Wait"] {
+        let serving = try metrics.expectGauge(
+          "mesh.server.health.serving",
+          [("grpc.service", service)]
+        )
+        #expect(serving.lastValue == 1, "\(service)")
+      }
+      let expiry = try metrics.expectGauge(
+        "mesh.certificate.expiration_timestamp",
+        [("identity", "spiffe://mesh.local/ns/default/svc/echo")]
+      )
+      let notAfter = try #require(server.credentials?.notValidAfter)
+      #expect(expiry.lastValue == notAfter.timeIntervalSince1970)
+      server.health.setNotServing(service: "test.Wait")
+      server.recordMetrics()
+      let waitServing = try metrics.expectGauge(
+        "mesh.server.health.serving",
+        [("grpc.service", "test.Wait")]
+      )
+      #expect(waitServing.lastValue == 0)
+    }
+    // Authorization's decisions, by method.
+    let decisions = [
+      ("test.Echo/Echo", "allow", 2), ("test.Echo/Echo", "deny", 1), ("test.Wait/Wait", "allow", 1),
+    ]
+    for (method, decision, count) in decisions {
+      let counter = try metrics.expectCounter(
+        "mesh.server.authorization.decisions",
+        [("grpc.method", method), ("decision", decision)]
+      )
+      #expect(counter.totalValue == count, "\(method) \(decision)")
     }
     let echo = ("grpc.method", "test.Echo/Echo")
     #expect(try metrics.expectCounter("grpc.server.call.started", [echo]).totalValue == 3)

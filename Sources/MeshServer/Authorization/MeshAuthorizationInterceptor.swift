@@ -14,8 +14,10 @@
  * limitations under the License.
  */
 
+public import CoreMetrics
 public import GRPCCore
 public import Logging
+internal import MeshCore
 internal import MeshTransport
 
 /// Decides every call by its caller's verified identity before any handler code runs: a denied
@@ -37,14 +39,24 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
   public let audit: Logger?
   /// The share of allowed calls logged, 0 to 1; denials are always logged.
   public let auditAllowedShare: Double
+  /// Counts decisions (`mesh.server.authorization.decisions`); nil when nothing records.
+  private let counters: Counters?
 
   /// Decides by fixed rules.
+  ///
+  /// `metrics`: where decisions are counted; nil: swift-metrics' bootstrapped factory.
   public init(
     policy: MeshAuthorizationPolicy,
     audit: Logger? = nil,
-    auditAllowedShare: Double = 0
+    auditAllowedShare: Double = 0,
+    metrics: (any MetricsFactory)? = nil
   ) {
-    self.init(.rules(policy), audit: audit, auditAllowedShare: auditAllowedShare)
+    self.init(
+      .rules(policy),
+      audit: audit,
+      auditAllowedShare: auditAllowedShare,
+      metrics: metrics
+    )
   }
 
   /// Decides by the intentions `intentions` holds at each call (a MeshServer keeps them as
@@ -52,15 +64,58 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
   public init(
     intentions: MeshIntentions,
     audit: Logger? = nil,
-    auditAllowedShare: Double = 0
+    auditAllowedShare: Double = 0,
+    metrics: (any MetricsFactory)? = nil
   ) {
-    self.init(.intentions(intentions), audit: audit, auditAllowedShare: auditAllowedShare)
+    self.init(
+      .intentions(intentions),
+      audit: audit,
+      auditAllowedShare: auditAllowedShare,
+      metrics: metrics
+    )
   }
 
-  private init(_ authority: Authority, audit: Logger?, auditAllowedShare: Double) {
+  private init(
+    _ authority: Authority,
+    audit: Logger?,
+    auditAllowedShare: Double,
+    metrics: (any MetricsFactory)?
+  ) {
     self.authority = authority
     self.audit = audit
     self.auditAllowedShare = auditAllowedShare.isFinite ? min(max(auditAllowedShare, 0), 1) : 0
+    let factory = metrics ?? MetricsSystem.factory
+    self.counters = factory is NOOPMetricsHandler ? nil : Counters(factory: factory)
+  }
+
+  /// One counter per method and decision, made on first use.
+  private final class Counters: Sendable {
+    private let factory: any MetricsFactory
+    private let counters = MeshMutex<[Key: Counter]>([:])
+
+    private struct Key: Hashable {
+      var method: MethodDescriptor
+      var decision: String
+    }
+
+    init(factory: any MetricsFactory) {
+      self.factory = factory
+    }
+
+    func count(_ decision: String, method: MethodDescriptor) {
+      let key = Key(method: method, decision: decision)
+      let counter = self.counters.value(for: key) {
+        Counter(
+          label: MeshMetricNames.authorizationDecisions,
+          dimensions: [
+            (MeshMetricNames.method, method.fullyQualifiedMethod),
+            (MeshMetricNames.decision, decision),
+          ],
+          factory: self.factory
+        )
+      }
+      counter.increment()
+    }
   }
 
   public func intercept<Input: Sendable, Output: Sendable>(
@@ -72,6 +127,7 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let method = context.descriptor
     guard let caller = MeshCaller.current(in: context) else {
+      self.counters?.count("unauthenticated", method: method)
       self.log(.deny, caller: "none", method: method, reason: "no verified identity")
       throw RPCError(
         code: .unauthenticated,
@@ -94,6 +150,7 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
           method: method.method
         )
       else {
+        self.counters?.count("unavailable", method: method)
         self.log(.deny, caller: "\(caller.identity)", method: method, reason: "no intentions yet")
         throw RPCError(
           code: .unavailable,
@@ -102,6 +159,7 @@ public struct MeshAuthorizationInterceptor: ServerInterceptor {
       }
       decision = decided
     }
+    self.counters?.count(decision.action.rawValue, method: method)
     switch decision.action {
     case .allow:
       if self.auditAllowedShare > 0, Double.random(in: 0..<1) < self.auditAllowedShare {

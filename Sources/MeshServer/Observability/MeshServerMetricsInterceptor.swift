@@ -176,9 +176,8 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
     }
 
     func duration(_ method: Method, _ code: Status.Code) -> Timer {
-      method.durations.withLock { timers in
-        if let timer = timers[code] { return timer }
-        let timer = Timer(
+      method.durations.value(for: code) {
+        Timer(
           label: MeshMetricNames.serverCallDuration,
           dimensions: [
             (MeshMetricNames.method, method.name), (MeshMetricNames.status, meshStatusName(code)),
@@ -186,8 +185,6 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
           preferredDisplayUnit: .seconds,
           factory: self.factory
         )
-        timers[code] = timer
-        return timer
       }
     }
   }

@@ -93,7 +93,7 @@ final class MeshClientMetrics: Sendable {
     self.connections.record(sample.connections)
     if sample.budgetRefusals > 0 { self.budgetRefusals.increment(by: sample.budgetRefusals) }
     for (breaker, rejections) in sample.breakerRejections {
-      let counter = self.breakers.instrument(for: breaker) {
+      let counter = self.breakers.value(for: breaker) {
         Counter(
           label: MeshMetricNames.breakerRejections,
           dimensions: [(MeshMetricNames.target, self.target), (MeshMetricNames.breaker, breaker)],
@@ -150,7 +150,7 @@ final class MeshClientMetrics: Sendable {
       case .consecutiveFailures: "consecutive_failures"
       case .failedProbe: "failed_probe"
       }
-    let counter = self.ejections.instrument(for: method) {
+    let counter = self.ejections.value(for: method) {
       Counter(
         label: MeshMetricNames.ejectionsEnforced,
         dimensions: [
@@ -267,7 +267,7 @@ final class MeshClientMetrics: Sendable {
       let instruments =
         code == .ok
         ? self.okAttempt
-        : self.attempts.instrument(for: code) {
+        : self.attempts.value(for: code) {
           Attempt(labels: Self.labels(self.name, self.target, code), factory: self.factory)
         }
       instruments.duration.recordNanoseconds(MeshInput.nanoseconds(clamping: duration))
@@ -281,7 +281,7 @@ final class MeshClientMetrics: Sendable {
       let timer =
         code == .ok
         ? self.okCall
-        : self.calls.instrument(for: code) {
+        : self.calls.value(for: code) {
           Self.callTimer(labels: Self.labels(self.name, self.target, code), factory: self.factory)
         }
       timer.recordNanoseconds(MeshInput.nanoseconds(clamping: duration))
@@ -302,19 +302,4 @@ struct MeshCallCounts: Sendable {
   var hedges = 0
   /// The time the call waited with no attempt running (retry backoffs and pushbacks).
   var retryDelay = Duration.zero
-}
-
-extension MeshMutex {
-  /// The instrument kept under `key`, made by `make` the first time.
-  fileprivate func instrument<Key: Hashable & Sendable, Instrument: Sendable>(
-    for key: Key,
-    make: () -> Instrument
-  ) -> Instrument where Value == [Key: Instrument] {
-    self.withLock { instruments in
-      if let instrument = instruments[key] { return instrument }
-      let instrument = make()
-      instruments[key] = instrument
-      return instrument
-    }
-  }
 }

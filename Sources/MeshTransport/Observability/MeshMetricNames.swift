@@ -50,6 +50,10 @@ public enum MeshMetricNames {
   public static let discoveryUpdates = "mesh.discovery.updates"
   public static let discoveryErrors = "mesh.discovery.errors"
   public static let discoveryLastSuccess = "mesh.discovery.last_success_timestamp"
+  // The mesh's own, per process.
+  public static let certificateExpiration = "mesh.certificate.expiration_timestamp"
+  public static let healthServing = "mesh.server.health.serving"
+  public static let authorizationDecisions = "mesh.server.authorization.decisions"
 
   // Labels.
   public static let method = "grpc.method"
@@ -61,6 +65,13 @@ public enum MeshMetricNames {
   /// A circuit breaker in ``breakerRejections``: `max_connections`, `max_pending_requests`,
   /// `max_requests`, `max_retries`, `retry_budget`.
   public static let breaker = "breaker"
+  /// This process's identity in ``certificateExpiration`` (its SPIFFE ID or DNS name).
+  public static let identity = "identity"
+  /// A served service's name in ``healthServing`` (`""` is the whole server).
+  public static let service = "grpc.service"
+  /// An authorization outcome in ``authorizationDecisions``: `allow`, `deny`, `unauthenticated`,
+  /// `unavailable` (Consul's intentions not loaded yet).
+  public static let decision = "decision"
 
   /// How an instrument is exported: its kind and unit (UCUM, as OpenTelemetry writes it).
   public struct Instrument: Hashable, Sendable {
@@ -222,6 +233,24 @@ public enum MeshMetricNames {
       unit: "{error}",
       buckets: [],
       description: "Failed discovery watches (the last endpoints stay in use)."
+    ),
+    certificateExpiration: Instrument(
+      kind: .gauge,
+      unit: "s",
+      buckets: [],
+      description: "When this process's certificate expires (Unix time), by identity."
+    ),
+    healthServing: Instrument(
+      kind: .gauge,
+      unit: "{status}",
+      buckets: [],
+      description: "1 while the health servicer reports the service SERVING, else 0."
+    ),
+    authorizationDecisions: Instrument(
+      kind: .counter,
+      unit: "{call}",
+      buckets: [],
+      description: "Calls authorization decided, by method and decision."
     ),
     discoveryLastSuccess: Instrument(
       kind: .gauge,
