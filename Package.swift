@@ -67,6 +67,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
   .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+  .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -140,6 +141,7 @@ var targets: [Target] = [
       .product(name: "SwiftASN1", package: "swift-asn1"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "CoreMetrics", package: "swift-metrics"),
+      .product(name: "Tracing", package: "swift-distributed-tracing"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -406,6 +408,7 @@ targets.append(
       .target(name: "MeshClient"),
       .target(name: "MeshConsul"),
       .product(name: "MetricsTestKit", package: "swift-metrics"),
+      .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
       .target(name: "MeshConfiguration"),
       .target(name: "MeshCore"),
       .target(name: "MeshHealth"),

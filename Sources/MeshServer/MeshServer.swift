@@ -23,6 +23,7 @@ internal import MeshCore
 public import MeshHealth
 public import MeshTransport
 public import ServiceLifecycle
+internal import Tracing
 
 #if Consul
   internal import MeshConsul
@@ -161,13 +162,18 @@ public final class MeshServer: Service, Sendable {
     intentions: MeshIntentions?,
     logger: Logger
   ) -> [any ServerInterceptor] {
-    // Metrics outermost: calls the authorization denies are counted too.
-    var interceptors: [any ServerInterceptor] = [
+    // Tracing, then metrics, outermost: calls the authorization denies are traced and counted.
+    var interceptors: [any ServerInterceptor] = []
+    let tracer = configuration.tracer ?? InstrumentationSystem.tracer
+    if !(tracer is NoOpTracer) {
+      interceptors.append(MeshServerTracingInterceptor(tracer: tracer))
+    }
+    interceptors.append(
       MeshServerMetricsInterceptor(
         factory: configuration.metrics ?? MetricsSystem.factory,
         methods: methods
       )
-    ]
+    )
     var audit = logger
     audit[metadataKey: "mesh.service"] = "\(configuration.serviceName)"
     if let intentions {

@@ -20,6 +20,7 @@ public import GRPCNIOTransportHTTP2Posix
 internal import MeshConfiguration
 internal import MeshCore
 public import MeshTransport
+public import Tracing
 
 #if Consul
   public import MeshConsul
@@ -200,6 +201,10 @@ public struct MeshServerConfiguration: Sendable {
   /// Where gRFC A66's server instruments go (``MeshServerMetricsInterceptor``); nil: swift-metrics'
   /// factory when the server is made (`MetricsSystem.factory`: the bootstrapped one, or none).
   public var metrics: (any MetricsFactory)?
+  /// The tracer of the server's spans (``MeshServerTracingInterceptor``: `Recv.<service>.<method>`,
+  /// continuing the caller's W3C trace); nil: swift-distributed-tracing's bootstrapped one (no
+  /// tracing while none is).
+  public var tracer: (any Tracer)?
   /// The share of allowed calls, 0 to 1, that the authorization (rules or intentions) writes to
   /// the audit log; every denial is written. Default 0.
   public var auditAllowedShare: Double = 0

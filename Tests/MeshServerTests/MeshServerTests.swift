@@ -18,6 +18,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InMemoryLogging
+import InMemoryTracing
 import Logging
 import MeshCertificates
 import MeshClient
@@ -31,6 +32,7 @@ import MeshTestKit
 import MeshTransport
 import MetricsTestKit
 import Testing
+import Tracing
 
 @testable import MeshServer
 
@@ -523,6 +525,83 @@ struct MeshServerTests {
       $0.dimensions.contains { $0.0 == "grpc.method" && $0.1 == "test.Wait/Wait" }
     }
     #expect(waitTimers.count == 1)
+  }
+
+  @Test(
+    "Traces: each call a server span (gRFC A72's name, OpenTelemetry's RPC attributes) continuing the caller's trace"
+  )
+  func traces() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let tracer = InMemoryTracer()
+    var configuration = Self.echoServer(directory)
+    configuration.tracer = tracer
+    configuration.authorization = MeshAuthorizationPolicy(
+      rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
+      defaultAction: .deny
+    )
+    try await withMeshServer(configuration, services: [EchoService()]) { server in
+      let port = try await server.listeningPort
+      for caller in ["checkout", "billing"] {
+        try await withMeshClient(Self.echoClient(caller, directory, port: port)) { mesh in
+          // The caller's trace, in the metadata as the tracer propagates it.
+          var metadata: Metadata = [:]
+          metadata.addString("trace-\(caller)", forKey: InMemoryTracer.traceIDKey)
+          metadata.addString("span-\(caller)", forKey: InMemoryTracer.spanIDKey)
+          _ = try? await mesh.client(for: "echo").unary(
+            request: ClientRequest(message: "hi", metadata: metadata),
+            descriptor: EchoService.method,
+            serializer: TextSerializer(),
+            deserializer: TextSerializer(),
+            options: .defaults
+          ) { try $0.message }
+        }
+      }
+    }
+    func text(_ attribute: (any SpanAttributeConvertible)?) -> String? {
+      if case .string(let value)? = attribute?.toSpanAttribute() { return value }
+      return nil
+    }
+    func integer(_ attribute: (any SpanAttributeConvertible)?) -> Int64? {
+      switch attribute?.toSpanAttribute() {
+      case .int64(let value)?: value
+      case .int32(let value)?: Int64(value)
+      default: nil
+      }
+    }
+    let spans = tracer.finishedSpans.filter { $0.operationName == "Recv.test.Echo.Echo" }
+    try #require(spans.count == 2, "\(tracer.finishedSpans.map(\.operationName))")
+    for span in spans {
+      #expect(span.kind == .server)
+      #expect(text(span.attributes["rpc.system"]) == "grpc")
+      #expect(text(span.attributes["rpc.service"]) == "test.Echo")
+      #expect(text(span.attributes["rpc.method"]) == "Echo")
+      #expect(text(span.attributes["network.peer.address"]) == "127.0.0.1")
+      #expect(integer(span.attributes["network.peer.port"]).map { $0 > 0 } == true)
+    }
+    let allowed = try #require(spans.first { $0.traceID == "trace-checkout" })
+    #expect(allowed.parentSpanID == "span-checkout")
+    #expect(integer(allowed.attributes["rpc.grpc.status_code"]) == 0)
+    #expect(allowed.status?.code == .ok)
+    // Denied before any handler ran: the span says why.
+    let denied = try #require(spans.first { $0.traceID == "trace-billing" })
+    #expect(denied.parentSpanID == "span-billing")
+    #expect(integer(denied.attributes["rpc.grpc.status_code"]) == 7)
+    #expect(denied.status?.code == .error)
+    #expect(denied.status?.message?.hasPrefix("PERMISSION_DENIED, ") == true)
+  }
+
+  @Test(
+    "Peers as grpc-swift writes them",
+    arguments: [
+      ("ipv4:127.0.0.1:5000", "127.0.0.1", 5000), ("ipv6:[::1]:443", "::1", 443),
+      ("unix:/tmp/socket", "/tmp/socket", nil),
+    ] as [(String, String, Int?)]
+  )
+  func peers(text: String, address: String, port: Int?) throws {
+    let peer = try #require(MeshServerTracingInterceptor.peer(text))
+    #expect(peer.0 == address)
+    #expect(peer.1 == port)
   }
 
   @Test(

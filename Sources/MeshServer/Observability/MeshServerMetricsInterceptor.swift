@@ -54,82 +54,15 @@ public struct MeshServerMetricsInterceptor: ServerInterceptor {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
-    let call = CallRecord(
-      method: self.instruments.method(context.descriptor),
-      instruments: self.instruments,
-      cancellation: context.cancellation
-    )
-    call.method.started.increment()
-    let response: StreamingServerResponse<Output>
-    do {
-      response = try await next(request, context)
-    } catch {
-      call.finish(error)
-      throw error
+    let method = self.instruments.method(context.descriptor)
+    method.started.increment()
+    let start = ContinuousClock.now
+    let instruments = self.instruments
+    let end = MeshServedCallEnd(cancellation: context.cancellation) { code, _ in
+      instruments.duration(method, code)
+        .recordNanoseconds(MeshInput.nanoseconds(clamping: start.duration(to: .now)))
     }
-    switch response.accepted {
-    case .failure(let error):
-      call.finish(error)
-      return response
-    case .success(var contents):
-      let producer = contents.producer
-      // The record lives as long as the producer: if grpc-swift drops it uncalled, the record's
-      // deinit still times the call.
-      contents.producer = { writer in
-        do {
-          let trailers = try await producer(writer)
-          call.finish(nil)
-          return trailers
-        } catch {
-          call.finish(error)
-          throw error
-        }
-      }
-      return StreamingServerResponse(accepted: .success(contents))
-    }
-  }
-
-  /// One call's timing, recorded exactly once: when it finishes, or when it is let go unfinished.
-  private final class CallRecord: Sendable {
-    let method: Instruments.Method
-    private let instruments: Instruments
-    private let cancellation: ServerContext.RPCCancellationHandle
-    private let start = ContinuousClock.now
-    private let recorded = MeshMutex(false)
-
-    init(
-      method: Instruments.Method,
-      instruments: Instruments,
-      cancellation: ServerContext.RPCCancellationHandle
-    ) {
-      self.method = method
-      self.instruments = instruments
-      self.cancellation = cancellation
-    }
-
-    func finish(_ error: (any Error)?) {
-      let first = self.recorded.withLock { recorded in
-        defer { recorded = true }
-        return !recorded
-      }
-      guard first else { return }
-      let code: Status.Code =
-        switch error {
-        // The client reset the call (it gave up, or its deadline passed): whatever the handler
-        // returned, no status reached it.
-        case nil: self.cancellation.isCancelled ? .cancelled : .ok
-        case let error as RPCError: Status.Code(error.code)
-        case let error as any RPCErrorConvertible: Status.Code(error.rpcErrorCode)
-        default: self.cancellation.isCancelled ? .cancelled : .unknown
-        }
-      self.instruments.duration(self.method, code)
-        .recordNanoseconds(MeshInput.nanoseconds(clamping: self.start.duration(to: .now)))
-    }
-
-    deinit {
-      // Never finished: grpc-swift did not produce the response (the client went away first).
-      self.finish(RPCError(code: .cancelled, message: "the response was never produced"))
-    }
+    return try await end.observe { try await next(request, context) }
   }
 
   /// The instruments: each method's counter and its timers by status, made once and kept.
