@@ -65,7 +65,9 @@ public struct MeshServerTracingInterceptor: ServerInterceptor {
       } else {
         // gRFC A72: the code's name, then the message.
         var description = meshStatusName(code)
-        if let error { description += ", \(error)" }
+        if let error {
+          description += ", " + ((error as? RPCError)?.message ?? "\(error)")
+        }
         span.setStatus(SpanStatus(code: .error, message: description))
         if let error { span.recordError(error) }
       }

@@ -363,7 +363,8 @@ extension MeshBalancingTransport {
     switch outcome {
     case .notOpened(let error), .failed(let error, _): return Status.Code(error.code)
     case .lost: return .cancelled
-    case .committed: return Task.isCancelled ? .cancelled : .unknown
+    // Committed but no status seen: the caller went away, or the RPC ended at its deadline.
+    case .committed: return .cancelled
     }
   }
 

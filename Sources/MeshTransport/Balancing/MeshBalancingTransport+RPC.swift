@@ -336,10 +336,10 @@ extension MeshBalancingTransport {
         return
       }
       held = true
-      call.countRetry(after: delay)
       if delay > .zero {
         guard (try? await self.clock.sleep(for: delay, tolerance: .zero)) != nil else { return }
       }
+      call.countRetry(after: delay)
     }
   }
 
@@ -365,7 +365,6 @@ extension MeshBalancingTransport {
           let number = started
           started += 1
           running += 1
-          if number > 0 { call.countHedge() }
           group.addTask {
             await self.hedgedAttempt(
               call,
@@ -452,6 +451,7 @@ extension MeshBalancingTransport {
         // A refused hedge is not sent; the attempts already running go on.
         return .ended(.failed(error, pushback: .stop))
       }
+      call.countHedge()
     }
     defer { self.finishAttempt(isRetry: number > 0) }
     let picked: Picked

@@ -203,20 +203,19 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
 
     mutating func next() async throws -> RPCResponsePart<Bytes>? {
       guard let ending = self.ending else { return try await self.channel.next() }
-      let onEnd = ending.responseEnded
       do {
         let part = try await self.channel.next()
         switch part {
-        case .status(let status, _): onEnd(status.code)
-        case nil: onEnd(.unknown)  // ended without a status
+        case .status(let status, _): ending.responseEnded(status.code)
+        case nil: ending.responseEnded(.unknown)  // ended without a status
         case .metadata, .message: ()
         }
         return part
       } catch let error as RPCError {
-        onEnd(Status.Code(error.code))
+        ending.responseEnded(Status.Code(error.code))
         throw error
       } catch {
-        onEnd(error is CancellationError ? .cancelled : .unknown)
+        ending.responseEnded(error is CancellationError ? .cancelled : .unknown)
         throw error
       }
     }

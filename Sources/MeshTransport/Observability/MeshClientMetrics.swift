@@ -39,6 +39,8 @@ final class MeshClientMetrics: Sendable {
   private let discoveryUpdates: Counter
   private let discoveryErrors: Counter
   private let discoveryLastSuccess: Gauge
+  /// Discovery has answered at least once (before that, there is no last good answer).
+  private let discoveryAnswered = MeshMutex(false)
 
   /// Methods beyond this many are counted as "other" (gRFC A66): a client calling method names
   /// it makes up cannot grow the number of series without bound.
@@ -88,6 +90,11 @@ final class MeshClientMetrics: Sendable {
   /// Records the transport's gauges, and what its running totals grew by since the last time.
   func record(_ stats: MeshTransportStats) {
     let sample = self.sampler.withLock { $0.sample(stats) }
+    // Discovery sends a set only when it changes: while it reports no error it is answering,
+    // so the time of its last good answer is now.
+    if stats.discoveryError == nil, self.discoveryAnswered.withLock({ $0 }) {
+      self.discoveryLastSuccess.record(Date().timeIntervalSince1970)
+    }
     for (state, count) in sample.endpoints { self.endpoints[state]?.record(count) }
     self.pending.record(sample.pending)
     self.connections.record(sample.connections)
@@ -107,6 +114,7 @@ final class MeshClientMetrics: Sendable {
   /// Discovery delivered an endpoint set.
   func discoveryUpdated() {
     self.discoveryUpdates.increment()
+    self.discoveryAnswered.withLock { $0 = true }
     self.discoveryLastSuccess.record(Date().timeIntervalSince1970)
   }
 

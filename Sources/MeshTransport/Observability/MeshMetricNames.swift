@@ -257,7 +257,8 @@ public enum MeshMetricNames {
       unit: "s",
       buckets: [],
       description:
-        "When discovery last delivered an endpoint set (Unix time); its age is time() minus it."
+        "When discovery last answered without an error (Unix time; sampled each second while it "
+        + "does); its age is time() minus it."
     ),
   ]
 

@@ -218,7 +218,9 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
   func abandonAtPerTryTimeout(error: RPCError) async -> Bool {
     let (abandoned, outbound) = self.state.withLock {
       state -> (Bool, RPCWriter<RPCRequestPart<Bytes>>.Closable?) in
-      guard state.status == nil, state.abandonment == nil, !state.receivedFirstPart else {
+      guard state.status == nil, state.transportError == nil, state.abandonment == nil,
+        !state.receivedFirstPart, !state.released
+      else {
         return (false, nil)
       }
       state.abandonment = error
