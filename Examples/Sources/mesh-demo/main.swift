@@ -21,6 +21,7 @@ import MeshCertificates
 import MeshClient
 import MeshConsul
 import MeshConsulAgent
+import MeshCore
 import MeshHealth
 import MeshServer
 import MeshTransport
@@ -247,6 +248,10 @@ enum Outcome: Sendable {
 
 // Signals are trapped before the CA key exists, so that none can leave it behind.
 let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+/// Fired by SIGINT or SIGTERM: the demo stops in order (traffic, instances, then the agent
+/// gracefully), as it does when its time is up. Cancelling it instead would stop the agent's HTTP
+/// server while connections are still being accepted, which NIO traps on (apple/swift-nio#3481).
+let stopRequested = MeshSignal()
 // Certificates made on the fly, in a temporary folder (the `mesh certs` layout).
 let certs = MeshCertificateDirectory(
   path: FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -267,6 +272,15 @@ do {
         return .finished
       }
       let first = try await group.next() ?? .finished
+      if case .stopped = first {
+        stopRequested.fire()
+        // The demo stops in order; if that takes over 10 s, it is cancelled.
+        group.addTask {
+          try await Task.sleep(for: .seconds(10))
+          return .finished
+        }
+        _ = try? await group.next()
+      }
       group.cancelAll()
       return first
     }
@@ -366,7 +380,7 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
         for _ in 0..<options.concurrency {
           traffic.addTask {
             var calls = 0
-            while ContinuousClock.now < end && !Task.isCancelled {
+            while ContinuousClock.now < end && !Task.isCancelled && !stopRequested.hasFired {
               calls += 1
               let before = ContinuousClock.now
               do {
@@ -404,8 +418,9 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
         var previousCount = 0
         var previousRetries = 0
         var previousEjected: Set<String> = []
-        while ContinuousClock.now < end {
-          try await Task.sleep(for: .seconds(1))
+        while ContinuousClock.now < end && !stopRequested.hasFired {
+          await stopRequested.cancelling { try? await Task.sleep(for: .seconds(1)) }
+          if stopRequested.hasFired { break }
           second += 1
           let elapsed = start.duration(to: .now) / .seconds(1)
           if !killed && elapsed >= seconds / 3 {
