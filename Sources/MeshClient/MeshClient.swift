@@ -242,10 +242,7 @@ public final class MeshClient: Sendable {
               // The certificate's expiry, as a gauge: read once a second, rotation included.
               let gauge = MeshCertificateGauge(credentials: credentials, factory: metrics)
               rotation.addTask {
-                while !Task.isCancelled {
-                  gauge.record()
-                  guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
-                }
+                await meshRepeat(every: .seconds(1), on: ContinuousClock()) { gauge.record() }
               }
             }
             await self.shutdown.wait()

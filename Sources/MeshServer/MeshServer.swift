@@ -322,10 +322,7 @@ public final class MeshServer: Service, Sendable {
       if let gauges = self.gauges {
         let clock = self.clock
         group.addTask {
-          while !Task.isCancelled {
-            gauges.record()
-            guard (try? await clock.sleep(for: .seconds(1))) != nil else { break }
-          }
+          await meshRepeat(every: .seconds(1), on: clock) { gauges.record() }
           return .metricsEnded
         }
       }

@@ -288,10 +288,7 @@ public final class MeshBalancingTransport<
   /// Records the transport's gauges (endpoints by state, pending calls, connections) and the
   /// growth of its breaker and budget counts every ``metricsInterval``, until cancelled.
   private func sample(into metrics: MeshClientMetrics) async {
-    while !Task.isCancelled {
-      self.recordMetrics()
-      guard (try? await self.clock.sleep(for: Self.metricsInterval)) != nil else { return }
-    }
+    await meshRepeat(every: Self.metricsInterval, on: self.clock) { metrics.record(self.stats) }
   }
 
   /// How often the gauges are sampled.
