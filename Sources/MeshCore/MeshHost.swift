@@ -96,10 +96,12 @@ public enum MeshHost: Hashable, Sendable, CustomStringConvertible {
     }
   }
 
-  /// Splits `host:port` (`[v6]:port` for IPv6) and validates both.
+  /// Splits `host:port` (`[v6]:port` for IPv6) and validates both; port 0 ("any free port",
+  /// for an address to listen on) only with `allowingPortZero`.
   public static func parseAuthority(
     _ text: some StringProtocol,
-    field: String = ""
+    field: String = "",
+    allowingPortZero: Bool = false
   ) throws(MeshInputError) -> (host: MeshHost, port: Int) {
     let text = String(text)
     let hostPart: Substring
@@ -127,6 +129,7 @@ public enum MeshHost: Hashable, Sendable, CustomStringConvertible {
       portPart = text[text.index(after: colon)...]
     }
     let host = try MeshHost(hostPart, field: field)
+    if allowingPortZero, portPart == "0" { return (host, 0) }
     let port = try MeshInput.port(portPart, field: field)
     return (host, port)
   }

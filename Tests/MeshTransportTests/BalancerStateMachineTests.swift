@@ -414,6 +414,76 @@ struct BalancerStateMachineTests {
     #expect(blocked.stats.halfOpen == 1)
   }
 
+  @Test(
+    "Each endpoint's status: connecting, ready, failing with why, ejected with why and for how long"
+  )
+  func endpointStatuses() throws {
+    var machine = Self.machine(
+      outlierDetection: MeshOutlierDetectionPolicy(
+        consecutiveFailures: 1,
+        baseEjectionTime: .seconds(30),
+        successRateStdevFactor: nil
+      )
+    )
+    Self.apply(Self.endpoints("a", "b", "c", "d"), to: &machine)
+    var statuses = machine.endpointStatuses(now: Self.start)
+    #expect(statuses.map(\.state) == [.connecting, .connecting, .connecting, .connecting])
+    #expect(
+      statuses.map(\.address) == [
+        "10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080",
+      ]
+    )
+    for id in ["a", "b"] {
+      let generation = try #require(machine.entries[id]).generation
+      _ = machine.setHealth(
+        of: id,
+        generation: generation,
+        connected: true,
+        eligible: true,
+        error: nil
+      )
+    }
+    let c = try #require(machine.entries["c"]).generation
+    _ = machine.setHealth(
+      of: "c",
+      generation: c,
+      connected: false,
+      eligible: false,
+      error: "refused"
+    )
+    let d = try #require(machine.entries["d"]).generation
+    _ = machine.setHealth(of: "d", generation: d, connected: true, eligible: false, error: nil)
+    // One RPC on "b"; one failure on "a" ejects it.
+    guard case .picked(let onB) = Self.pick(&machine, avoiding: ["a"]),
+      case .picked(let onA) = Self.pick(&machine, avoiding: ["b"])
+    else {
+      Issue.record("expected picks")
+      return
+    }
+    #expect(onB.id == "b" && onA.id == "a")
+    _ = machine.release(
+      onA,
+      latency: .zero,
+      endpointFailed: true,
+      perTryTimedOut: false,
+      now: Self.start
+    )
+
+    statuses = machine.endpointStatuses(now: Self.start.advanced(by: .seconds(10)))
+    let byID = Dictionary(uniqueKeysWithValues: statuses.map { ($0.id, $0) })
+    #expect(byID["a"]?.state == .ejected)
+    #expect(byID["a"]?.lastEjectionReason == "consecutive failures")
+    #expect(byID["a"]?.ejectedForSeconds == 20)
+    #expect(byID["b"]?.state == .ready)
+    #expect(byID["b"]?.inFlight == 1)
+    #expect(byID["b"]?.connections == 1)
+    #expect(byID["c"]?.state == .failing)
+    #expect(byID["c"]?.lastError == "refused")
+    #expect(byID["d"]?.state == .notServing)
+    #expect(byID["d"]?.lastError == nil)
+    #expect(statuses.allSatisfy { $0.weight == 1 && $0.health == "passing" })
+  }
+
   @Test("Retries are refused by max retries and the retry budget, with the failure they retry")
   func retryAdmission() throws {
     var machine = Self.machine(

@@ -189,6 +189,12 @@ public final class MeshBalancingTransport<
     self.state.withLock { $0.machine.pickableEndpoints }
   }
 
+  /// Every endpoint's status now, in discovery order: state, load, ejection, last error.
+  public var endpointStatuses: [MeshEndpointStatus] {
+    let now = self.clock.now
+    return self.state.withLock { $0.machine.endpointStatuses(now: now) }
+  }
+
   /// Returns once exactly `count` endpoints can be picked.
   package func waitForPickableEndpoints(_ count: Int) async {
     await self.waitForStats { $0.pickable == count }

@@ -58,6 +58,8 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     var multiplier = 0
     var probesInFlight = 0
     var probeSuccesses = 0
+    /// Why the endpoint was last ejected.
+    var reason: Reason?
 
     var isEjected: Bool {
       if case .ejected = self.state { return true }
@@ -96,6 +98,11 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
 
   public func state(of id: String) -> State {
     self.hosts[id]?.state ?? .active
+  }
+
+  /// Why `id` was last ejected (nil if it never was): what an operator sees next to its state.
+  public func lastEjectionReason(of id: String) -> Reason? {
+    self.hosts[id]?.reason
   }
 
   /// Endpoints that must not be picked now: the ejected ones.
@@ -257,6 +264,7 @@ public struct MeshOutlierDetector<Instant: InstantProtocol> where Instant.Durati
     let time = min(base, self.policy.maxEjectionTime)
     let until = now.advanced(by: time)
     host.state = .ejected(until: until)
+    host.reason = reason
     self.earliestEjectionEnd = self.earliestEjectionEnd.map { min($0, until) } ?? until
     host.consecutiveFailures = 0
     host.probesInFlight = 0
