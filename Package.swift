@@ -27,6 +27,7 @@ let products: [Product] = [
   .library(name: "MeshClient", targets: ["MeshClient"]),
   .library(name: "MeshServer", targets: ["MeshServer"]),
   .library(name: "MeshPrometheus", targets: ["MeshPrometheus"]),
+  .library(name: "MeshAdmin", targets: ["MeshAdmin"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
   .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
   .library(name: "MeshConsul", targets: ["MeshConsul"]),
@@ -35,9 +36,10 @@ let products: [Product] = [
   .executable(name: "mesh", targets: ["mesh"]),
 ]
 
-/// What `MeshClient` builds in. Both are on by default; a service that discovers its targets
-/// statically or by DNS and reads its configuration file as JSON turns them off
-/// (`traits: []`) and builds neither async-http-client nor Yams.
+/// What `MeshClient` and `MeshServer` build in. All are on by default; a service that discovers
+/// its targets statically or by DNS, reads its configuration file as JSON and runs no admin
+/// endpoint turns them off (`traits: []`) and builds neither async-http-client, Yams nor
+/// Hummingbird.
 let traits: Set<Trait> = [
   .trait(
     name: "Consul",
@@ -49,7 +51,13 @@ let traits: Set<Trait> = [
     description: "YAML configuration files (MESH_CONFIG_FILE) in MeshConfiguration: builds Yams. "
       + "Without it, configuration files are JSON."
   ),
-  .default(enabledTraits: ["Consul", "YAML"]),
+  .trait(
+    name: "Admin",
+    description:
+      "The admin endpoint (MeshClientConfiguration.admin, MeshServerConfiguration.admin, "
+      + "MESH_ADMIN_ADDRESS): builds MeshAdmin, Hummingbird and swift-prometheus."
+  ),
+  .default(enabledTraits: ["Consul", "YAML", "Admin"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -158,6 +166,25 @@ var targets: [Target] = [
     swiftSettings: defaultSwiftSettings
   ),
 
+  // The admin endpoint (Hummingbird): /metrics, /clusters, /config_dump, /certs, /healthz,
+  // /ready, /logging.
+  .target(
+    name: "MeshAdmin",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .target(name: "MeshTransport"),
+      .target(name: "MeshPrometheus"),
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "CoreMetrics", package: "swift-metrics"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "X509", package: "swift-certificates"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
   .target(
     name: "MeshHealth",
     dependencies: [
@@ -193,6 +220,7 @@ var targets: [Target] = [
       .target(name: "MeshDiscovery"),
       // Only with the trait: a service on static or DNS discovery builds no async-http-client.
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
+      .target(name: "MeshAdmin", condition: .when(traits: ["Admin"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -210,6 +238,7 @@ var targets: [Target] = [
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
+      .target(name: "MeshAdmin", condition: .when(traits: ["Admin"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
@@ -416,6 +445,11 @@ targets.append(
       .target(name: "MeshServer"),
       .target(name: "MeshTestKit"),
       .target(name: "MeshTransport"),
+      .target(name: "MeshAdmin"),
+      .target(name: "MeshDiscovery"),
+      .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "InMemoryLogging", package: "swift-log"),
       .product(name: "Logging", package: "swift-log"),

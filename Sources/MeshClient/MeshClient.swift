@@ -25,6 +25,9 @@ public import ServiceLifecycle
 #if Consul
   internal import MeshConsul
 #endif
+#if Admin
+  public import MeshAdmin
+#endif
 
 /// The gRPC client a mesh client hands out: a `GRPCClient` over a handle on the target's
 /// balancing transport (one per target, shared by every client of it).
@@ -63,6 +66,14 @@ public final class MeshClient: Sendable {
   private let eventSink: AsyncStream<Event>.Continuation
   /// Fired at shutdown: ends certificate rotation without cancelling the draining clients.
   private let shutdown = MeshSignal()
+  /// Where the clients' metrics go: the configured factory, the admin endpoint's registry, or
+  /// (nil) swift-metrics' bootstrapped factory.
+  private let metrics: (any MetricsFactory)?
+  #if Admin
+    /// The admin endpoint, when ``MeshClientConfiguration/admin`` is set: it runs with the
+    /// client and shows it.
+    public let admin: MeshAdmin?
+  #endif
 
   private struct State {
     var clients: [ClientKey: MeshGRPCClient] = [:]
@@ -99,6 +110,26 @@ public final class MeshClient: Sendable {
       try target.resilience?.validate()
     }
     try configuration.validate()
+    #if Admin
+      var logger = logger
+      if let settings = configuration.admin {
+        let admin = try MeshAdmin(
+          configuration: settings,
+          logLevel: MeshLogLevel(logger.logLevel),
+          logger: logger
+        )
+        // `/logging` sets the client's level; `/metrics` serves its metrics unless they go to a
+        // factory of the application's.
+        logger = admin.logLevel.controlling(logger)
+        self.admin = admin
+        self.metrics = configuration.metrics ?? admin.metricsFactory
+      } else {
+        self.admin = nil
+        self.metrics = configuration.metrics
+      }
+    #else
+      self.metrics = configuration.metrics
+    #endif
     self.configuration = configuration
     self.logger = logger
     if let tls = configuration.tls {
@@ -171,7 +202,7 @@ public final class MeshClient: Sendable {
       discovery: self.discovery,
       factory: factory,
       configuration: self.configuration.balancing(for: target),
-      metrics: self.configuration.metrics,
+      metrics: self.metrics,
       logger: self.logger
     )
     return try self.state.withLock { state throws(MeshClientError) in
@@ -233,11 +264,26 @@ public final class MeshClient: Sendable {
 
   private func runUntilShutdown() async {
     await withDiscardingTaskGroup { group in
+      #if Admin
+        if let admin = self.admin {
+          admin.add(self)
+          group.addTask {
+            do {
+              try await admin.run()
+            } catch {
+              self.logger.error(
+                "The admin endpoint stopped",
+                metadata: ["mesh.error": "\(error)"]
+              )
+            }
+          }
+        }
+      #endif
       if let credentials = self.credentials {
         group.addTask {
           await withTaskGroup(of: Void.self) { rotation in
             rotation.addTask { try? await credentials.run() }
-            let metrics = self.configuration.metrics ?? MetricsSystem.factory
+            let metrics = self.metrics ?? MetricsSystem.factory
             if !(metrics is NOOPMetricsHandler) {
               // The certificate's expiry, as a gauge: read once a second, rotation included.
               let gauge = MeshCertificateGauge(credentials: credentials, factory: metrics)
@@ -269,6 +315,9 @@ public final class MeshClient: Sendable {
           }
           self.eventSink.finish()
           self.shutdown.fire()  // rotation stops; the clients drain their RPCs and return
+          #if Admin
+            self.admin?.beginGracefulShutdown()
+          #endif
         }
       }
     }
@@ -284,6 +333,30 @@ public final class MeshClient: Sendable {
 }
 
 extension MeshClient: Service {}
+
+#if Admin
+  extension MeshClient: MeshAdminSource {
+    public var adminSection: String { "client" }
+
+    public func adminClusters() -> [MeshAdminCluster] {
+      let transports = self.state.withLock { $0.transports }
+      return transports.keys.sorted().compactMap { transports[$0].map(MeshAdminCluster.init) }
+    }
+
+    public var adminConfiguration: any Sendable { self.configuration }
+
+    public var adminCredentials: MeshCredentials? { self.credentials }
+
+    public func adminUnreadyReason() -> String? {
+      self.state.withLock { $0.isShutDown } ? "shut down" : nil
+    }
+
+    public func recordAdminMetrics() {
+      let transports = self.state.withLock { Array($0.transports.values) }
+      for transport in transports { transport.recordMetrics() }
+    }
+  }
+#endif
 
 /// Creates a mesh client; run it with ``MeshClient/run()`` (or in a `ServiceGroup`).
 ///

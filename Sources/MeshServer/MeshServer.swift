@@ -28,6 +28,9 @@ internal import Tracing
 #if Consul
   internal import MeshConsul
 #endif
+#if Admin
+  public import MeshAdmin
+#endif
 
 /// A service's gRPC server in the mesh: mTLS from the mesh credentials (rotated while it runs),
 /// the grpc.health.v1 service, the caller's identity and deadline propagation for every handler,
@@ -71,6 +74,12 @@ public final class MeshServer: Service, Sendable {
   /// The Consul intentions calls are decided by, when
   /// ``MeshServerConfiguration/intentions`` is set (nil otherwise).
   public let intentions: MeshIntentions?
+  #if Admin
+    /// The admin endpoint, when ``MeshServerConfiguration/admin`` is set: it runs with the
+    /// server and shows it. A process with a `MeshClient` too shows it here with
+    /// `admin.add(client)`.
+    public let admin: MeshAdmin?
+  #endif
 
   /// Loads the credentials and prepares the server; nothing is bound until ``run()``.
   ///
@@ -89,6 +98,13 @@ public final class MeshServer: Service, Sendable {
     logger: Logger = Logger(label: "mesh.server", factory: { _ in SwiftLogNoOpLogHandler() })
   ) async throws {
     try configuration.validate()
+    var configuration = configuration
+    var logger = logger
+    #if Admin
+      self.admin = try Self.makeAdmin(&configuration, logger: &logger)
+    #else
+      Self.makeAdmin(&configuration, logger: &logger)
+    #endif
     self.configuration = configuration
     self.clock = clock
     self.logger = logger
@@ -292,6 +308,7 @@ public final class MeshServer: Service, Sendable {
     case rotationEnded
     case intentionsEnded
     case metricsEnded
+    case adminEnded
   }
 
   private func serve() async throws {
@@ -327,6 +344,7 @@ public final class MeshServer: Service, Sendable {
         }
       }
       let port = try await self.boundPort
+      let adminPort = try await self.startAdmin(in: &group)
       if let intentions = self.intentions {
         // Neither SERVING nor registered before the intentions are known: clients would be sent
         // to a server refusing every call. At most 10 s: with Consul unreachable at start the
@@ -347,7 +365,7 @@ public final class MeshServer: Service, Sendable {
           "mesh.services": "\(self.servedServices)",
         ]
       )
-      let deregistration = try self.startRegistration(port: port, in: &group)
+      let deregistration = try self.startRegistration(port: port, adminPort: adminPort, in: &group)
       self.settleStart(.success(port))
       group.addTask {
         await self.shutdownRequested.wait()
@@ -355,6 +373,7 @@ public final class MeshServer: Service, Sendable {
       }
 
       var draining = false
+      var stopped = false
       while let event = try await group.next() {
         switch event {
         case .shutdownRequested:
@@ -383,6 +402,17 @@ public final class MeshServer: Service, Sendable {
           group.cancelAll()
         case .served:
           // Stopped: rotation and timers end with it. Registration (if any) was removed first.
+          // The admin endpoint stops gracefully first (a NIO server is never cancelled:
+          // apple/swift-nio#3481).
+          if self.stopAdmin() {
+            stopped = true
+            continue
+          }
+          group.cancelAll()
+          self.logger.info("Stopped")
+          return
+        case .adminEnded:
+          guard stopped else { continue }
           group.cancelAll()
           self.logger.info("Stopped")
           return
@@ -391,6 +421,58 @@ public final class MeshServer: Service, Sendable {
         }
       }
     }
+  }
+
+  #if Admin
+    /// The admin endpoint `configuration` asks for, if any; it controls `logger`'s level and,
+    /// unless a factory is set, receives the server's metrics.
+    private static func makeAdmin(
+      _ configuration: inout MeshServerConfiguration,
+      logger: inout Logger
+    ) throws -> MeshAdmin? {
+      guard let settings = configuration.admin else { return nil }
+      let admin = try MeshAdmin(
+        configuration: settings,
+        logLevel: MeshLogLevel(logger.logLevel),
+        logger: logger
+      )
+      logger = admin.logLevel.controlling(logger)
+      configuration.metrics = configuration.metrics ?? admin.metricsFactory
+      return admin
+    }
+  #else
+    private static func makeAdmin(
+      _ configuration: inout MeshServerConfiguration,
+      logger: inout Logger
+    ) {}
+  #endif
+
+  /// Runs the admin endpoint (if any) in `group`; returns its port once bound.
+  private func startAdmin(in group: inout ThrowingTaskGroup<Event, any Error>) async throws -> Int?
+  {
+    #if Admin
+      guard let admin = self.admin else { return nil }
+      admin.add(self)
+      group.addTask {
+        try await admin.run()
+        return .adminEnded
+      }
+      return try await admin.listeningPort
+    #else
+      return nil
+    #endif
+  }
+
+  /// Stops the admin endpoint gracefully (never by cancellation: a NIO server cancelled with a
+  /// connection queued traps, apple/swift-nio#3481); false when there is none.
+  private func stopAdmin() -> Bool {
+    #if Admin
+      guard let admin = self.admin else { return false }
+      admin.beginGracefulShutdown()
+      return true
+    #else
+      return false
+    #endif
   }
 
   /// Records the sampled gauges now (a scrape's handler, a test).
@@ -428,6 +510,7 @@ public final class MeshServer: Service, Sendable {
   /// Registers the instance in a child task; returns how to deregister it (nil: no registration).
   private func startRegistration(
     port: Int,
+    adminPort: Int?,
     in group: inout ThrowingTaskGroup<Event, any Error>
   ) throws -> Deregistration? {
     #if Consul
@@ -435,7 +518,7 @@ public final class MeshServer: Service, Sendable {
       let consul = try ConsulClient(settings.consul)
       let registration = MeshConsulRegistration(
         client: consul,
-        registration: self.registration(settings, port: port),
+        registration: self.registration(settings, port: port, adminPort: adminPort),
         clock: ContinuousClock(),
         logger: self.logger
       )
@@ -459,7 +542,8 @@ public final class MeshServer: Service, Sendable {
     /// The instance as Consul should know it, with a gRPC check of its health service.
     private func registration(
       _ settings: MeshServerConfiguration.Registration,
-      port boundPort: Int
+      port boundPort: Int,
+      adminPort: Int?
     ) -> ConsulServiceRegistration {
       let port = settings.advertisedPort ?? boundPort
       let bindHost = self.configuration.host
@@ -477,7 +561,7 @@ public final class MeshServer: Service, Sendable {
         tags: settings.tags.isEmpty ? nil : settings.tags,
         address: address,
         port: port,
-        meta: settings.meta.isEmpty ? nil : settings.meta,
+        meta: Self.meta(settings.meta, adminPort: adminPort),
         check: .grpc(
           checkTarget,
           interval: settings.checkInterval,
@@ -494,6 +578,39 @@ public final class MeshServer: Service, Sendable {
 private struct Deregistration: Sendable {
   let begin: @Sendable () -> Void
 }
+
+extension MeshServer {
+  /// The registration's meta: the configured keys, and `mesh_admin_port` with an admin endpoint
+  /// (Prometheus's Consul discovery scrapes it); nil when empty, as Consul omits it.
+  static func meta(_ configured: [String: String], adminPort: Int?) -> [String: String]? {
+    var meta = configured
+    if let adminPort { meta["mesh_admin_port"] = "\(adminPort)" }
+    return meta.isEmpty ? nil : meta
+  }
+}
+
+#if Admin
+  extension MeshServer: MeshAdminSource {
+    public var adminSection: String { "server" }
+
+    public func adminClusters() -> [MeshAdminCluster] { [] }
+
+    public var adminConfiguration: any Sendable { self.configuration }
+
+    public var adminCredentials: MeshCredentials? { self.credentials }
+
+    public func adminUnreadyReason() -> String? {
+      if self.shutdownRequested.hasFired { return "draining" }
+      guard case .success = self.started.withLock({ $0 }) else { return "starting" }
+      guard self.health.status(of: "") == .serving else { return "health is not SERVING" }
+      return nil
+    }
+
+    public func recordAdminMetrics() {
+      self.gauges?.record()
+    }
+  }
+#endif
 
 /// Runs `body` with a mesh server serving `services`, and drains it when `body` returns (or
 /// throws).

@@ -25,6 +25,9 @@ public import Tracing
 #if Consul
   public import MeshConsul
 #endif
+#if Admin
+  public import MeshAdmin
+#endif
 
 /// How a mesh server listens, secures its connections, registers itself and drains.
 ///
@@ -212,6 +215,14 @@ public struct MeshServerConfiguration: Sendable {
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
   /// ``connections`` is not applied.
   public var transport: HTTP2ServerTransport.Posix.Config?
+  #if Admin
+    /// The process's admin endpoint (``MeshAdmin``: `/metrics`, `/clusters`, `/config_dump`,
+    /// `/certs`, `/healthz`, `/ready`, `/logging`), run with the server; nil (the default): none.
+    /// The server registers its port in Consul as the service meta `mesh_admin_port`, for
+    /// Prometheus's Consul discovery. With no ``metrics`` factory set, the server's metrics go to
+    /// the endpoint's registry.
+    public var admin: MeshAdminConfiguration?
+  #endif
 
   #if Consul
     /// Every setting; each defaults to what ``defaults`` has, but the service's name.
@@ -295,6 +306,9 @@ public struct MeshServerConfiguration: Sendable {
       )
     }
     _ = try MeshInput.integer(self.port, field: name("port"), in: 0...65_535)
+    #if Admin
+      try self.admin?.validate()
+    #endif
     #if Consul
       if let registration = self.registration {
         if let id = registration.id, id.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -387,6 +401,7 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_ADVERTISE_ADDRESS`, `MESH_ADVERTISE_PORT` | the address registered |
   /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches (they replace the file's authorization rules) |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
+  /// | `MESH_ADMIN_ADDRESS` | the admin endpoint's `host:port` (port 0: any free one); none when unset |
   /// | `MESH_CONFIG_FILE` | a configuration file whose `server` section (`MeshConfigurationFile.Server`) is applied first; the variables above override it |
   ///
   /// - Throws: ``MeshServerError`` naming the variable (or the file's field) for a missing or
@@ -437,6 +452,13 @@ public struct MeshServerConfiguration: Sendable {
           try MeshInput.integer(port, field: "MESH_SERVER_PORT", in: 0...65_535)
         )
       }
+      #if Admin
+        if let address = value("MESH_ADMIN_ADDRESS") {
+          var admin = try MeshAdminConfiguration(address: address)
+          admin.metrics = configuration.admin?.metrics
+          configuration.admin = admin
+        }
+      #endif
       let trustDomain = value("MESH_TRUST_DOMAIN")
       if let directory = value("MESH_CERTS_DIR") {
         configuration.tls = TLS(

@@ -23,6 +23,9 @@ public import MeshCore
 public import MeshDiscovery
 public import MeshTransport
 
+#if Admin
+  public import MeshAdmin
+#endif
 #if Consul
   public import MeshConsul
 #endif
@@ -71,6 +74,12 @@ public struct MeshClientConfiguration: Sendable {
   /// A91's ejections; ``MeshMetricNames``). Nil: swift-metrics' bootstrapped factory (nothing is
   /// measured while none is).
   public var metrics: (any MetricsFactory)?
+  #if Admin
+    /// The process's admin endpoint (``MeshAdmin``: `/metrics`, `/clusters`, `/config_dump`,
+    /// `/certs`, `/healthz`, `/ready`, `/logging`), run with the client; nil (the default): none.
+    /// With no ``metrics`` factory set, the client's metrics go to the endpoint's registry.
+    public var admin: MeshAdminConfiguration?
+  #endif
 
   /// mTLS settings.
   public struct TLS: Sendable {
@@ -249,6 +258,7 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
   /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
   /// | `MESH_CONFIG_FILE` | a configuration file (`MeshConfigurationFile`) to apply |
+  /// | `MESH_ADMIN_ADDRESS` | the admin endpoint's `host:port` (port 0: any free one); none when unset (with the Admin trait) |
   ///
   /// - Throws: ``MeshClientError`` naming the variable for a bad value (and the field, for the
   ///   configuration file); its ``MeshClientError/configuration`` holds the setting at fault.
@@ -307,6 +317,15 @@ public struct MeshClientConfiguration: Sendable {
         )
       }
     }
+    #if Admin
+      if let address = environment["MESH_ADMIN_ADDRESS"], !address.isEmpty {
+        do {
+          configuration.admin = try MeshAdminConfiguration(address: address)
+        } catch {
+          throw MeshClientError(code: .invalidConfiguration, message: "\(error)", cause: error)
+        }
+      }
+    #endif
     if let path = environment["MESH_CONFIG_FILE"], !path.isEmpty {
       do {
         try configuration.load(configurationFile: path)
