@@ -82,6 +82,7 @@ let package = Package(
       name: "mesh-demo",
       dependencies: [
         .target(name: "Greeter"),
+        .product(name: "MeshAdmin", package: "swift-grpc-mesh"),
         .product(name: "MeshClient", package: "swift-grpc-mesh"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
         .product(name: "MeshCore", package: "swift-grpc-mesh"),

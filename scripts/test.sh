@@ -60,17 +60,22 @@ swift build --package-path Examples --build-tests
 # (with a CA key) removed on SIGINT and SIGTERM.
 limited swift test --package-path Examples --skip-build
 swift run --package-path Examples --skip-build health-demo
-swift run --package-path Examples --skip-build mesh-demo --duration 4
+# The demo under Debian's Prometheus, scraping every process's admin endpoint: every alert and
+# recording rule loads and evaluates cleanly, and every recording rule and Grafana panel query
+# returns data (the run also checks that the demo itself succeeds).
+step "Prometheus scraping a demo run: every rule, recording rule and dashboard query"
+limited python3 scripts/check-prometheus-demo.py \
+  --demo "swift run --package-path Examples --skip-build mesh-demo --duration 30"
 
 # MeshClient and MeshServer with none of the package's traits, as a service on static or DNS
-# discovery that reads JSON builds them: they must compile, and build neither Consul's client
-# (async-http-client) nor Yams.
-step "Building MeshClient and MeshServer with the traits off (no Consul, no YAML)"
+# discovery that reads JSON and runs no admin endpoint builds them: they must compile, and build
+# neither Consul's client (async-http-client), Yams nor the admin endpoint (Hummingbird).
+step "Building MeshClient and MeshServer with the traits off (no Consul, no YAML, no admin)"
 for target in MeshClient MeshServer; do
   swift build --scratch-path .build-notraits --disable-default-traits --target "$target"
 done
 # SwiftPM plans (and makes folders for) every module; only compiled ones have object files.
-for module in MeshConsul AsyncHTTPClient Yams; do
+for module in MeshConsul AsyncHTTPClient Yams MeshAdmin Hummingbird; do
   if compgen -G ".build-notraits/debug/$module.build/*.o" >/dev/null; then
     echo "The traits are off, yet $module was built" >&2
     exit 1

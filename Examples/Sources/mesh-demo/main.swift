@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import Greeter
+import MeshAdmin
 import MeshCertificates
 import MeshClient
 import MeshConsul
@@ -109,8 +110,8 @@ final class Results: Sendable {
 // MARK: - An instance (a child process of the demo)
 
 /// `mesh-demo --instance <index> <certs> <agent port>`: one greeter instance, a MeshServer that
-/// registers itself in the agent as `greeter-<index>` with a gRPC check. It prints
-/// `LISTENING <port>`, then answers commands on stdin: `count` (prints `COUNT <n>`),
+/// registers itself in the agent as `greeter-<index>` with a gRPC check and runs an admin
+/// endpoint. It prints `LISTENING <port> <admin port>`, then answers commands on stdin: `count` (prints `COUNT <n>`),
 /// `not-serving`, `flaky`; stdin closing drains it.
 func runInstance(index: String, certificates: String, agentPort: String) async throws {
   let served = Served()
@@ -118,6 +119,7 @@ func runInstance(index: String, certificates: String, agentPort: String) async t
     "MESH_SERVICE_NAME": "greeter", "MESH_CERTS_DIR": certificates,
     "MESH_SERVER_HOST": "127.0.0.1", "MESH_SERVER_PORT": "0",
     "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)", "MESH_DRAIN_DELAY": "0",
+    "MESH_ADMIN_ADDRESS": "127.0.0.1:0",
   ])
   configuration.registration?.id = "greeter-\(index)"
   configuration.registration?.checkInterval = .seconds(1)
@@ -130,7 +132,8 @@ func runInstance(index: String, certificates: String, agentPort: String) async t
   try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await server.run() }
     let port = try await server.listeningPort
-    print("LISTENING \(port)")
+    let adminPort = try await server.admin?.listeningPort ?? 0
+    print("LISTENING \(port) \(adminPort)")
     fflush(nil)
     // Commands from the parent, read off the cooperative pool; stdin closing ends the instance.
     let thread = Thread {
@@ -160,6 +163,7 @@ final class InstanceProcess: @unchecked Sendable {
   private let lines: AsyncStream<String>
   private var iterator: AsyncStream<String>.AsyncIterator
   private(set) var port = 0
+  private(set) var adminPort = 0
   private(set) var isAlive = true
 
   init(index: Int, certificates: String, agentPort: Int) throws {
@@ -178,8 +182,12 @@ final class InstanceProcess: @unchecked Sendable {
 
   func waitUntilListening() async throws {
     while let line = await self.iterator.next() {
-      if line.hasPrefix("LISTENING "), let port = Int(line.dropFirst(10)) {
+      let words = line.split(separator: " ")
+      if words.count == 3, words[0] == "LISTENING", let port = Int(words[1]),
+        let adminPort = Int(words[2])
+      {
         self.port = port
+        self.adminPort = adminPort
         return
       }
     }
@@ -337,12 +345,14 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       print(
         "demo: greeter-\(index) (pid \(instance.process.processIdentifier)), a MeshServer on 127.0.0.1:\(instance.port), registered itself with a gRPC check"
       )
+      print("demo: admin endpoint of greeter-\(index) on http://127.0.0.1:\(instance.adminPort)/")
     }
 
     var configuration = try MeshClientConfiguration.fromEnvironment([
       "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)",
       "MESH_SERVICE_NAME": "demo-client",
       "MESH_CERTS_DIR": certs.path,
+      "MESH_ADMIN_ADDRESS": "127.0.0.1:0",
     ])
     // The seed's retries (3 on UNAVAILABLE, 20 % + 10/s budget), with a short per-try timeout and
     // backoff, and outlier detection that acts within the demo's seconds.
@@ -366,6 +376,10 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
     var totals = MeshTransportStats()
 
     try await withMeshClient(configuration) { mesh in
+      if let admin = mesh.admin {
+        print("demo: admin endpoint of demo-client on \(try await admin.url)")
+        print("demo:   (/metrics, /clusters, /config_dump, /certs, /ready, /logging)")
+      }
       let greeter = Greeter_V1_Greeter.Client(wrapping: try mesh.client(for: "greeter"))
       let start = ContinuousClock.now
       let end = start.advanced(by: options.duration)
