@@ -203,6 +203,7 @@ public final class MeshClient: Sendable {
       factory: factory,
       configuration: self.configuration.balancing(for: target),
       metrics: self.metrics,
+      tracer: self.configuration.tracer,
       logger: self.logger
     )
     return try self.state.withLock { state throws(MeshClientError) in

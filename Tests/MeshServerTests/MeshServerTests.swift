@@ -592,6 +592,84 @@ struct MeshServerTests {
   }
 
   @Test(
+    "Client traces: the call's Sent span, one Attempt span per attempt (retries numbered, the endpoint named), the server's span its child"
+  )
+  func clientTraces() async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let tracer = InMemoryTracer()
+    var server = Self.echoServer(directory)
+    server.tracer = tracer
+    let port = try await withMeshServer(
+      server,
+      services: [EchoService()],
+      interceptors: [FailFirst()]
+    ) { server in
+      let port = try await server.listeningPort
+      var client = Self.echoClient("checkout", directory, port: port)
+      client.tracer = tracer
+      try await withMeshClient(client) { mesh in
+        let echo = try mesh.client(for: "echo")
+        try await tracer.withSpan("caller") { _ in
+          // The first attempt fails UNAVAILABLE; the retry answers.
+          _ = try await echo.echo("hi")
+        }
+      }
+      return port
+    }
+    func text(_ attribute: (any SpanAttributeConvertible)?) -> String? {
+      if case .string(let value)? = attribute?.toSpanAttribute() { return value }
+      return nil
+    }
+    func integer(_ attribute: (any SpanAttributeConvertible)?) -> Int64? {
+      switch attribute?.toSpanAttribute() {
+      case .int64(let value)?: value
+      case .int32(let value)?: Int64(value)
+      default: nil
+      }
+    }
+    let spans = tracer.finishedSpans
+    let caller = try #require(spans.first { $0.operationName == "caller" })
+    let sent = try #require(spans.first { $0.operationName == "Sent.test.Echo.Echo" })
+    #expect(sent.kind == .client)
+    #expect(sent.traceID == caller.traceID)
+    #expect(sent.parentSpanID == caller.spanID)
+    #expect(text(sent.attributes["rpc.system"]) == "grpc")
+    #expect(text(sent.attributes["rpc.service"]) == "test.Echo")
+    #expect(text(sent.attributes["rpc.method"]) == "Echo")
+    #expect(text(sent.attributes["server.address"]) == "echo")
+    #expect(integer(sent.attributes["rpc.grpc.status_code"]) == 0)
+    #expect(sent.status?.code == .ok)
+    #expect(sent.events.map(\.name) == ["mesh.retry"])
+
+    let attempts = spans.filter { $0.operationName == "Attempt.test.Echo.Echo" }
+      .sorted {
+        (integer($0.attributes["previous-rpc-attempts"]) ?? 0)
+          < (integer($1.attributes["previous-rpc-attempts"]) ?? 0)
+      }
+    try #require(attempts.count == 2, "\(spans.map(\.operationName))")
+    for (number, attempt) in attempts.enumerated() {
+      #expect(attempt.parentSpanID == sent.spanID)
+      #expect(attempt.traceID == caller.traceID)
+      #expect(integer(attempt.attributes["previous-rpc-attempts"]) == Int64(number))
+      #expect(attempt.attributes["transparent-retry"]?.toSpanAttribute() == .bool(false))
+      #expect(text(attempt.attributes["mesh.endpoint"]) == "echo-0")
+      #expect(text(attempt.attributes["server.address"]) == "127.0.0.1")
+      #expect(integer(attempt.attributes["server.port"]) == Int64(port))
+    }
+    #expect(attempts[0].status?.code == .error)
+    #expect(attempts[0].status?.message?.hasPrefix("UNAVAILABLE") == true)
+    #expect(integer(attempts[0].attributes["rpc.grpc.status_code"]) == 14)
+    #expect(attempts[1].status?.code == .ok)
+
+    // Each attempt's context reached the server in its metadata: each server span is the
+    // child of the attempt that made it.
+    let received = spans.filter { $0.operationName == "Recv.test.Echo.Echo" }
+    #expect(Set(received.compactMap(\.parentSpanID)) == Set(attempts.map(\.spanID)))
+    #expect(received.allSatisfy { $0.traceID == caller.traceID })
+  }
+
+  @Test(
     "Peers as grpc-swift writes them",
     arguments: [
       ("ipv4:127.0.0.1:5000", "127.0.0.1", 5000), ("ipv6:[::1]:443", "::1", 443),
@@ -698,5 +776,27 @@ struct MeshServerTests {
       }
       #expect(error?.message.contains(name) == true || name == "MESH_SERVER_HOST")
     }
+  }
+}
+
+/// Fails the first `test.Echo/Echo` call with UNAVAILABLE (a retryable failure), then passes
+/// calls on.
+final class FailFirst: ServerInterceptor {
+  private let calls = MeshMutex(0)
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<
+      Output
+    >
+  ) async throws -> StreamingServerResponse<Output> {
+    guard context.descriptor == EchoService.method else { return try await next(request, context) }
+    let first = self.calls.withLock { count -> Bool in
+      count += 1
+      return count == 1
+    }
+    if first { throw RPCError(code: .unavailable, message: "The first call fails.") }
+    return try await next(request, context)
   }
 }

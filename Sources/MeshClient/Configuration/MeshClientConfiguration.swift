@@ -22,6 +22,7 @@ public import GRPCCore
 public import MeshCore
 public import MeshDiscovery
 public import MeshTransport
+public import Tracing
 
 #if Admin
   public import MeshAdmin
@@ -74,6 +75,10 @@ public struct MeshClientConfiguration: Sendable {
   /// A91's ejections; ``MeshMetricNames``). Nil: swift-metrics' bootstrapped factory (nothing is
   /// measured while none is).
   public var metrics: (any MetricsFactory)?
+  /// The tracer of the calls' spans (gRFC A72: `Sent.<service>.<method>` and
+  /// `Attempt.<service>.<method>`, W3C trace context sent to the server). Nil:
+  /// swift-distributed-tracing's bootstrapped one (no spans while none is).
+  public var tracer: (any Tracer)?
   #if Admin
     /// The process's admin endpoint (``MeshAdmin``: `/metrics`, `/clusters`, `/config_dump`,
     /// `/certs`, `/healthz`, `/ready`, `/logging`), run with the client; nil (the default): none.

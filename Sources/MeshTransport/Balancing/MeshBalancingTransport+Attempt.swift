@@ -17,6 +17,7 @@
 internal import CoreMetrics
 internal import GRPCCore
 internal import MeshCore
+internal import Tracing
 
 // One attempt: its stream, the exchange of request and response, and its accounting.
 extension MeshBalancingTransport {
@@ -25,13 +26,20 @@ extension MeshBalancingTransport {
   func runAttempt(
     _ call: MeshCall<Bytes, Clock.Instant>,
     number: Int,
+    transparent: Bool,
     on picked: Picked,
     plan: Plan,
     descriptor: MethodDescriptor,
     options: CallOptions
   ) async -> MeshAttemptOutcome {
     let started = self.clock.now
-    let observer = MeshAttemptObserver<Bytes>()
+    let observer = MeshAttemptObserver<Bytes>(
+      span: call.trace?.startAttempt(
+        number: number,
+        transparent: transparent,
+        endpoint: picked.endpoint
+      )
+    )
     call.metrics?.attemptStarted.increment()
     var perTryTimer: UInt64?
     /// Fired when the attempt is abandoned at its per-try timeout.
@@ -187,7 +195,9 @@ extension MeshBalancingTransport {
       base: stream.outbound,
       previousAttempts: number,
       remaining: remaining,
-      counter: call.metrics == nil ? nil : observer
+      counter: call.metrics == nil ? nil : observer,
+      tracer: call.trace?.tracer,
+      span: observer.span
     )
     return await withTaskGroup(of: Void.self) { pump in
       defer {
@@ -343,12 +353,38 @@ extension MeshBalancingTransport {
       )
     }
     self.perform(effects)
+    let status = Self.attemptStatus(seen, outcome: outcome)
     metrics?.attemptEnded(
-      Self.attemptStatus(seen, outcome: outcome),
+      status,
       duration: started.duration(to: end),
       sent: seen.sentBytes,
       received: seen.receivedBytes
     )
+    if let span = observer.span {
+      for case .ejected(let id, _, let reason) in effects.changes where id == picked.id {
+        span.addEvent(
+          SpanEvent(
+            name: "mesh.outlier_detection.ejected",
+            attributes: ["mesh.endpoint": .string(id), "mesh.reason": .string(reason.rawValue)]
+          )
+        )
+      }
+      MeshCallTrace.finish(span, code: status, message: Self.attemptMessage(seen, outcome: outcome))
+    }
+  }
+
+  /// What ended an attempt, for its span: the status's message, else the error's.
+  private static func attemptMessage(
+    _ seen: MeshAttemptObserver<Bytes>.State,
+    outcome: MeshAttemptOutcome
+  ) -> String {
+    if let status = seen.status { return status.message }
+    if let error = seen.abandonment ?? seen.transportError { return error.message }
+    switch outcome {
+    case .notOpened(let error), .failed(let error, _): return error.message
+    case .committed: return ""
+    case .lost: return "Another attempt answered first."
+    }
   }
 
   /// How an attempt ended, as gRFC A66 labels it: the status it received, else the error that

@@ -16,6 +16,7 @@
 
 public import GRPCCore
 internal import MeshCore
+internal import Tracing
 
 extension MeshBalancingTransport {
   /// What one RPC does: its attempts and how they are spread.
@@ -64,10 +65,17 @@ extension MeshBalancingTransport {
     let plan = self.plan(method: method, options: options)
     let methodMetrics = self.metrics?.method(descriptor)
     let measuredFrom = methodMetrics == nil ? nil : ContinuousClock.now
+    let trace = self.tracer.map {
+      MeshCallTrace(tracer: $0, descriptor: descriptor, target: self.service)
+    }
     do throws(RPCError) {
       try self.admit(retry: nil, now: start)
     } catch {
       // Refused by a breaker: the call ends here, with no attempt.
+      if let trace {
+        trace.event("mesh.circuit_breaker.rejected", ["mesh.reason": .string(error.message)])
+        trace.end(Status.Code(error.code), message: error.message)
+      }
       if let methodMetrics, let measuredFrom {
         methodMetrics.callEnded(
           Status.Code(error.code),
@@ -82,7 +90,8 @@ extension MeshBalancingTransport {
       deadline: deadline,
       bufferLimit: 64,
       metrics: methodMetrics,
-      measuredFrom: measuredFrom
+      measuredFrom: measuredFrom,
+      trace: trace
     )
     // A caller's own timeout is also enforced by grpc-swift's executor, at the same instant
     // (measured a moment earlier), with a bare "RPC timed out before completing". The mesh ends
@@ -106,7 +115,7 @@ extension MeshBalancingTransport {
       inbound: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>(
         wrapping: MeshResponseSequence(
           channel: call.response,
-          ending: methodMetrics == nil ? nil : call
+          ending: methodMetrics == nil && trace == nil ? nil : call
         )
       ),
       outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable(
@@ -125,7 +134,9 @@ extension MeshBalancingTransport {
           call.response.consumerFinished()
           group.cancelAll()
           // A caller that stopped reading before the status gave up on the call.
-          if methodMetrics != nil { call.responseEnded(.cancelled) }
+          if methodMetrics != nil || trace != nil {
+            call.responseEnded(.cancelled, message: "The caller stopped reading the response.")
+          }
         }
         return try await closure(stream, context)
       }
@@ -250,6 +261,7 @@ extension MeshBalancingTransport {
     var failed: Set<String> = []
     var attempt = 0
     var transparentRetries = 0
+    var transparent = false
     var ceiling = plan.initialBackoff
     // The admission the current attempt holds (withStream admitted the first); released once
     // the attempt ends, however the loop ends.
@@ -269,11 +281,13 @@ extension MeshBalancingTransport {
       let outcome = await self.runAttempt(
         call,
         number: attempt,
+        transparent: transparent,
         on: picked,
         plan: plan,
         descriptor: descriptor,
         options: options
       )
+      transparent = false
       let failure: RPCError
       var pushback = MeshPushback.none
       switch outcome {
@@ -286,7 +300,8 @@ extension MeshBalancingTransport {
         // attempt keeps its admission.
         if transparentRetries < 2, !Task.isCancelled, self.hasEndpoint(outside: failed) {
           transparentRetries += 1
-          call.countTransparentRetry()
+          transparent = true
+          call.countTransparentRetry(after: error)
           call.recordFailure(error)
           continue
         }
@@ -332,6 +347,7 @@ extension MeshBalancingTransport {
       do {
         try self.admit(retry: failure, now: self.clock.now)
       } catch {
+        call.refused(error)
         call.fail(error)
         return
       }
@@ -449,6 +465,7 @@ extension MeshBalancingTransport {
         )
       } catch {
         // A refused hedge is not sent; the attempts already running go on.
+        call.refused(error)
         return .ended(.failed(error, pushback: .stop))
       }
       call.countHedge()
@@ -463,6 +480,7 @@ extension MeshBalancingTransport {
     let outcome = await self.runAttempt(
       call,
       number: number,
+      transparent: false,
       on: picked,
       plan: plan,
       descriptor: descriptor,

@@ -21,6 +21,7 @@ internal import MeshCore
 public import MeshDiscovery
 internal import MeshProto
 internal import SwiftProtobuf
+public import Tracing
 
 /// A `ClientTransport` that spreads the RPCs of one service over its endpoints.
 ///
@@ -100,6 +101,8 @@ public final class MeshBalancingTransport<
   let timers: MeshTimers<Clock>
   /// gRPC's client instruments; nil when no metrics backend is bootstrapped or given.
   let metrics: MeshClientMetrics?
+  /// The tracer of the calls' spans (gRFC A72's `Sent` and `Attempt`); nil when none records.
+  let tracer: (any Tracer)?
 
   private enum Event: Sendable {
     case endpoints(MeshEndpointSet)
@@ -114,6 +117,9 @@ public final class MeshBalancingTransport<
   ///   - metrics: Where gRPC's client instruments go (gRFC A66, A91, A96: ``MeshMetricNames``),
   ///     labelled `grpc.target` `mesh:///<service>`; nil: swift-metrics' bootstrapped (or
   ///     task-local) factory, and none at all while that records nothing.
+  ///   - tracer: The tracer of each call's spans (``MeshCallTrace``: `Sent.<service>.<method>`,
+  ///     `Attempt.<service>.<method>`, the trace context sent to each endpoint); nil:
+  ///     swift-distributed-tracing's bootstrapped one, and none at all while that is a no-op.
   /// - Throws: ``MeshBalancingError`` naming the first invalid setting.
   public init(
     service: String,
@@ -122,6 +128,7 @@ public final class MeshBalancingTransport<
     configuration: MeshBalancingConfiguration = .defaults,
     clock: Clock,
     metrics: (any MetricsFactory)? = nil,
+    tracer: (any Tracer)? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try configuration.validate()
@@ -136,6 +143,8 @@ public final class MeshBalancingTransport<
     self.metrics =
       metricsFactory is NOOPMetricsHandler
       ? nil : MeshClientMetrics(target: "mesh:///\(service)", factory: metricsFactory)
+    let tracer = tracer ?? InstrumentationSystem.tracer
+    self.tracer = tracer is NoOpTracer ? nil : tracer
     let resilience = configuration.resilience
     let machine = StateMachine(
       configuration: StateMachine.Configuration(
@@ -398,6 +407,7 @@ extension MeshBalancingTransport where Clock == ContinuousClock {
     factory: Factory,
     configuration: MeshBalancingConfiguration = .defaults,
     metrics: (any MetricsFactory)? = nil,
+    tracer: (any Tracer)? = nil,
     logger: Logger = Logger(label: "mesh.balancer", factory: { _ in SwiftLogNoOpLogHandler() })
   ) throws(MeshBalancingError) {
     try self.init(
@@ -407,6 +417,7 @@ extension MeshBalancingTransport where Clock == ContinuousClock {
       configuration: configuration,
       clock: ContinuousClock(),
       metrics: metrics,
+      tracer: tracer,
       logger: logger
     )
   }

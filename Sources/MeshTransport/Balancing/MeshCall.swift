@@ -16,6 +16,7 @@
 
 internal import GRPCCore
 internal import MeshCore
+internal import Tracing
 
 /// One RPC on the balancing transport: the request its attempts replay, the response the
 /// committed attempt passes on, and how the RPC ends.
@@ -30,6 +31,8 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
   let metrics: MeshClientMetrics.Method?
   /// When the call started, for its metrics (on the continuous clock, whatever the transport's).
   let measuredFrom: ContinuousClock.Instant?
+  /// The call's spans; nil without tracing.
+  let trace: MeshCallTrace?
 
   private struct State {
     var committed: Int?
@@ -46,36 +49,57 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
     deadline: Instant?,
     bufferLimit: Int,
     metrics: MeshClientMetrics.Method? = nil,
-    measuredFrom: ContinuousClock.Instant? = nil
+    measuredFrom: ContinuousClock.Instant? = nil,
+    trace: MeshCallTrace? = nil
   ) {
     self.start = start
     self.deadline = deadline
     self.log = MeshRequestLog(limit: bufferLimit)
     self.metrics = metrics
     self.measuredFrom = measuredFrom
+    self.trace = trace
   }
 
   /// Another attempt follows a failed one after `delay` (gRFC A96's retries and retry delay).
   func countRetry(after delay: Duration) {
-    self.state.withLock {
+    let retries = self.state.withLock {
       $0.counts.retries += 1
       $0.counts.retryDelay += delay
+      return $0.counts.retries
     }
+    self.trace?.event(
+      "mesh.retry",
+      [
+        "mesh.retry.number": .int64(Int64(retries)),
+        "mesh.retry.delay_ms": .int64(MeshInput.milliseconds(clamping: delay)),
+      ]
+    )
   }
 
   /// An attempt whose stream never opened goes to another endpoint at once.
-  func countTransparentRetry() {
+  func countTransparentRetry(after error: RPCError) {
     self.state.withLock { $0.counts.transparentRetries += 1 }
+    self.trace?.event("mesh.transparent_retry", ["mesh.reason": .string(error.message)])
   }
 
   /// Another hedged attempt starts.
   func countHedge() {
-    self.state.withLock { $0.counts.hedges += 1 }
+    let hedges = self.state.withLock {
+      $0.counts.hedges += 1
+      return $0.counts.hedges
+    }
+    self.trace?.event("mesh.hedge", ["mesh.hedge.number": .int64(Int64(hedges))])
   }
 
-  /// Records the call's end in its metrics, once: the first status the caller reads (or
+  /// A retry or hedge refused (by a breaker or the retry budget): the call fails with `error`.
+  func refused(_ error: RPCError) {
+    self.trace?.event("mesh.retry.refused", ["mesh.reason": .string(error.message)])
+  }
+
+  /// Records the call's end in its metrics and span, once: the first status the caller reads (or
   /// CANCELLED, for a caller that stopped reading before the end).
-  func responseEnded(_ code: Status.Code) {
+  func responseEnded(_ code: Status.Code, message: String) {
+    self.trace?.end(code, message: message)
     guard let metrics = self.metrics, let start = self.measuredFrom else { return }
     let counts = self.state.withLock { state -> MeshCallCounts? in
       guard !state.measured else { return nil }

@@ -206,16 +206,19 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
       do {
         let part = try await self.channel.next()
         switch part {
-        case .status(let status, _): ending.responseEnded(status.code)
-        case nil: ending.responseEnded(.unknown)  // ended without a status
+        case .status(let status, _): ending.responseEnded(status.code, message: status.message)
+        case nil: ending.responseEnded(.unknown, message: "The response ended without a status.")
         case .metadata, .message: ()
         }
         return part
       } catch let error as RPCError {
-        ending.responseEnded(Status.Code(error.code))
+        ending.responseEnded(Status.Code(error.code), message: error.message)
         throw error
       } catch {
-        ending.responseEnded(error is CancellationError ? .cancelled : .unknown)
+        ending.responseEnded(
+          error is CancellationError ? .cancelled : .unknown,
+          message: "\(error)"
+        )
         throw error
       }
     }
@@ -224,7 +227,7 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
 
 /// Told how a response ended, as its caller read it.
 protocol MeshResponseEnding: AnyObject, Sendable {
-  func responseEnded(_ code: Status.Code)
+  func responseEnded(_ code: Status.Code, message: String)
 }
 
 /// The caller's view of a ``MeshRequestLog``.

@@ -16,6 +16,7 @@
 
 internal import GRPCCore
 private import MeshCore
+internal import Tracing
 
 /// A snapshot of a balancing transport's resilience state: the gauges and counters to export.
 public struct MeshTransportStats: Hashable, Sendable {
@@ -104,6 +105,12 @@ public enum MeshCircuitBreaker: String, Hashable, Sendable, CaseIterable, Custom
 /// fails the attempt's stream at its per-try timeout.
 final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
   private let state = MeshMutex(State())
+  /// The attempt's span (with tracing on): ended when the attempt is accounted for.
+  let span: (any Span)?
+
+  init(span: (any Span)? = nil) {
+    self.span = span
+  }
 
   struct State {
     var receivedFirstPart = false
@@ -270,6 +277,9 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
   let remaining: (@Sendable () -> Duration)?
   /// Counts the bytes of the messages sent (with metrics on).
   let counter: MeshAttemptObserver<Bytes>?
+  /// Writes the attempt's trace context (with tracing on).
+  let tracer: (any Tracer)?
+  let span: (any Span)?
 
   func write(_ element: RPCRequestPart<Bytes>) async throws {
     try await self.base.write(self.rewrite(element))
@@ -293,6 +303,9 @@ struct MeshRewritingOutbound<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPC
       return part
     }
     guard case .metadata(var metadata) = part else { return part }
+    if let tracer = self.tracer, let span = self.span {
+      tracer.inject(span.context, into: &metadata, using: MeshMetadataInjector())
+    }
     if self.previousAttempts > 0 {
       metadata.replaceOrAddString(
         String(self.previousAttempts),
