@@ -28,6 +28,7 @@ let products: [Product] = [
   .library(name: "MeshServer", targets: ["MeshServer"]),
   .library(name: "MeshPrometheus", targets: ["MeshPrometheus"]),
   .library(name: "MeshAdmin", targets: ["MeshAdmin"]),
+  .library(name: "MeshOTel", targets: ["MeshOTel"]),
   .library(name: "MeshCertificates", targets: ["MeshCertificates"]),
   .library(name: "MeshDiscovery", targets: ["MeshDiscovery"]),
   .library(name: "MeshConsul", targets: ["MeshConsul"]),
@@ -76,6 +77,12 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
   .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+  // OTLP over gRPC only: no HTTP exporter (and so no async-http-client for it).
+  .package(
+    url: "https://github.com/swift-otel/swift-otel.git",
+    from: "1.6.0",
+    traits: ["OTLPGRPC"]
+  ),
   .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -181,6 +188,20 @@ var targets: [Target] = [
       .product(name: "CoreMetrics", package: "swift-metrics"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "X509", package: "swift-certificates"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // OTLP export of the mesh's spans (swift-otel), a product of its own: a service that does not
+  // export builds none of it.
+  .target(
+    name: "MeshOTel",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .product(name: "OTel", package: "swift-otel"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "Tracing", package: "swift-distributed-tracing"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -455,6 +476,27 @@ targets.append(
       .product(name: "Logging", package: "swift-log"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  )
+)
+
+// OTLP export against a Python OpenTelemetry collector (opentelemetry-proto and grpcio).
+targets.append(
+  .testTarget(
+    name: "MeshOTelTests",
+    dependencies: [
+      .target(name: "InteropSupport"),
+      .target(name: "MeshClient"),
+      .target(name: "MeshCore"),
+      .target(name: "MeshDiscovery"),
+      .target(name: "MeshOTel"),
+      .target(name: "MeshServer"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "InMemoryLogging", package: "swift-log"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "Tracing", package: "swift-distributed-tracing"),
     ],
     swiftSettings: defaultSwiftSettings
   )
