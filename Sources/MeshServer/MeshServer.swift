@@ -58,7 +58,7 @@ public final class MeshServer: Service, Sendable {
   public let credentials: MeshCredentials?
 
   private let transport: HTTP2ServerTransport.Posix
-  private let server: GRPCServer<HTTP2ServerTransport.Posix>
+  private let server: GRPCServer<MeshServerMetricsTransport<HTTP2ServerTransport.Posix>>
   /// The fully qualified names of the served services, for the health service.
   private let servedServices: [String]
   private let clock: any Clock<Duration>
@@ -159,7 +159,8 @@ public final class MeshServer: Service, Sendable {
     #endif
     self.intentions = intentions
     self.server = GRPCServer(
-      transport: transport,
+      // Message sizes and calls to unknown methods, which interceptors do not see.
+      transport: MeshServerMetricsTransport(wrapping: transport, factory: metrics),
       services: services + [health],
       interceptors: Self.meshInterceptors(
         configuration,

@@ -455,6 +455,17 @@ struct MeshServerTests {
       let port = try await server.listeningPort
       try await withMeshClient(Self.echoClient("checkout", directory, port: port)) { mesh in
         for _ in 0..<2 { _ = try await mesh.client(for: "echo").echo("hi") }
+        // A method the server does not serve: counted as "other".
+        let unknown = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").unary(
+            request: ClientRequest(message: "hi"),
+            descriptor: MethodDescriptor(fullyQualifiedService: "test.Nothing", method: "Call"),
+            serializer: TextSerializer(),
+            deserializer: TextSerializer(),
+            options: .defaults
+          ) { try $0.message }
+        }
+        #expect(unknown?.code == .unimplemented)
         // A call its client gives up on: the handler answers after the client has gone.
         var options = CallOptions.defaults
         options.timeout = .milliseconds(200)
@@ -521,6 +532,36 @@ struct MeshServerTests {
       [wait, ("grpc.status", "CANCELLED")]
     )
     #expect(cancelled.values.count == 1)
+    // Message bytes per call, which interceptors cannot see (the server transport counts them).
+    let reply = "spiffe://mesh.local/ns/default/svc/checkout: hi"
+    let sent = try metrics.expectRecorder(
+      "grpc.server.call.sent_total_compressed_message_size",
+      [echo, ("grpc.status", "OK")]
+    )
+    #expect(sent.values == [Double(reply.utf8.count), Double(reply.utf8.count)])
+    let received = try metrics.expectRecorder(
+      "grpc.server.call.rcvd_total_compressed_message_size",
+      [echo, ("grpc.status", "OK")]
+    )
+    #expect(received.values == [2, 2])
+    let deniedSent = try metrics.expectRecorder(
+      "grpc.server.call.sent_total_compressed_message_size",
+      [echo, ("grpc.status", "PERMISSION_DENIED")]
+    )
+    #expect(deniedSent.values == [0])
+    // The unknown method, as "other": started, answered UNIMPLEMENTED, its bytes counted.
+    let other = ("grpc.method", "other")
+    #expect(try metrics.expectCounter("grpc.server.call.started", [other]).totalValue == 1)
+    let unimplemented = try metrics.expectTimer(
+      "grpc.server.call.duration",
+      [other, ("grpc.status", "UNIMPLEMENTED")]
+    )
+    #expect(unimplemented.values.count == 1)
+    let otherReceived = try metrics.expectRecorder(
+      "grpc.server.call.rcvd_total_compressed_message_size",
+      [other, ("grpc.status", "UNIMPLEMENTED")]
+    )
+    #expect(otherReceived.values.count == 1)
     let waitTimers = metrics.timers(label: "grpc.server.call.duration").filter {
       $0.dimensions.contains { $0.0 == "grpc.method" && $0.1 == "test.Wait/Wait" }
     }
