@@ -369,7 +369,11 @@ extension MeshBalancingTransport {
           )
         )
       }
-      MeshCallTrace.finish(span, code: status, message: Self.attemptMessage(seen, outcome: outcome))
+      MeshCallTrace.finish(
+        span,
+        code: status,
+        message: span.isRecording ? Self.attemptMessage(seen, outcome: outcome) : ""
+      )
     }
   }
 

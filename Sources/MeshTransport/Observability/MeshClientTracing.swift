@@ -42,11 +42,13 @@ final class MeshCallTrace: Sendable {
       context: ServiceContext.current ?? .topLevel,
       ofKind: .client
     )
+    self.span = span
+    // A span the sampler dropped records nothing: its attributes are not even made.
+    guard span.isRecording else { return }
     span.attributes["rpc.system"] = "grpc"
     span.attributes["rpc.service"] = self.service
     span.attributes["rpc.method"] = self.method
     span.attributes["server.address"] = target
-    self.span = span
   }
 
   /// The span of attempt `number` (0 first) on `endpoint`; `transparent` when it follows an
@@ -57,6 +59,7 @@ final class MeshCallTrace: Sendable {
       context: self.span.context,
       ofKind: .internal
     )
+    guard span.isRecording else { return span }
     span.attributes["rpc.system"] = "grpc"
     span.attributes["rpc.service"] = self.service
     span.attributes["rpc.method"] = self.method
@@ -72,8 +75,9 @@ final class MeshCallTrace: Sendable {
   }
 
   /// An event of the call: a retry, a hedge, a refusal.
-  func event(_ name: String, _ attributes: SpanAttributes = [:]) {
-    self.span.addEvent(SpanEvent(name: name, attributes: attributes))
+  func event(_ name: String, _ attributes: @autoclosure () -> SpanAttributes = [:]) {
+    guard self.span.isRecording else { return }
+    self.span.addEvent(SpanEvent(name: name, attributes: attributes()))
   }
 
   /// Ends the call's span once, with the status its caller read.
@@ -89,6 +93,10 @@ final class MeshCallTrace: Sendable {
   /// Sets a span's gRPC status (A72: OK, or ERROR with the code's name and the message) and ends
   /// it.
   static func finish(_ span: any Span, code: Status.Code, message: String) {
+    guard span.isRecording else {
+      span.end()
+      return
+    }
     span.attributes["rpc.grpc.status_code"] = Int(code.rawValue)
     if code == .ok {
       span.setStatus(SpanStatus(code: .ok))
