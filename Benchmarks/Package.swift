@@ -35,6 +35,8 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   ],
   targets: [
     .target(
@@ -53,10 +55,13 @@ let package = Package(
         .product(name: "MeshHealth", package: "swift-grpc-mesh"),
         .product(name: "MeshProto", package: "swift-grpc-mesh"),
         .product(name: "MeshPrometheus", package: "swift-grpc-mesh"),
+        .product(name: "MeshOTel", package: "swift-grpc-mesh"),
         .product(name: "MeshTransport", package: "swift-grpc-mesh"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
     ),

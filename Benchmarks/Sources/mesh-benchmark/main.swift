@@ -18,14 +18,17 @@ import BenchmarkSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import Logging
 import MeshCertificates
 import MeshClient
 import MeshConsul
 import MeshConsulAgent
 import MeshHealth
+import MeshOTel
 import MeshPrometheus
 import MeshProto
 import MeshTransport
+import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
 
@@ -33,7 +36,12 @@ import Synchronization
 //   raw:     a GRPCClient over one HTTP2ClientTransport.Posix with the same mTLS;
 //   mesh:    MeshClient.client(for:) — Consul discovery (the embedded agent), P2C, mTLS;
 //   bare:    the same with resilience off;
-//   metered: the same as mesh, with its metrics going to a Prometheus registry.
+//   metered: the same as mesh, with its metrics going to a Prometheus registry;
+//   traced:  metered, and every call traced (Sent and Attempt spans, the W3C context sent) with
+//            MeshOTel's tracer, exporting over OTLP/gRPC to a sink in this process that accepts
+//            every export (the whole path: spans, batching, serialization, the export RPCs);
+//   sampled: traced, with 1 % of traces recorded (the others carry an unsampled context), as a
+//            busy service samples.
 // Rounds alternate raw and mesh in one process, so both see the same machine state.
 // Then the P2C pick cost at 10, 1,000 and 10,000 endpoints, and what a health change (a picker
 // rebuild) costs at each.
@@ -121,6 +129,52 @@ try await withThrowingTaskGroup(of: Void.self) { group in
   var meteredConfiguration = configuration
   let prometheus = MeshPrometheusMetrics()
   meteredConfiguration.metrics = prometheus.factory
+  // The OTLP sink and the tracer exporting to it.
+  let sinkTransport = HTTP2ServerTransport.Posix(
+    address: .ipv4(host: "127.0.0.1", port: 0),
+    transportSecurity: .plaintext
+  )
+  let sink = OTLPSink()
+  let sinkServer = GRPCServer(transport: sinkTransport, services: [sink])
+  group.addTask { try await sinkServer.serve() }
+  let sinkPort = try await sinkTransport.listeningAddress.ipv4!.port
+  let tracing = try MeshOTel.tracing(
+    MeshOTelConfiguration(
+      serviceName: "bench-client",
+      endpoint: "http://127.0.0.1:\(sinkPort)",
+      exportInterval: .milliseconds(200)
+    )
+  )
+  let exporter = ServiceGroup(
+    configuration: ServiceGroupConfiguration(
+      services: [.init(service: tracing.service)],
+      logger: Logger(label: "otel", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+  )
+  group.addTask {
+    // The sink stops once the exporter has exported its last spans.
+    try await exporter.run()
+    sinkServer.beginGracefulShutdown()
+  }
+  var tracedConfiguration = meteredConfiguration
+  tracedConfiguration.tracer = tracing.tracer
+  let sampling = try MeshOTel.tracing(
+    MeshOTelConfiguration(
+      serviceName: "bench-client-sampled",
+      endpoint: "http://127.0.0.1:\(sinkPort)",
+      exportInterval: .milliseconds(200),
+      samplingRatio: 0.01
+    )
+  )
+  let sampledExporter = ServiceGroup(
+    configuration: ServiceGroupConfiguration(
+      services: [.init(service: sampling.service)],
+      logger: Logger(label: "otel", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+  )
+  group.addTask { try await sampledExporter.run() }
+  var sampledConfiguration = meteredConfiguration
+  sampledConfiguration.tracer = sampling.tracer
   var bareConfiguration = configuration
   bareConfiguration.resilience = MeshResiliencePolicy(
     defaults: MeshMethodPolicy(),
@@ -132,79 +186,124 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     try await withMeshClient(configuration) { mesh in
       try await withMeshClient(bareConfiguration) { bareMesh in
         try await withMeshClient(meteredConfiguration) { meteredMesh in
-          let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
-          let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
-          let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
-          let metered = Grpc_Health_V1_Health.Client(wrapping: try meteredMesh.client(for: "bench"))
-          // Warm up every path (connections, discovery, caches and pools).
-          _ = try await measure(concurrency: 8, for: .seconds(1)) {
-            _ = try await raw.check(.init())
-          }
-          _ = try await measure(concurrency: 8, for: .seconds(1)) {
-            _ = try await meshed.check(.init())
-          }
-          _ = try await measure(concurrency: 8, for: .seconds(1)) {
-            _ = try await bare.check(.init())
-          }
-          _ = try await measure(concurrency: 8, for: .seconds(1)) {
-            _ = try await metered.check(.init())
-          }
+          try await withMeshClient(tracedConfiguration) { tracedMesh in
+            try await withMeshClient(sampledConfiguration) { sampledMesh in
+              let raw = Grpc_Health_V1_Health.Client(wrapping: rawClient)
+              let meshed = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "bench"))
+              let bare = Grpc_Health_V1_Health.Client(wrapping: try bareMesh.client(for: "bench"))
+              let metered = Grpc_Health_V1_Health.Client(
+                wrapping: try meteredMesh.client(for: "bench")
+              )
+              let traced = Grpc_Health_V1_Health.Client(
+                wrapping: try tracedMesh.client(for: "bench")
+              )
+              let sampled = Grpc_Health_V1_Health.Client(
+                wrapping: try sampledMesh.client(for: "bench")
+              )
+              // Warm up every path (connections, discovery, caches and pools).
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await raw.check(.init())
+              }
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await meshed.check(.init())
+              }
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await bare.check(.init())
+              }
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await metered.check(.init())
+              }
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await traced.check(.init())
+              }
+              _ = try await measure(concurrency: 8, for: .seconds(1)) {
+                _ = try await sampled.check(.init())
+              }
 
-          print(
-            "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
-          )
-          print("in flight | client  | RPC/s   | p50 µs | p99 µs")
-          print("----------|---------|---------|--------|-------")
-          for concurrency in [1, 64] {
-            var rawTotal = LoadMeasurement()
-            var meshTotal = LoadMeasurement()
-            var bareTotal = LoadMeasurement()
-            var meteredTotal = LoadMeasurement()
-            for _ in 0..<rounds {
-              bareTotal.merge(
-                try await measure(concurrency: concurrency, for: round) {
-                  _ = try await bare.check(.init())
-                }
-              )
-              rawTotal.merge(
-                try await measure(concurrency: concurrency, for: round) {
-                  _ = try await raw.check(.init())
-                }
-              )
-              meshTotal.merge(
-                try await measure(concurrency: concurrency, for: round) {
-                  _ = try await meshed.check(.init())
-                }
-              )
-              meteredTotal.merge(
-                try await measure(concurrency: concurrency, for: round) {
-                  _ = try await metered.check(.init())
-                }
-              )
-            }
-            for (name, m) in [
-              ("raw", rawTotal), ("bare", bareTotal), ("mesh", meshTotal),
-              ("metered", meteredTotal),
-            ] {
               print(
-                "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+                "Unary Check over mTLS, one server; \(rounds) alternating rounds of \(format(roundSeconds)) s each"
               )
+              print("in flight | client  | RPC/s   | p50 µs | p99 µs")
+              print("----------|---------|---------|--------|-------")
+              for concurrency in [1, 64] {
+                var rawTotal = LoadMeasurement()
+                var meshTotal = LoadMeasurement()
+                var bareTotal = LoadMeasurement()
+                var meteredTotal = LoadMeasurement()
+                var tracedTotal = LoadMeasurement()
+                var sampledTotal = LoadMeasurement()
+                for _ in 0..<rounds {
+                  bareTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await bare.check(.init())
+                    }
+                  )
+                  rawTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await raw.check(.init())
+                    }
+                  )
+                  meshTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await meshed.check(.init())
+                    }
+                  )
+                  meteredTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await metered.check(.init())
+                    }
+                  )
+                  tracedTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await traced.check(.init())
+                    }
+                  )
+                  sampledTotal.merge(
+                    try await measure(concurrency: concurrency, for: round) {
+                      _ = try await sampled.check(.init())
+                    }
+                  )
+                }
+                for (name, m) in [
+                  ("raw", rawTotal), ("bare", bareTotal), ("mesh", meshTotal),
+                  ("metered", meteredTotal), ("traced", tracedTotal), ("sampled", sampledTotal),
+                ] {
+                  print(
+                    "\(String(repeating: " ", count: 9 - String(concurrency).count))\(concurrency) | \(name.padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.throughput).padding(toLength: 7, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.5)).padding(toLength: 6, withPad: " ", startingAt: 0)) | \(format(m.percentile(0.99)))"
+                  )
+                }
+                print(
+                  "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
+                    + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
+                    + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
+                )
+                print(
+                  "ratio mesh/bare (resilience on/off) at \(concurrency) in flight: throughput \(format(meshTotal.throughput / bareTotal.throughput, 3))x, "
+                    + "p50 \(format(meshTotal.percentile(0.5) / bareTotal.percentile(0.5), 3))x, "
+                    + "p99 \(format(meshTotal.percentile(0.99) / bareTotal.percentile(0.99), 3))x"
+                )
+                print(
+                  "ratio metered/mesh (metrics on/off) at \(concurrency) in flight: throughput \(format(meteredTotal.throughput / meshTotal.throughput, 3))x, "
+                    + "p50 \(format(meteredTotal.percentile(0.5) / meshTotal.percentile(0.5), 3))x, "
+                    + "p99 \(format(meteredTotal.percentile(0.99) / meshTotal.percentile(0.99), 3))x"
+                )
+                print(
+                  "ratio traced/metered (tracing on/off) at \(concurrency) in flight: throughput \(format(tracedTotal.throughput / meteredTotal.throughput, 3))x, "
+                    + "p50 \(format(tracedTotal.percentile(0.5) / meteredTotal.percentile(0.5), 3))x, "
+                    + "p99 \(format(tracedTotal.percentile(0.99) / meteredTotal.percentile(0.99), 3))x"
+                )
+                print(
+                  "ratio sampled/metered (tracing 1 % on/off) at \(concurrency) in flight: throughput \(format(sampledTotal.throughput / meteredTotal.throughput, 3))x, "
+                    + "p50 \(format(sampledTotal.percentile(0.5) / meteredTotal.percentile(0.5), 3))x, "
+                    + "p99 \(format(sampledTotal.percentile(0.99) / meteredTotal.percentile(0.99), 3))x"
+                )
+                print(
+                  "ratio traced/mesh (metrics and tracing on/off) at \(concurrency) in flight: throughput \(format(tracedTotal.throughput / meshTotal.throughput, 3))x, "
+                    + "p99 \(format(tracedTotal.percentile(0.99) / meshTotal.percentile(0.99), 3))x"
+                )
+              }
+              print("OTLP sink: \(sink.exports) exports, \(sink.bytes) bytes received")
             }
-            print(
-              "ratio mesh/raw at \(concurrency) in flight: throughput \(format(meshTotal.throughput / rawTotal.throughput, 3))x, "
-                + "p50 \(format(meshTotal.percentile(0.5) / rawTotal.percentile(0.5), 3))x, "
-                + "p99 \(format(meshTotal.percentile(0.99) / rawTotal.percentile(0.99), 3))x"
-            )
-            print(
-              "ratio mesh/bare (resilience on/off) at \(concurrency) in flight: throughput \(format(meshTotal.throughput / bareTotal.throughput, 3))x, "
-                + "p50 \(format(meshTotal.percentile(0.5) / bareTotal.percentile(0.5), 3))x, "
-                + "p99 \(format(meshTotal.percentile(0.99) / bareTotal.percentile(0.99), 3))x"
-            )
-            print(
-              "ratio metered/mesh (metrics on/off) at \(concurrency) in flight: throughput \(format(meteredTotal.throughput / meshTotal.throughput, 3))x, "
-                + "p50 \(format(meteredTotal.percentile(0.5) / meshTotal.percentile(0.5), 3))x, "
-                + "p99 \(format(meteredTotal.percentile(0.99) / meshTotal.percentile(0.99), 3))x"
-            )
           }
         }
       }
@@ -257,5 +356,46 @@ try await withThrowingTaskGroup(of: Void.self) { group in
 
   agent.beginGracefulShutdown()
   server.beginGracefulShutdown()
+  await exporter.triggerGracefulShutdown()
+  await sampledExporter.triggerGracefulShutdown()
   try await group.waitForAll()
+}
+
+/// Accepts OTLP trace exports (`TraceService/Export`) and answers each with an empty
+/// `ExportTraceServiceResponse` (zero bytes), counting them: the collector end of the traced client.
+final class OTLPSink: RegistrableRPCService, Sendable {
+  private let counts = Mutex((exports: 0, bytes: 0))
+
+  var exports: Int { self.counts.withLock { $0.exports } }
+  var bytes: Int { self.counts.withLock { $0.bytes } }
+
+  func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    router.registerHandler(
+      forMethod: MethodDescriptor(
+        fullyQualifiedService: "opentelemetry.proto.collector.trace.v1.TraceService",
+        method: "Export"
+      ),
+      deserializer: RawBytes(),
+      serializer: RawBytes()
+    ) { request, _ in
+      for try await message in request.messages {
+        self.counts.withLock {
+          $0.exports += 1
+          $0.bytes += message.count
+        }
+      }
+      return StreamingServerResponse(single: ServerResponse(message: []))
+    }
+  }
+}
+
+/// Messages as their bytes.
+struct RawBytes: MessageSerializer, MessageDeserializer {
+  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
+    Bytes(message)
+  }
+
+  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+    serializedMessageBytes.withUnsafeBytes { Array($0) }
+  }
 }
