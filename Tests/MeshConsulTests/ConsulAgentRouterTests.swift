@@ -71,6 +71,63 @@ struct ConsulAgentRouterTests {
      "Check": {"TTL": "30s", "Status": "passing"}}
     """
 
+  @Test(
+    "Prometheus's Consul discovery (consul_sd_configs): its requests, as its Go client sends them, find the mesh's admin ports"
+  )
+  func prometheusConsulDiscovery() async throws {
+    // A MeshServer with an admin endpoint registers its port as the meta mesh_admin_port.
+    let greeter = """
+      {"ID": "greeter-1", "Name": "greeter", "Tags": ["v1"], "Address": "10.0.0.5",
+       "Port": 8443, "Meta": {"mesh_admin_port": "9901"}}
+      """
+    let register = await self.agent.call("PUT", "/v1/agent/service/register", body: greeter)
+    #expect(register.status == 200, "\(register.text)")
+
+    // 1. The datacenter, from the agent's configuration (discovery/consul: `Config.Datacenter`).
+    let agentSelf = await self.agent.call("GET", "/v1/agent/self")
+    #expect(agentSelf.status == 200)
+    guard case .object(let top) = try json(agentSelf.body),
+      case .object(let config)? = top["Config"],
+      case .string(let datacenter)? = config["Datacenter"]
+    else {
+      Issue.record("no Config.Datacenter in \(agentSelf.text)")
+      return
+    }
+
+    // 2. The service list, a blocking query: the Go client writes `dc`, `stale` (no value),
+    //    `index` once it has one, and the wait in milliseconds (2 minutes by default).
+    let services = await self.agent.call(
+      "GET",
+      "/v1/catalog/services?dc=\(datacenter)&stale=&wait=120000ms"
+    )
+    #expect(services.status == 200, "\(services.text)")
+    let index = try #require(services.header("X-Consul-Index").flatMap(UInt64.init))
+    #expect(index > 0)
+    #expect(services.header("X-Consul-KnownLeader") == "true")
+    guard case .object(let listed) = try json(services.body) else {
+      Issue.record("not an object: \(services.text)")
+      return
+    }
+    #expect(listed["greeter"] == .array([.string("v1")]))
+
+    // 3. Each service's instances, all of them (Prometheus filters on health itself), blocking
+    //    from the index it last saw; here past it, so it answers at once.
+    let instances = await self.agent.call(
+      "GET",
+      "/v1/health/service/greeter?dc=\(datacenter)&index=\(index - 1)&stale=&wait=120000ms"
+    )
+    #expect(instances.status == 200, "\(instances.text)")
+    #expect(instances.header("X-Consul-Index").flatMap(UInt64.init).map { $0 > 0 } == true)
+    let entries = try JSONDecoder().decode([ConsulServiceEntry].self, from: Data(instances.body))
+    let entry = try #require(entries.first)
+    // What Prometheus's relabelling reads: the service's address and port, its ID and meta.
+    #expect(entry.service.address == "10.0.0.5")
+    #expect(entry.service.port == 8443)
+    #expect(entry.service.id == "greeter-1")
+    #expect(entry.service.meta?["mesh_admin_port"] == "9901")
+    #expect(!entry.node.address.isEmpty)
+  }
+
   @Test("The read endpoints answer in the shape of Consul's, as the fixtures show")
   func readEndpointsMatchFixtures() async throws {
     let register = await self.agent.call("PUT", "/v1/agent/service/register", body: Self.greeter)
