@@ -58,7 +58,12 @@ let traits: Set<Trait> = [
       "The admin endpoint (MeshClientConfiguration.admin, MeshServerConfiguration.admin, "
       + "MESH_ADMIN_ADDRESS): builds MeshAdmin, Hummingbird and swift-prometheus."
   ),
-  .default(enabledTraits: ["Consul", "YAML", "Admin"]),
+  .trait(
+    name: "OTLP",
+    description: "MeshOTel's OTLP export (swift-otel). Only MeshOTel depends on it: a service that "
+      + "does not link MeshOTel builds no swift-otel either way."
+  ),
+  .default(enabledTraits: ["Consul", "YAML", "Admin", "OTLP"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -182,6 +187,7 @@ var targets: [Target] = [
       .target(name: "MeshTransport"),
       .target(name: "MeshPrometheus"),
       .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HummingbirdCore", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "Logging", package: "swift-log"),
@@ -198,7 +204,7 @@ var targets: [Target] = [
     name: "MeshOTel",
     dependencies: [
       .target(name: "MeshCore"),
-      .product(name: "OTel", package: "swift-otel"),
+      .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "Tracing", package: "swift-distributed-tracing"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -55,7 +55,11 @@ export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMU
 failed=()
 for kind in "${kinds[@]}"; do
   case "$kind" in
-    thread) scratch=.build-tsan; flags=(-Xswiftc -DMESH_TSAN) ;;
+    # swift-otel 1.6.0 does not compile under -sanitize=thread with Swift 6.3 (a "sending 'logger'
+    # risks causing data races" error in its OTelBatchLogRecordProcessor, under TSan only): this
+    # run builds without the OTLP trait, so MeshOTel and its tests are empty here. The
+    # AddressSanitizer run and the plain run cover them.
+    thread) scratch=.build-tsan; flags=(-Xswiftc -DMESH_TSAN --traits Consul,YAML,Admin) ;;
     address) scratch=.build-asan; flags=() ;;
   esac
   printf '\n==> Building the tests with --sanitize=%s in %s\n' "$kind" "$scratch"
