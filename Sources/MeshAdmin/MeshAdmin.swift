@@ -18,6 +18,7 @@ public import CoreMetrics
 internal import Foundation
 internal import HTTPTypes
 internal import Hummingbird
+internal import HummingbirdCore
 public import Logging
 public import MeshCore
 public import MeshPrometheus
@@ -70,9 +71,16 @@ public final class MeshAdmin: Service, Sendable {
     self.logger = logger
   }
 
-  /// Shows `source` (a client or a server) on this endpoint too.
+  /// Shows `source` (a client or a server) on this endpoint too (once, however often added).
   public func add(_ source: any MeshAdminSource) {
-    self.sources.withLock { $0.append(source) }
+    self.sources.withLock { sources in
+      if !sources.contains(where: { $0 === source }) { sources.append(source) }
+    }
+  }
+
+  /// Stops showing `source`.
+  public func remove(_ source: any MeshAdminSource) {
+    self.sources.withLock { $0.removeAll { $0 === source } }
   }
 
   /// The port once bound; any number of tasks may ask, before or after.
@@ -127,6 +135,9 @@ public final class MeshAdmin: Service, Sendable {
   private func serve() async throws {
     let application = Application(
       router: self.makeRouter(),
+      // A connection idle (or stalled mid-request) for 10 s is closed: none holds a graceful
+      // stop for longer.
+      server: .http1(configuration: HTTP1Channel.Configuration(idleTimeout: .seconds(10))),
       configuration: ApplicationConfiguration(
         address: .hostname(self.configuration.host, port: self.configuration.port),
         serverName: nil,
@@ -267,7 +278,7 @@ public final class MeshAdmin: Service, Sendable {
         )
       }
       self.logLevel.set(level)
-      self.logger.notice("Log level set", metadata: ["mesh.admin.log_level": "\(level)"])
+      self.logger.info("Log level set", metadata: ["mesh.admin.log_level": "\(level)"])
     }
     return Self.json(["level": self.logLevel.level.rawValue])
   }

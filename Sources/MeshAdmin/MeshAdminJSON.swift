@@ -28,8 +28,9 @@ package enum MeshAdminJSON: Encodable, Equatable {
 
   package static let redacted = MeshAdminJSON.string("[redacted]")
 
-  /// Keys whose values are secrets (lowercased, without `_`): tokens, passwords, keys' bytes.
-  private static let secretKeys = ["token", "secret", "password", "passphrase", "authorization"]
+  /// Parts of keys whose values are secrets (lowercased, without `_`): tokens, passwords,
+  /// cookies, bearer credentials.
+  private static let secretKeys = ["token", "secret", "password", "passphrase", "cookie", "bearer"]
 
   package func encode(to encoder: any Encoder) throws {
     var container = encoder.singleValueContainer()
@@ -89,9 +90,10 @@ package enum MeshAdminJSON: Encodable, Equatable {
       }
       return .object(object)
     case .enum:
-      let name = "\(value)".prefix { $0 != "(" }
-      guard let payload = mirror.children.first else { return .string(String(name)) }
-      return .object([String(name): Self.reflecting(payload.value, depth: depth + 1)])
+      let name = String("\(value)".prefix { $0 != "(" })
+      guard let payload = mirror.children.first else { return .string(name) }
+      // The case's name is the payload's key: `.token("…")` is redacted as a `token` field is.
+      return .object([name: Self.reflecting(payload.value, key: name, depth: depth + 1)])
     case .class:
       return .string("\(type(of: value))")
     case .struct, .tuple:
@@ -113,7 +115,8 @@ package enum MeshAdminJSON: Encodable, Equatable {
 
   private static func isSecret(_ key: String) -> Bool {
     let folded = key.lowercased().replacingOccurrences(of: "_", with: "")
-    return Self.secretKeys.contains { folded.contains($0) }
+    // `apiKey`, `privateKey`, `key`: a key held as a value (files show as paths, never bytes).
+    return Self.secretKeys.contains { folded.contains($0) } || folded.hasSuffix("key")
   }
 
   private static func isNil(_ value: Any) -> Bool {
@@ -121,11 +124,19 @@ package enum MeshAdminJSON: Encodable, Equatable {
     return mirror.displayStyle == .optional && mirror.children.isEmpty
   }
 
+  /// The URL without what may be a credential: its user and password, and its query.
   private static func withoutPassword(_ url: URL) -> String {
-    guard var parts = URLComponents(url: url, resolvingAgainstBaseURL: false),
-      parts.password != nil
-    else { return url.absoluteString }
-    parts.password = "redacted"
+    guard var parts = URLComponents(url: url, resolvingAgainstBaseURL: false) else {
+      return "[redacted]"
+    }
+    guard parts.user != nil || parts.password != nil || parts.query != nil else {
+      return url.absoluteString
+    }
+    if parts.user != nil || parts.password != nil {
+      parts.user = "redacted"
+      parts.password = nil
+    }
+    if parts.query != nil { parts.query = "redacted" }
     return parts.string ?? "[redacted]"
   }
 }

@@ -20,7 +20,7 @@ public import MeshTransport
 ///
 /// `MeshClient` and `MeshServer` conform; a process running both shows both on one endpoint by
 /// adding one to the other's (``MeshAdmin/add(_:)``).
-public protocol MeshAdminSource: Sendable {
+public protocol MeshAdminSource: AnyObject, Sendable {
   /// The section it fills in `/config_dump` and `/certs`: "client", "server".
   var adminSection: String { get }
 

@@ -66,13 +66,16 @@ public final class MeshLogLevel: Sendable {
 }
 
 /// A handler that takes its level from a ``MeshLogLevel`` and writes through another handler.
+/// A copy whose level is set (`logger.logLevel = …`) keeps that level for itself; the shared one
+/// changes only through ``MeshLogLevel/set(_:)`` (`/logging`).
 struct MeshLevelControlledLogHandler: LogHandler {
   var wrapped: any LogHandler
   let control: MeshLogLevel
+  var override: Logger.Level?
 
   var logLevel: Logger.Level {
-    get { self.control.level }
-    set { self.control.set(newValue) }
+    get { self.override ?? self.control.level }
+    set { self.override = newValue }
   }
 
   var metadata: Logger.Metadata {

@@ -256,30 +256,36 @@ public final class MeshClient: Sendable {
   /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``, or until a
   /// swift-service-lifecycle `ServiceGroup` running it shuts down gracefully.
   public func run() async throws {
+    #if Admin
+      // The admin endpoint runs in a detached task: it must not follow the caller's
+      // cancellation (a cancelled NIO server traps, apple/swift-nio#3481). It is awaited below,
+      // and stopped gracefully once the clients have drained.
+      let adminTask = self.admin.map { admin in
+        admin.add(self)
+        return Task.detached { try await admin.run() }
+      }
+    #endif
     await withGracefulShutdownHandler {
       await self.runUntilShutdown()
     } onGracefulShutdown: {
       self.beginGracefulShutdown()
     }
+    #if Admin
+      if let admin = self.admin, let adminTask {
+        admin.beginGracefulShutdown()
+        if case .failure(let error) = await adminTask.result {
+          self.logger.warning(
+            "The admin endpoint stopped with an error",
+            metadata: ["mesh.error": "\(error)"]
+          )
+        }
+        admin.remove(self)
+      }
+    #endif
   }
 
   private func runUntilShutdown() async {
     await withDiscardingTaskGroup { group in
-      #if Admin
-        if let admin = self.admin {
-          admin.add(self)
-          group.addTask {
-            do {
-              try await admin.run()
-            } catch {
-              self.logger.error(
-                "The admin endpoint stopped",
-                metadata: ["mesh.error": "\(error)"]
-              )
-            }
-          }
-        }
-      #endif
       if let credentials = self.credentials {
         group.addTask {
           await withTaskGroup(of: Void.self) { rotation in
@@ -316,9 +322,7 @@ public final class MeshClient: Sendable {
           }
           self.eventSink.finish()
           self.shutdown.fire()  // rotation stops; the clients drain their RPCs and return
-          #if Admin
-            self.admin?.beginGracefulShutdown()
-          #endif
+
         }
       }
     }

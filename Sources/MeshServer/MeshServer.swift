@@ -309,16 +309,31 @@ public final class MeshServer: Service, Sendable {
     case rotationEnded
     case intentionsEnded
     case metricsEnded
-    case adminEnded
   }
 
   private func serve() async throws {
+    #if Admin
+      // The admin endpoint runs in a detached task: it must not follow the caller's graceful
+      // shutdown (a service group would stop it as the drain starts, while /ready and /metrics
+      // still matter) nor its cancellation (a cancelled NIO server traps, apple/swift-nio#3481).
+      // It is awaited below, and stopped gracefully once the server has stopped.
+      let adminTask = self.admin.map { admin in
+        admin.add(self)
+        return Task.detached { try await admin.run() }
+      }
+    #endif
     do {
       try await self.serveAndDrain()
     } catch {
       self.settleStart(.failure(error))
+      #if Admin
+        await self.stopAdmin(adminTask)
+      #endif
       throw error
     }
+    #if Admin
+      await self.stopAdmin(adminTask)
+    #endif
     // Stopped before it served (a drain requested at once): nothing to wait for.
     self.settleStart(.failure(CancellationError()))
   }
@@ -345,7 +360,7 @@ public final class MeshServer: Service, Sendable {
         }
       }
       let port = try await self.boundPort
-      let adminPort = try await self.startAdmin(in: &group)
+      let adminPort = try await self.adminPort()
       if let intentions = self.intentions {
         // Neither SERVING nor registered before the intentions are known: clients would be sent
         // to a server refusing every call. At most 10 s: with Consul unreachable at start the
@@ -374,7 +389,6 @@ public final class MeshServer: Service, Sendable {
       }
 
       var draining = false
-      var stopped = false
       while let event = try await group.next() {
         switch event {
         case .shutdownRequested:
@@ -403,17 +417,6 @@ public final class MeshServer: Service, Sendable {
           group.cancelAll()
         case .served:
           // Stopped: rotation and timers end with it. Registration (if any) was removed first.
-          // The admin endpoint stops gracefully first (a NIO server is never cancelled:
-          // apple/swift-nio#3481).
-          if self.stopAdmin() {
-            stopped = true
-            continue
-          }
-          group.cancelAll()
-          self.logger.info("Stopped")
-          return
-        case .adminEnded:
-          guard stopped else { continue }
           group.cancelAll()
           self.logger.info("Stopped")
           return
@@ -448,33 +451,41 @@ public final class MeshServer: Service, Sendable {
     ) {}
   #endif
 
-  /// Runs the admin endpoint (if any) in `group`; returns its port once bound.
-  private func startAdmin(in group: inout ThrowingTaskGroup<Event, any Error>) async throws -> Int?
-  {
+  /// The admin endpoint's port once bound (nil without one).
+  ///
+  /// - Throws: ``MeshServerError`` (``MeshServerError/Code/bindFailed``) if it could not bind.
+  private func adminPort() async throws -> Int? {
     #if Admin
       guard let admin = self.admin else { return nil }
-      admin.add(self)
-      group.addTask {
-        try await admin.run()
-        return .adminEnded
+      do {
+        return try await admin.listeningPort
+      } catch {
+        throw MeshServerError(
+          code: .bindFailed,
+          message: "The admin endpoint could not listen on "
+            + "\(admin.configuration.host):\(admin.configuration.port): \(error)",
+          cause: error
+        )
       }
-      return try await admin.listeningPort
     #else
       return nil
     #endif
   }
 
-  /// Stops the admin endpoint gracefully (never by cancellation: a NIO server cancelled with a
-  /// connection queued traps, apple/swift-nio#3481); false when there is none.
-  private func stopAdmin() -> Bool {
-    #if Admin
-      guard let admin = self.admin else { return false }
+  #if Admin
+    /// Stops the admin endpoint gracefully and waits for it.
+    private func stopAdmin(_ task: Task<Void, any Error>?) async {
+      guard let admin = self.admin, let task else { return }
       admin.beginGracefulShutdown()
-      return true
-    #else
-      return false
-    #endif
-  }
+      if case .failure(let error) = await task.result {
+        self.logger.warning(
+          "The admin endpoint stopped with an error",
+          metadata: ["mesh.error": "\(error)"]
+        )
+      }
+      admin.remove(self)
+    }
+  #endif
 
   /// Records the sampled gauges now (a scrape's handler, a test).
   package func recordMetrics() {
@@ -562,7 +573,7 @@ public final class MeshServer: Service, Sendable {
         tags: settings.tags.isEmpty ? nil : settings.tags,
         address: address,
         port: port,
-        meta: Self.meta(settings.meta, adminPort: adminPort),
+        meta: Self.meta(settings.meta, adminPort: self.scrapeableAdminPort(adminPort, at: address)),
         check: .grpc(
           checkTarget,
           interval: settings.checkInterval,
@@ -581,6 +592,24 @@ private struct Deregistration: Sendable {
 }
 
 extension MeshServer {
+  /// The admin port to register, if Prometheus can reach the endpoint where it finds the
+  /// instance (`address`; nil: the agent's node): the endpoint listens on every address, or on
+  /// that one. A loopback endpoint behind a routable address is not registered (Prometheus's
+  /// scrapes would fail, and `up == 0` would page).
+  func scrapeableAdminPort(_ port: Int?, at address: String?) -> Int? {
+    #if Admin
+      guard let port, let admin = self.admin else { return nil }
+      let host = admin.configuration.host
+      if host == "0.0.0.0" || host == "::" || host == address { return port }
+      self.logger.info(
+        "The admin endpoint is not registered for scraping: it listens on \(host), the instance is registered at \(address ?? "its node's address")"
+      )
+      return nil
+    #else
+      return nil
+    #endif
+  }
+
   /// The registration's meta: the configured keys, and `mesh_admin_port` with an admin endpoint
   /// (Prometheus's Consul discovery scrapes it); nil when empty, as Consul omits it.
   static func meta(_ configured: [String: String], adminPort: Int?) -> [String: String]? {

@@ -352,7 +352,7 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       "CONSUL_HTTP_ADDR": "127.0.0.1:\(agentPort)",
       "MESH_SERVICE_NAME": "demo-client",
       "MESH_CERTS_DIR": certs.path,
-      "MESH_ADMIN_ADDRESS": "127.0.0.1:0",
+      "MESH_CLIENT_ADMIN_ADDRESS": "127.0.0.1:0",
     ])
     // The seed's retries (3 on UNAVAILABLE, 20 % + 10/s budget), with a short per-try timeout and
     // backoff, and outlier detection that acts within the demo's seconds.

@@ -263,7 +263,7 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
   /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
   /// | `MESH_CONFIG_FILE` | a configuration file (`MeshConfigurationFile`) to apply |
-  /// | `MESH_ADMIN_ADDRESS` | the admin endpoint's `host:port` (port 0: any free one); none when unset (with the Admin trait) |
+  /// | `MESH_CLIENT_ADMIN_ADDRESS` | the client's own admin endpoint, `host:port` (port 0: any free one); none when unset (with the Admin trait). A process that also runs a MeshServer shows its client on the server's endpoint (`MESH_ADMIN_ADDRESS`) instead |
   ///
   /// - Throws: ``MeshClientError`` naming the variable for a bad value (and the field, for the
   ///   configuration file); its ``MeshClientError/configuration`` holds the setting at fault.
@@ -323,9 +323,12 @@ public struct MeshClientConfiguration: Sendable {
       }
     }
     #if Admin
-      if let address = environment["MESH_ADMIN_ADDRESS"], !address.isEmpty {
+      if let address = environment["MESH_CLIENT_ADMIN_ADDRESS"], !address.isEmpty {
         do {
-          configuration.admin = try MeshAdminConfiguration(address: address)
+          configuration.admin = try MeshAdminConfiguration(
+            address: address,
+            field: "MESH_CLIENT_ADMIN_ADDRESS"
+          )
         } catch {
           throw MeshClientError(code: .invalidConfiguration, message: "\(error)", cause: error)
         }

@@ -43,6 +43,11 @@ public struct MeshServerTracingInterceptor: ServerInterceptor {
       Output
     >
   ) async throws -> StreamingServerResponse<Output> {
+    // The health service's calls are probes (Consul's checks, clients' Watch streams that last
+    // as long as their connections): not traced.
+    if context.descriptor.service.fullyQualifiedService == "grpc.health.v1.Health" {
+      return try await next(request, context)
+    }
     var parent = ServiceContext.current ?? .topLevel
     self.tracer.extract(request.metadata, into: &parent, using: MeshMetadataExtractor())
     let descriptor = context.descriptor
