@@ -145,17 +145,6 @@ try await withThrowingTaskGroup(of: Void.self) { group in
       exportInterval: .milliseconds(200)
     )
   )
-  let exporter = ServiceGroup(
-    configuration: ServiceGroupConfiguration(
-      services: [.init(service: tracing.service)],
-      logger: Logger(label: "otel", factory: { _ in SwiftLogNoOpLogHandler() })
-    )
-  )
-  group.addTask {
-    // The sink stops once the exporter has exported its last spans.
-    try await exporter.run()
-    sinkServer.beginGracefulShutdown()
-  }
   var tracedConfiguration = meteredConfiguration
   tracedConfiguration.tracer = tracing.tracer
   let sampling = try MeshOTel.tracing(
@@ -166,13 +155,17 @@ try await withThrowingTaskGroup(of: Void.self) { group in
       samplingRatio: 0.01
     )
   )
-  let sampledExporter = ServiceGroup(
+  let exporter = ServiceGroup(
     configuration: ServiceGroupConfiguration(
-      services: [.init(service: sampling.service)],
+      services: [.init(service: tracing.service), .init(service: sampling.service)],
       logger: Logger(label: "otel", factory: { _ in SwiftLogNoOpLogHandler() })
     )
   )
-  group.addTask { try await sampledExporter.run() }
+  group.addTask {
+    // The sink stops once the exporters have exported their last spans.
+    try await exporter.run()
+    sinkServer.beginGracefulShutdown()
+  }
   var sampledConfiguration = meteredConfiguration
   sampledConfiguration.tracer = sampling.tracer
   var bareConfiguration = configuration
@@ -357,7 +350,6 @@ try await withThrowingTaskGroup(of: Void.self) { group in
   agent.beginGracefulShutdown()
   server.beginGracefulShutdown()
   await exporter.triggerGracefulShutdown()
-  await sampledExporter.triggerGracefulShutdown()
   try await group.waitForAll()
 }
 
