@@ -71,6 +71,53 @@ public final class MeshAdmin: Service, Sendable {
     self.logger = logger
   }
 
+  /// The endpoint a client or server whose configuration asks for one makes: `logger` becomes
+  /// one whose level `/logging` sets, starting at its current level.
+  ///
+  /// - Throws: ``MeshInputError`` for a bad host or port.
+  package convenience init(
+    configuration: MeshAdminConfiguration,
+    controlling logger: inout Logger
+  ) throws(MeshInputError) {
+    try self.init(
+      configuration: configuration,
+      logLevel: MeshLogLevel(logger.logLevel),
+      logger: logger
+    )
+    logger = self.logLevel.controlling(logger)
+  }
+
+  /// Runs the endpoint, showing `owner`, beside the owner's run; ``Running/stop(logger:)`` it once
+  /// the owner has stopped.
+  ///
+  /// It runs in a detached task: it must not follow the owner's task's graceful shutdown (a
+  /// service group would stop it as the drain starts, while `/ready` and `/metrics` still matter)
+  /// nor its cancellation (a cancelled NIO server traps, apple/swift-nio#3481).
+  package func start(showing owner: any MeshAdminSource) -> Running {
+    self.add(owner)
+    return Running(admin: self, owner: owner, task: Task.detached { try await self.run() })
+  }
+
+  /// An endpoint started for an owner.
+  package struct Running: Sendable {
+    let admin: MeshAdmin
+    let owner: any MeshAdminSource
+    let task: Task<Void, any Error>
+
+    /// Stops the endpoint gracefully, waits for it, and stops showing the owner; an error that
+    /// stopped it is logged to `logger`.
+    package func stop(logger: Logger) async {
+      self.admin.beginGracefulShutdown()
+      if case .failure(let error) = await self.task.result {
+        logger.warning(
+          "The admin endpoint stopped with an error",
+          metadata: ["mesh.error": "\(error)"]
+        )
+      }
+      self.admin.remove(self.owner)
+    }
+  }
+
   /// Shows `source` (a client or a server) on this endpoint too (once, however often added).
   public func add(_ source: any MeshAdminSource) {
     self.sources.withLock { sources in

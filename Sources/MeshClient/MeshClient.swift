@@ -113,14 +113,9 @@ public final class MeshClient: Sendable {
     #if Admin
       var logger = logger
       if let settings = configuration.admin {
-        let admin = try MeshAdmin(
-          configuration: settings,
-          logLevel: MeshLogLevel(logger.logLevel),
-          logger: logger
-        )
         // `/logging` sets the client's level; `/metrics` serves its metrics unless they go to a
         // factory of the application's.
-        logger = admin.logLevel.controlling(logger)
+        let admin = try MeshAdmin(configuration: settings, controlling: &logger)
         self.admin = admin
         self.metrics = configuration.metrics ?? admin.metricsFactory
       } else {
@@ -257,13 +252,8 @@ public final class MeshClient: Sendable {
   /// swift-service-lifecycle `ServiceGroup` running it shuts down gracefully.
   public func run() async throws {
     #if Admin
-      // The admin endpoint runs in a detached task: it must not follow the caller's
-      // cancellation (a cancelled NIO server traps, apple/swift-nio#3481). It is awaited below,
-      // and stopped gracefully once the clients have drained.
-      let adminTask = self.admin.map { admin in
-        admin.add(self)
-        return Task.detached { try await admin.run() }
-      }
+      // Stopped once the clients have drained.
+      let admin = self.admin?.start(showing: self)
     #endif
     await withGracefulShutdownHandler {
       await self.runUntilShutdown()
@@ -271,16 +261,7 @@ public final class MeshClient: Sendable {
       self.beginGracefulShutdown()
     }
     #if Admin
-      if let admin = self.admin, let adminTask {
-        admin.beginGracefulShutdown()
-        if case .failure(let error) = await adminTask.result {
-          self.logger.warning(
-            "The admin endpoint stopped with an error",
-            metadata: ["mesh.error": "\(error)"]
-          )
-        }
-        admin.remove(self)
-      }
+      await admin?.stop(logger: self.logger)
     #endif
   }
 

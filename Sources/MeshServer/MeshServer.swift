@@ -313,26 +313,20 @@ public final class MeshServer: Service, Sendable {
 
   private func serve() async throws {
     #if Admin
-      // The admin endpoint runs in a detached task: it must not follow the caller's graceful
-      // shutdown (a service group would stop it as the drain starts, while /ready and /metrics
-      // still matter) nor its cancellation (a cancelled NIO server traps, apple/swift-nio#3481).
-      // It is awaited below, and stopped gracefully once the server has stopped.
-      let adminTask = self.admin.map { admin in
-        admin.add(self)
-        return Task.detached { try await admin.run() }
-      }
+      // Stopped once the server has stopped, however it stopped.
+      let admin = self.admin?.start(showing: self)
     #endif
     do {
       try await self.serveAndDrain()
     } catch {
       self.settleStart(.failure(error))
       #if Admin
-        await self.stopAdmin(adminTask)
+        await admin?.stop(logger: self.logger)
       #endif
       throw error
     }
     #if Admin
-      await self.stopAdmin(adminTask)
+      await admin?.stop(logger: self.logger)
     #endif
     // Stopped before it served (a drain requested at once): nothing to wait for.
     self.settleStart(.failure(CancellationError()))
@@ -435,12 +429,7 @@ public final class MeshServer: Service, Sendable {
       logger: inout Logger
     ) throws -> MeshAdmin? {
       guard let settings = configuration.admin else { return nil }
-      let admin = try MeshAdmin(
-        configuration: settings,
-        logLevel: MeshLogLevel(logger.logLevel),
-        logger: logger
-      )
-      logger = admin.logLevel.controlling(logger)
+      let admin = try MeshAdmin(configuration: settings, controlling: &logger)
       configuration.metrics = configuration.metrics ?? admin.metricsFactory
       return admin
     }
@@ -471,21 +460,6 @@ public final class MeshServer: Service, Sendable {
       return nil
     #endif
   }
-
-  #if Admin
-    /// Stops the admin endpoint gracefully and waits for it.
-    private func stopAdmin(_ task: Task<Void, any Error>?) async {
-      guard let admin = self.admin, let task else { return }
-      admin.beginGracefulShutdown()
-      if case .failure(let error) = await task.result {
-        self.logger.warning(
-          "The admin endpoint stopped with an error",
-          metadata: ["mesh.error": "\(error)"]
-        )
-      }
-      admin.remove(self)
-    }
-  #endif
 
   /// Records the sampled gauges now (a scrape's handler, a test).
   package func recordMetrics() {

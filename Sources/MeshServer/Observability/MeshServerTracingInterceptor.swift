@@ -64,19 +64,12 @@ public struct MeshServerTracingInterceptor: ServerInterceptor {
       if let port { span.attributes["network.peer.port"] = port }
     }
     let end = MeshServedCallEnd(cancellation: context.cancellation) { code, error in
-      span.attributes["rpc.grpc.status_code"] = Int(code.rawValue)
-      if code == .ok {
-        span.setStatus(SpanStatus(code: .ok))
-      } else {
-        // gRFC A72: the code's name, then the message.
-        var description = meshStatusName(code)
-        if let error {
-          description += ", " + ((error as? RPCError)?.message ?? "\(error)")
-        }
-        span.setStatus(SpanStatus(code: .error, message: description))
-        if let error { span.recordError(error) }
-      }
-      span.end()
+      if code != .ok, let error { span.recordError(error) }
+      MeshCallTrace.finish(
+        span,
+        code: code,
+        message: error.map { ($0 as? RPCError)?.message ?? "\($0)" } ?? ""
+      )
     }
     return try await end.observe(within: span.context) { try await next(request, context) }
   }

@@ -14,10 +14,10 @@
  * limitations under the License.
  */
 
-internal import GRPCCore
+package import GRPCCore
 internal import MeshCore
 internal import MeshDiscovery
-internal import Tracing
+package import Tracing
 
 /// One call's client spans, as gRFC A72 names them: the call, `Sent.<service>.<method>` (a
 /// client span, child of the caller's context), and each attempt,
@@ -26,7 +26,7 @@ internal import Tracing
 /// carries the retries, hedges and refusals as events; an attempt's span, the ejection its
 /// failure caused. Each attempt's context goes to its server in the request metadata (W3C
 /// `traceparent`/`tracestate` with OpenTelemetry's tracer).
-final class MeshCallTrace: Sendable {
+package final class MeshCallTrace: Sendable {
   let tracer: any Tracer
   let span: any Span
   private let service: String
@@ -91,8 +91,8 @@ final class MeshCallTrace: Sendable {
   }
 
   /// Sets a span's gRPC status (A72: OK, or ERROR with the code's name and the message) and ends
-  /// it.
-  static func finish(_ span: any Span, code: Status.Code, message: String) {
+  /// it: the client's spans and the server's (`MeshServerTracingInterceptor`).
+  package static func finish(_ span: any Span, code: Status.Code, message: String) {
     guard span.isRecording else {
       span.end()
       return
