@@ -41,7 +41,7 @@ public protocol MeshAdminSource: AnyObject, Sendable {
 }
 
 /// One target of a client, as `/clusters` shows it.
-public struct MeshAdminCluster: Sendable, Encodable {
+public struct MeshAdminCluster: Sendable, Codable {
   /// The target service's name.
   public var target: String
   public var endpoints: [MeshEndpointStatus]

@@ -25,8 +25,17 @@ internal import X509
 public struct MeshCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "mesh",
-    abstract: "Tools for swift-grpc-mesh: certificates and a Consul-compatible dev agent.",
-    subcommands: [CertsCommand.self, AgentCommand.self]
+    abstract:
+      "Operate a swift-grpc-mesh: health probes, status, checks, certificates, a dev agent.",
+    discussion: """
+      Exit status: 0 on success, 1 for bad arguments or a failed check; 'mesh health' keeps \
+      grpc_health_probe's statuses (2 connection, 3 RPC, 4 not SERVING). Colour only on a \
+      terminal (never with NO_COLOR). Run 'mesh help <command>' for a command's flags and examples.
+      """,
+    subcommands: [
+      HealthCommand.self, StatusCommand.self, CheckCommand.self, ClustersCommand.self,
+      ConfigCommand.self, CertsCommand.self, AgentCommand.self,
+    ]
   )
 
   public init() {}
@@ -48,7 +57,7 @@ public struct CertsCommand: ParsableCommand {
       <dir>/services/<service>.crt and <dir>/services/<service>-key.pem for each service. Keys \
       are ECDSA P-256, written with mode 0600. Nothing is overwritten without --force.
       """,
-    subcommands: [InitCommand.self, IssueCommand.self]
+    subcommands: [InitCommand.self, IssueCommand.self, InspectCommand.self, RotateCommand.self]
   )
 
   public init() {}

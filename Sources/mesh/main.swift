@@ -14,16 +14,8 @@
  * limitations under the License.
  */
 
-import ArgumentParser
+import Foundation
 import MeshCommands
 
-do {
-  var command = try MeshCommand.parseAsRoot()
-  if var asyncCommand = command as? any MeshAsyncCommand {
-    try await asyncCommand.runAsync()
-  } else {
-    try command.run()
-  }
-} catch {
-  MeshCommand.exit(withError: error)
-}
+// Bad flags exit 1 (ArgumentParser's own status would be 64); see MeshCommand.main(arguments:).
+exit(await MeshCommand.main())

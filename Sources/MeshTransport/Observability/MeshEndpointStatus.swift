@@ -18,9 +18,9 @@ internal import MeshDiscovery
 
 /// One endpoint of a target as its balancer sees it now: what the admin endpoint's `/clusters`
 /// shows for it.
-public struct MeshEndpointStatus: Hashable, Sendable, Encodable {
+public struct MeshEndpointStatus: Hashable, Sendable, Codable {
   /// Where the endpoint is in its life, most telling first.
-  public enum State: String, Hashable, Sendable, Encodable {
+  public enum State: String, Hashable, Sendable, Codable {
     /// Its first connection (and health stream) is being made.
     case connecting
     /// Connected and serving: picked from.

@@ -242,10 +242,25 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     server: MeshIdentityPolicy,
     onVerified: (@Sendable (MeshTLSError?) -> Void)?
   ) throws(MeshTLSError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+    try self.clientTransportSecurity(server: server) { outcome in
+      switch outcome {
+      case .success: onVerified?(nil)
+      case .failure(let error): onVerified?(error)
+      }
+    }
+  }
+
+  /// Client mTLS as ``clientTransportSecurity(server:)``, telling `onPeer` what each verification
+  /// of the server found: the server's verified identity and chain, or why it was rejected (what
+  /// `mesh health` and `mesh check` report).
+  package func clientTransportSecurity(
+    server: MeshIdentityPolicy,
+    onPeer: @escaping @Sendable (Result<MeshVerifiedPeer, MeshTLSError>) -> Void
+  ) throws(MeshTLSError) -> HTTP2ClientTransport.Posix.TransportSecurity {
     let verify = self.verificationCallback(
       policy: server,
       peerRole: "server",
-      onVerified: onVerified
+      onPeer: onPeer
     )
     do {
       return try .mTLS(certificateReloader: self) { config in
@@ -297,7 +312,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
   private func verificationCallback(
     policy: MeshIdentityPolicy,
     peerRole: String,
-    onVerified: (@Sendable (MeshTLSError?) -> Void)? = nil
+    onPeer: (@Sendable (Result<MeshVerifiedPeer, MeshTLSError>) -> Void)? = nil
   )
     -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) ->
     Void
@@ -306,12 +321,12 @@ public final class MeshCredentials: CertificateReloader, Sendable {
       promise.completeWithTask {
         let result = await self.verify(certificates, policy: policy, peerRole: peerRole)
         switch result {
-        case .success(let validated):
-          onVerified?(nil)
+        case .success(let (validated, peer)):
+          onPeer?(.success(peer))
           return .certificateVerified(VerificationMetadata(validated))
         case .failure(let error):
           self.state.withLock { $0.lastVerificationFailure = error }
-          onVerified?(error)
+          onPeer?(.failure(error))
           self.logger.info(
             "Rejected a mesh peer",
             metadata: [
@@ -330,7 +345,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     _ certificates: [NIOSSLCertificate],
     policy: MeshIdentityPolicy,
     peerRole: String
-  ) async -> Result<NIOSSL.ValidatedCertificateChain, MeshTLSError> {
+  ) async -> Result<(NIOSSL.ValidatedCertificateChain, MeshVerifiedPeer), MeshTLSError> {
     let peerChain: [Certificate]
     do {
       peerChain = try certificates.map { try Certificate(derEncoded: try $0.toDERBytes()) }
@@ -355,7 +370,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     case .success(let peer):
       do {
         let validated = try MeshLoadedCredentials.nioCertificates(peer.chain)
-        return .success(NIOSSL.ValidatedCertificateChain(validated))
+        return .success((NIOSSL.ValidatedCertificateChain(validated), peer))
       } catch {
         return .failure(
           MeshTLSError(
