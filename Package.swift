@@ -261,6 +261,7 @@ var targets: [Target] = [
     name: "MeshServer",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshIdentity"),
       .target(name: "MeshConfiguration"),
       .target(name: "MeshTransport"),
       .target(name: "MeshHealth"),

@@ -21,6 +21,7 @@ internal import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import MeshCore
 public import MeshHealth
+internal import MeshIdentity
 public import MeshTransport
 public import ServiceLifecycle
 internal import Tracing
@@ -553,6 +554,11 @@ public final class MeshServer: Service, Sendable {
           interval: settings.checkInterval,
           timeout: settings.checkTimeout,
           useTLS: self.configuration.tls != nil,
+          // Consul verifies a TLS check's server by this name, not by the address it dials (a
+          // pod's IP is in no certificate); every `mesh certs` certificate names its service.
+          tlsServerName: self.configuration.tls != nil
+            && (try? MeshServiceIdentity.dns(self.configuration.serviceName)) != nil
+            ? self.configuration.serviceName : nil,
           deregisterCriticalServiceAfter: settings.deregisterCriticalServiceAfter
         )
       )
