@@ -148,7 +148,12 @@ struct MeshHealthCommandTests {
     defer { try? FileManager.default.removeItem(atPath: directory.path) }
     try await withMeshServer(echoServer(directory, admin: false), services: []) { server in
       let address = "127.0.0.1:\(try await server.listeningPort)"
-      let tls = ["--certs", directory.path, "--identity", "probe"]
+      // Generous limits: the suite runs in parallel on two loaded cores.
+      let tls = [
+        "--certs", directory.path, "--identity", "probe", "--connect-timeout", "20s",
+        "--rpc-timeout",
+        "20s",
+      ]
 
       var run = try await mesh(["health", address] + tls)
       #expect(run.status == 0)
@@ -287,7 +292,12 @@ struct MeshStatusCheckTests {
           services: []
         ) { second in
           try await waitUntilPassing(consul, "echo", count: 2)
-          let tls = ["--certs", directory.path, "--identity", "probe"]
+          // Generous limits: the suite runs in parallel on two loaded cores.
+          let tls = [
+            "--certs", directory.path, "--identity", "probe", "--connect-timeout", "20s",
+            "--rpc-timeout",
+            "20s",
+          ]
 
           var run = try await mesh(["status", "--consul", agent, "--json"] + tls)
           #expect(run.status == 0)
