@@ -37,11 +37,14 @@ import UnixSignals
 //     self-registration with a gRPC health check that the agent runs over mTLS,
 //   - a mesh client calling greeter.v1.Greeter steadily, by the service's name: SayHello, and
 //     every tenth call StreamHellos (server streaming).
-// Instance 2 is flaky from the start: it fails every third call from the client with UNAVAILABLE
-// (the mesh retries those on another instance, and outlier detection ejects it, probes it and
-// lets it back). A third of the way in, instance 0 is killed (kill -9: its calls in flight are
-// retried elsewhere); two thirds in, instance 1 turns NOT_SERVING. Every second it prints
-// per-instance call counts, errors, retries, ejected instances and latency percentiles; the last line is a summary:
+// The story, at fifths of the run, each step announced as it happens: greeter-2 is flaky from the
+// start (it fails every third call from the client with UNAVAILABLE: the mesh retries those on
+// another instance, and outlier detection ejects it); at 1/5 greeter-0 is killed (kill -9: its
+// calls in flight are retried elsewhere); at 2/5 it is restarted (it registers again and is picked
+// again); at 3/5 greeter-2 heals (its ejection ends, it is probed and readmitted) and greeter's
+// certificate is rotated (each instance reloads it); at 4/5 greeter-1 drains (NOT_SERVING,
+// deregistered, stopped with no failed call). Every second it prints per-instance call counts,
+// errors, retries, ejected instances and latency percentiles; the last line is a summary:
 // total=<n> failed=<n> retries=<n> budget_refused=<n> ejections=<n> p50_ms=<x> p99_ms=<x>.
 //
 // Its flags are checked before anything starts (a bad one exits with status 1). The temporary
@@ -111,8 +114,8 @@ final class Results: Sendable {
 
 /// `mesh-demo --instance <index> <certs> <agent port>`: one greeter instance, a MeshServer that
 /// registers itself in the agent as `greeter-<index>` with a gRPC check and runs an admin
-/// endpoint. It prints `LISTENING <port> <admin port>`, then answers commands on stdin: `count` (prints `COUNT <n>`),
-/// `not-serving`, `flaky`; stdin closing drains it.
+/// endpoint. It prints `LISTENING <port> <admin port>`, then answers commands on stdin: `count`
+/// (prints `COUNT <n>`), `not-serving`, `flaky`, `healthy`; stdin closing drains it.
 func runInstance(index: String, certificates: String, agentPort: String) async throws {
   let served = Served()
   var configuration = try MeshServerConfiguration.fromEnvironment([
@@ -124,6 +127,17 @@ func runInstance(index: String, certificates: String, agentPort: String) async t
   configuration.registration?.id = "greeter-\(index)"
   configuration.registration?.checkInterval = .seconds(1)
   configuration.registration?.checkTimeout = .seconds(2)
+  // The demo rotates the greeter's certificate mid-run: re-read the files every second.
+  configuration.tls?.credentials.reloadInterval = .seconds(1)
+  // Authorization by caller identity: only demo-client may call the greeter; anyone in the mesh
+  // may ask its health (Consul's checks, the clients' health checking, `mesh health`).
+  configuration.authorization = MeshAuthorizationPolicy(
+    rules: [
+      .allow(from: .service("demo-client"), to: .service("greeter.v1.Greeter")),
+      .allow(from: .trustDomain("mesh.local"), to: .service("grpc.health.v1.Health")),
+    ],
+    defaultAction: .deny
+  )
   let server = try await MeshServer(
     configuration: configuration,
     services: [GreeterService(instance: "greeter-\(index)")],
@@ -145,6 +159,7 @@ func runInstance(index: String, certificates: String, agentPort: String) async t
           server.health.setNotServing()
           server.health.setNotServing(service: Greeter_V1_Greeter.descriptor.fullyQualifiedService)
         case "flaky": served.flaky.withLock { $0 = true }
+        case "healthy": served.flaky.withLock { $0 = false }
         default: break
         }
         fflush(nil)
@@ -220,6 +235,18 @@ final class InstanceProcess: @unchecked Sendable {
     self.isAlive = false
     try? self.input.close()
     self.process.waitUntilExit()
+  }
+
+  /// Closes its stdin (a graceful drain: NOT_SERVING, deregistered, GOAWAY, calls in flight
+  /// finish) and returns when it has exited, with its exit status.
+  func drain() async -> Int32 {
+    guard self.isAlive else { return -1 }
+    self.isAlive = false
+    try? self.input.close()
+    // Its output ends when it exits.
+    while await self.iterator.next() != nil {}
+    self.process.waitUntilExit()
+    return self.process.terminationStatus
   }
 }
 
@@ -312,11 +339,11 @@ case .failure(let error):
 func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws {
   let authority = try MeshCertificateAuthority.create(trustDomain: "mesh.local")
   try certs.write(authority)
-  for service in ["greeter", "demo-client", "consul-agent"] {
+  for service in ["greeter", "demo-client", "consul-agent", "intruder"] {
     try certs.write(try authority.issue(service: service, ipAddresses: ["127.0.0.1"]))
   }
   print(
-    "demo: made a mesh CA and certificates for greeter, demo-client and consul-agent in \(certs.path)"
+    "demo: made a mesh CA and certificates for greeter, demo-client, consul-agent and intruder in \(certs.path)"
   )
 
   let agentCredentials = try await MeshCredentials(.directory(certs.path, service: "consul-agent"))
@@ -390,6 +417,26 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       instances[2].send("flaky")
       print("demo: >>> greeter-2 is flaky: it fails every third call with UNAVAILABLE")
 
+      // Another service of the mesh, with a certificate from the same CA, that the greeter's
+      // policy does not let in.
+      var intruder = configuration
+      intruder.serviceName = "intruder"
+      intruder.tls = .init(credentials: .directory(certs.path, service: "intruder"))
+      intruder.admin = nil
+      // Its refused call shows in the demo client's metrics (the callers' error ratio).
+      intruder.metrics = mesh.admin?.metricsFactory
+      try await withMeshClient(intruder) { intruderMesh in
+        let client = Greeter_V1_Greeter.Client(wrapping: try intruderMesh.client(for: "greeter"))
+        do {
+          _ = try await client.sayHello(.with { $0.name = "intruder" })
+          throw DemoError("the greeter let intruder in: its authorization policy did not hold")
+        } catch let error as RPCError where error.code == .permissionDenied {
+          print(
+            "demo: >>> intruder (spiffe://mesh.local/ns/default/svc/intruder) called SayHello: refused by authorization (\(error.code))"
+          )
+        }
+      }
+
       try await withThrowingTaskGroup(of: Void.self) { traffic in
         for _ in 0..<options.concurrency {
           traffic.addTask {
@@ -426,8 +473,9 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
 
         // The timeline and the per-second report.
         var second = 0
-        var killed = false
-        var drained = false
+        // What happens when, as fractions of the run: each step once, announced as it happens.
+        var step = 0
+        var awaitingRestartedPick = false
         var previous = instances.map { _ in 0 }
         var previousCount = 0
         var previousRetries = 0
@@ -437,19 +485,49 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
           if stopRequested.hasFired { break }
           second += 1
           let elapsed = start.duration(to: .now) / .seconds(1)
-          if !killed && elapsed >= seconds / 3 {
-            killed = true
+          if step == 0 && elapsed >= seconds / 5 {
+            step += 1
             instances[0].kill()
-            print("demo: >>> killed greeter-0 (kill -9)")
-          }
-          if !drained && elapsed >= 2 * seconds / 3 {
-            drained = true
-            instances[1].send("not-serving")
-            print("demo: >>> greeter-1 now reports NOT_SERVING")
+            print("demo: >>> killed greeter-0 (kill -9): its calls in flight are retried elsewhere")
+          } else if step == 1 && elapsed >= 2 * seconds / 5 {
+            step += 1
+            let restarted = try InstanceProcess(
+              index: 0,
+              certificates: certs.path,
+              agentPort: agentPort
+            )
+            instances[0] = restarted
+            try await restarted.waitUntilListening()
+            previous[0] = 0
+            awaitingRestartedPick = true
+            print(
+              "demo: >>> restarted greeter-0 (pid \(restarted.process.processIdentifier)) on 127.0.0.1:\(restarted.port): it registers again and is picked once its check passes"
+            )
+            print("demo: admin endpoint of greeter-0 on http://127.0.0.1:\(restarted.adminPort)/")
+          } else if step == 2 && elapsed >= 3 * seconds / 5 {
+            step += 1
+            instances[2].send("healthy")
+            print(
+              "demo: >>> greeter-2 is healthy again: once its ejection ends it is probed and readmitted"
+            )
+            let rotated = try authority.issue(service: "greeter", ipAddresses: ["127.0.0.1"])
+            try certs.write(rotated, force: true)
+            print(
+              "demo: >>> rotated greeter's certificate and key (\(rotated.identity)): each instance reloads them within 1 s; new connections use them"
+            )
+          } else if step == 3 && elapsed >= 4 * seconds / 5 {
+            step += 1
+            print("demo: >>> draining greeter-1: NOT_SERVING, deregistered, calls in flight finish")
+            let status = await instances[1].drain()
+            print("demo: >>> greeter-1 drained and exited (status \(status))")
           }
           var counts: [Int] = []
           for (index, instance) in instances.enumerated() {
             counts.append(await instance.servedCount() ?? previous[index])
+          }
+          if awaitingRestartedPick && counts[0] > 0 {
+            awaitingRestartedPick = false
+            print("demo: >>> the restarted greeter-0 is picked again (\(counts[0]) calls so far)")
           }
           let stats = mesh.stats(for: "greeter") ?? MeshTransportStats()
           for id in stats.ejectedEndpoints.subtracting(previousEjected).sorted() {
@@ -500,6 +578,10 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
         """
       )
     }
+    // SayHello and StreamHellos are both idempotent: the mesh may retry either.
+    print(
+      "demo: every call accounted for: \(sorted.count) succeeded + \(snapshot.failures) failed = \(sorted.count + snapshot.failures); failed calls to idempotent methods: \(snapshot.failures)"
+    )
     let passing = try await consul.healthService("greeter").value.map(\.service.id)
     print("demo: Consul's passing greeter instances at the end: \(passing)")
 
