@@ -58,6 +58,7 @@ let package = Package(
       dependencies: [
         .target(name: "Greeter"),
         .product(name: "MeshServer", package: "swift-grpc-mesh"),
+        .product(name: "MeshOTel", package: "swift-grpc-mesh"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -17,6 +17,7 @@
 import Foundation
 import Greeter
 import Logging
+import MeshOTel
 import MeshServer
 import ServiceLifecycle
 import UnixSignals
@@ -28,22 +29,30 @@ import UnixSignals
 //     swift run --package-path Examples greeter-server
 //
 // It serves mTLS, the health service, registers itself in Consul with a gRPC check, and on SIGTERM
-// or SIGINT drains: NOT_SERVING, deregistered, GOAWAY, RPCs in flight finish.
+// or SIGINT drains: NOT_SERVING, deregistered, GOAWAY, RPCs in flight finish. With
+// OTEL_EXPORTER_OTLP_ENDPOINT set (http://jaeger:4317 in deploy/docker-compose.yml) it exports its
+// spans over OTLP/gRPC, as OpenTelemetry's variables say.
 
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
 let logger = Logger(label: "greeter-server")
 do {
-  let configuration = try MeshServerConfiguration.fromEnvironment()
+  var configuration = try MeshServerConfiguration.fromEnvironment()
   let process = ProcessInfo.processInfo
+  let tracing: MeshOTel.Tracing? =
+    process.environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == nil
+    ? nil : try MeshOTel.tracing(MeshOTelConfiguration(serviceName: configuration.serviceName))
+  configuration.tracer = tracing?.tracer
   let server = try await MeshServer(
     configuration: configuration,
     services: [GreeterService(instance: "\(process.hostName)-\(process.processIdentifier)")],
     logger: logger
   )
+  // The exporter first, so that it stops last and exports the drain's spans.
+  let services: [any Service] = (tracing.map { [$0.service] } ?? []) + [server]
   try await withThrowingDiscardingTaskGroup { group in
     group.addTask {
       try await ServiceGroup(
-        services: [server],
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger
       ).run()
