@@ -67,6 +67,16 @@ step "Prometheus scraping a demo run: every rule, recording rule and dashboard q
 limited python3 scripts/check-prometheus-demo.py \
   --demo "swift run --package-path Examples --skip-build mesh-demo --duration 30"
 
+# The deployable stack: Debian's docker-compose (no Docker engine here) accepts the compose file,
+# every path it mounts exists once `mesh certs` (deploy/make-certs.sh) has made the certificates,
+# and the Kubernetes manifest probes with `mesh health`.
+step "Checking deploy/: the compose file and what it mounts, the Kubernetes manifest"
+if ! command -v docker-compose >/dev/null; then
+  echo "docker-compose is missing: install Debian's docker-compose package" >&2
+  exit 1
+fi
+python3 scripts/check-deploy.py --mesh "$(swift build --show-bin-path)/mesh"
+
 # MeshClient and MeshServer with none of the package's traits, as a service on static or DNS
 # discovery that reads JSON and runs no admin endpoint builds them: they must compile, and build
 # neither Consul's client (async-http-client), Yams nor the admin endpoint (Hummingbird).
