@@ -406,7 +406,13 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       if let admin = mesh.admin {
         print("demo: admin endpoint of demo-client on \(try await admin.url)")
         print("demo:   (/metrics, /clusters, /config_dump, /certs, /ready, /logging)")
+        print("demo: while it runs, from another terminal at the repository's root:")
+        print("demo:   swift run mesh clusters \(try await admin.url)")
       }
+      let tools =
+        "--consul http://127.0.0.1:\(agentPort) --certs \(certs.path) --identity demo-client"
+      print("demo:   swift run mesh status \(tools)")
+      print("demo:   swift run mesh check \(tools)")
       let greeter = Greeter_V1_Greeter.Client(wrapping: try mesh.client(for: "greeter"))
       let start = ContinuousClock.now
       let end = start.advanced(by: options.duration)
