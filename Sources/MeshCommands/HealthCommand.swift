@@ -26,12 +26,13 @@ public struct HealthCommand: AsyncParsableCommand, MeshReportingCommand {
     commandName: "health",
     abstract: "Check a gRPC server's health (grpc.health.v1), as grpc_health_probe does.",
     discussion: """
-      Connects within --connect-timeout (TCP, then the mTLS handshake), then asks Check within \
-      --rpc-timeout. Exit status, as grpc_health_probe's (so it drops into a Kubernetes exec probe):
+      Connects within --connect-timeout (TCP, the mTLS handshake, the server's HTTP/2 settings), \
+      then asks Check within --rpc-timeout. Exit status, as grpc_health_probe's (so it drops into \
+      a Kubernetes exec probe):
 
         0  SERVING
         1  bad arguments or unusable certificates
-        2  the connection failed or timed out (refused, unreachable, TLS handshake)
+        2  the connection failed or timed out (refused, unreachable, TLS handshake, no HTTP/2)
         3  the RPC failed or timed out
         4  the server answered, but not SERVING
 

@@ -23,7 +23,9 @@ internal import MeshIdentity
 internal import MeshProto
 internal import MeshTransport
 internal import NIOCore
+internal import NIOHTTP2
 internal import NIOPosix
+internal import NIOSSL
 internal import SwiftProtobuf
 internal import X509
 
@@ -191,8 +193,11 @@ struct MeshProbeResult: Sendable, Encodable {
   }
 }
 
-/// A grpc.health.v1 probe of one server, as grpc_health_probe makes it: a connection within the
-/// connect timeout (TCP, then for mTLS the handshake), then `Check` within the RPC timeout.
+/// A grpc.health.v1 probe of one server, as grpc_health_probe makes it (its dial blocks until the
+/// connection is ready): a connection within the connect timeout, made with NIO (TCP, the mTLS
+/// handshake, the HTTP/2 preface and the server's SETTINGS), whose failure is exit status 2; then
+/// `Check` (or `Watch`'s first answer) within the RPC timeout over grpc-swift's own connection,
+/// whose failure is 3.
 struct MeshHealthProbe: Sendable {
   var host: MeshHost
   var port: Int
@@ -228,7 +233,7 @@ struct MeshHealthProbe: Sendable {
       outcome: .serving,
       elapsedMilliseconds: 0
     )
-    if let failure = await self.connect() {
+    if let failure = await self.connect(into: &result) {
       result.outcome = .connectionFailed
       result.error = failure
     } else {
@@ -238,45 +243,105 @@ struct MeshHealthProbe: Sendable {
     return result
   }
 
-  /// A TCP connection within the connect timeout, closed at once; nil when it was made.
-  private func connect() async -> String? {
+  /// A gRPC connection within the connect timeout, closed once the server's HTTP/2 SETTINGS
+  /// arrive; nil when it was made, else why not. Over mTLS it also records the server's verified
+  /// identity in `result`.
+  private func connect(into result: inout MeshProbeResult) async -> String? {
     let host = self.host
     let port = self.port
     let limit = self.connectTimeout
-    let outcome: String?? = await withTimeLimit(limit) {
+    let verified = MeshLocked<Result<MeshVerifiedPeer, MeshTLSError>?>(nil)
+    var tls:
+      (
+        context: NIOSSLContext,
+        verify:
+          @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>)
+          -> Void
+      )?
+    if let credentials = self.credentials {
+      let (configuration, verify) = credentials.clientTLS(server: self.serverPolicy) {
+        verified.set($0)
+      }
       do {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        tls = (try NIOSSLContext(configuration: configuration), verify)
+      } catch {
+        return "cannot set up mTLS: \(error)"
+      }
+    }
+    // SNI names a DNS host only (an address in SNI is not allowed).
+    let serverName: String? = if case .dns(let name) = host { name } else { nil }
+    let tlsSetup = tls
+    let failure: String?? = await withTimeLimit(limit) {
+      let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+      let settings = eventLoop.makePromise(of: Void.self)
+      // Completed on every path (a second completion is ignored): NIO reports a leaked promise.
+      defer { settings.fail(ChannelError.alreadyClosed) }
+      let channel: any Channel
+      do {
+        channel = try await ClientBootstrap(group: eventLoop)
           .connectTimeout(.nanoseconds(MeshInput.nanoseconds(clamping: limit)))
+          .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+              let pipeline = channel.pipeline.syncOperations
+              if let tlsSetup {
+                try pipeline.addHandler(
+                  NIOSSLClientHandler(
+                    context: tlsSetup.context,
+                    serverHostname: serverName,
+                    customVerificationCallbackWithMetadata: tlsSetup.verify
+                  )
+                )
+              }
+              try pipeline.addHandler(NIOHTTP2Handler(mode: .client))
+              try pipeline.addHandler(SettingsAwaiter(settings))
+            }
+          }
           .connect(host: host.text, port: port).get()
-        try? await channel.close()
-        return nil
       } catch {
         return "cannot connect to \(host.authority(port: port)): \(Self.describe(error))"
       }
+      defer { channel.close(promise: nil) }
+      do {
+        try await withTaskCancellationHandler {
+          try await settings.futureResult.get()
+        } onCancel: {
+          settings.fail(CancellationError())
+        }
+        return nil
+      } catch {
+        return "connected to \(host.authority(port: port)), but \(Self.describe(error))"
+      }
     }
-    guard let outcome else {
-      return "cannot connect to \(self.address): timed out after \(MeshGoDuration.format(limit))"
+    let peer = verified.value
+    if case .success(let peer) = peer {
+      result.serverIdentity = peer.identity.description
+      result.serverIdentities = peer.identities.map(\.description)
+      result.serverCertificateExpiry = peer.chain.first?.notValidAfter
     }
-    return outcome
+    if case .failure(let error) = peer {
+      return "the server's certificate was refused: \(error.message)"
+    }
+    guard let failure else {
+      let step = tlsSetup == nil ? "an HTTP/2 connection" : "an mTLS connection"
+      return "\(step) to \(self.address) did not complete within \(MeshGoDuration.format(limit))"
+    }
+    return failure
   }
 
-  /// The RPC over a connection of its own (mTLS when there are credentials).
+  /// The RPC over a connection of its own (mTLS when there are credentials); the connection
+  /// check has passed, so any failure here is the RPC's (3).
   private func call(
     service: String,
     into result: inout MeshProbeResult,
     watch onStatus: (@Sendable (String) -> Void)?
   ) async {
-    let verified = MeshLocked<Result<MeshVerifiedPeer, MeshTLSError>?>(nil)
     let security: HTTP2ClientTransport.Posix.TransportSecurity
     let config: HTTP2ClientTransport.Posix.Config
     if let credentials = self.credentials {
       do {
-        security = try credentials.clientTransportSecurity(
-          server: self.serverPolicy,
-          onPeer: { verified.set($0) }
-        )
+        security = try credentials.clientTransportSecurity(server: self.serverPolicy)
       } catch {
-        result.outcome = .connectionFailed
+        result.outcome = .rpcFailed
         result.error = "cannot set up mTLS: \(error.message)"
         return
       }
@@ -293,7 +358,7 @@ struct MeshHealthProbe: Sendable {
         config: config
       )
     } catch {
-      result.outcome = .connectionFailed
+      result.outcome = .rpcFailed
       result.error = "cannot make a connection to \(self.address): \(error)"
       return
     }
@@ -331,15 +396,14 @@ struct MeshHealthProbe: Sendable {
         return .failure(error)
       }
     }
-    // The connect timeout bounds the handshake and the RPC timeout the first answer, whatever
-    // grpc-swift's own deadline does; a watch that has answered then lasts as long as its stream.
-    let limit = self.connectTimeout + rpcTimeout
+    // The RPC timeout bounds the answer (a watch's first), whatever grpc-swift's own deadline
+    // does; a watch that has answered then lasts as long as its stream.
     let outcome: Result<String, any Error>? = await withTaskGroup(
       of: Result<String, any Error>??.self
     ) { group in
       group.addTask { .some(await rpc()) }
       group.addTask {
-        try? await Task.sleep(for: limit)
+        try? await Task.sleep(for: rpcTimeout)
         // Timed out, unless a watch has had its first answer (then this task has no say).
         return watching && answer.value != nil ? nil : .some(nil)
       }
@@ -353,12 +417,6 @@ struct MeshHealthProbe: Sendable {
       group.cancelAll()
       return decided
     }
-    let peer = verified.value
-    if case .success(let peer) = peer {
-      result.serverIdentity = peer.identity.description
-      result.serverIdentities = peer.identities.map(\.description)
-      result.serverCertificateExpiry = peer.chain.first?.notValidAfter
-    }
     switch outcome {
     case .some(.success(let status)):
       result.status = status
@@ -368,32 +426,17 @@ struct MeshHealthProbe: Sendable {
         result.error = "the watch ended before the server sent a status"
       }
     case .some(.failure(let error)):
+      result.outcome = .rpcFailed
       if watching, let last = answer.value {
         // A watch ends when the server goes away; what it last said stands.
         result.status = last
-        result.outcome = .rpcFailed
         result.error = "the watch ended: \(Self.describe(error))"
-        return
-      }
-      if self.credentials != nil, case .failure(let tlsError) = peer {
-        result.outcome = .connectionFailed
-        result.error = "the server's certificate was refused: \(tlsError.message)"
-      } else if self.credentials != nil, peer == nil {
-        result.outcome = .connectionFailed
-        result.error = "the TLS handshake with \(self.address) failed: \(Self.describe(error))"
       } else {
-        result.outcome = .rpcFailed
         result.error = "the health RPC failed: \(Self.describe(error))"
       }
     case .none:
-      if self.credentials != nil, peer == nil {
-        result.outcome = .connectionFailed
-        result.error =
-          "the TLS handshake with \(self.address) did not finish within \(MeshGoDuration.format(self.connectTimeout + rpcTimeout))"
-      } else {
-        result.outcome = .rpcFailed
-        result.error = "the health RPC timed out after \(MeshGoDuration.format(rpcTimeout))"
-      }
+      result.outcome = .rpcFailed
+      result.error = "the health RPC timed out after \(MeshGoDuration.format(rpcTimeout))"
     }
   }
 
@@ -425,4 +468,44 @@ final class MeshLocked<Value: Sendable>: Sendable {
   init(_ value: Value) { self.state = MeshMutex(value) }
   func set(_ value: Value) { self.state.withLock { $0 = value } }
   var value: Value { self.state.withLock { $0 } }
+}
+
+/// Completes `settings` when the server's first SETTINGS frame arrives (its half of the HTTP/2
+/// connection preface), fails it if the connection errs or closes first.
+private final class SettingsAwaiter: ChannelInboundHandler {
+  typealias InboundIn = HTTP2Frame
+
+  private let settings: EventLoopPromise<Void>
+
+  init(_ settings: EventLoopPromise<Void>) {
+    self.settings = settings
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if case .settings(.settings) = Self.unwrapInboundIn(data).payload {
+      self.settings.succeed(())
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    self.settings.fail(
+      MeshProbeConnectionError("the connection failed: \(MeshHealthProbe.describe(error))")
+    )
+    context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.settings.fail(
+      MeshProbeConnectionError(
+        "the server closed the connection before its HTTP/2 settings (a TLS server probed in plaintext, or one that refused this certificate?)"
+      )
+    )
+    context.fireChannelInactive()
+  }
+}
+
+/// Why a connection check failed, in words.
+struct MeshProbeConnectionError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
 }

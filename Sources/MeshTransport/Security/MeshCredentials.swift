@@ -19,7 +19,7 @@ public import GRPCNIOTransportHTTP2Posix
 public import Logging
 private import MeshCore
 public import NIOCertificateReloading
-internal import NIOCore
+package import NIOCore
 public import NIOSSL
 internal import SwiftASN1
 public import X509
@@ -276,6 +276,31 @@ public final class MeshCredentials: CertificateReloader, Sendable {
         cause: error
       )
     }
+  }
+
+  /// A NIOSSL client configuration presenting the current certificate (ALPN `h2`), and the
+  /// verification callback that checks the server as ``clientTransportSecurity(server:)`` does,
+  /// telling `onPeer` what it found: for a connection made with NIO directly (`mesh health`
+  /// checks that a connection can be made before it asks anything over it).
+  package func clientTLS(
+    server: MeshIdentityPolicy,
+    onPeer: @escaping @Sendable (Result<MeshVerifiedPeer, MeshTLSError>) -> Void
+  ) -> (
+    configuration: TLSConfiguration,
+    verify:
+      @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) ->
+      Void
+  ) {
+    let current = self.state.withLock { $0.current }
+    var configuration = TLSConfiguration.makeClientConfiguration()
+    configuration.certificateChain = current.nioChain.map { .certificate($0) }
+    configuration.privateKey = .privateKey(current.nioPrivateKey)
+    // Host names are not identities here: the callback matches SPIFFE or DNS SANs.
+    configuration.certificateVerification = .noHostnameVerification
+    configuration.trustRoots = .certificates([])
+    configuration.applicationProtocols = ["h2"]
+    let verify = self.verificationCallback(policy: server, peerRole: "server", onPeer: onPeer)
+    return (configuration, verify)
   }
 
   /// The server transport's settings with this configuration's HTTP/2 tuning and keepalive.
