@@ -163,8 +163,9 @@ public struct ConfigDumpCommand: AsyncParsableCommand, MeshReportingCommand {
       JSON, secrets redacted by the process. Exit status: 0, 1 for bad arguments, 2 when the \
       endpoint cannot be read.
 
-      Example:
-        mesh config dump 127.0.0.1:9901 | jq .client.targets
+      Examples:
+        mesh config dump 127.0.0.1:9901
+        mesh config dump http://10.0.0.7:9901 --timeout 2s | jq .client.targets
       """
   )
 

@@ -79,6 +79,31 @@ public struct CheckCommand: AsyncParsableCommand, MeshReportingCommand {
     if let service = self.service.first(where: { $0.isEmpty }) {
       throw ValidationError("--service must name a service, not \(MeshInput.quoted(service)).")
     }
+    guard self.tls.serverName == nil else {
+      throw ValidationError(
+        "mesh check expects each service's own identity; --server-name is for mesh health and status."
+      )
+    }
+    // The identity each service must present is made of these: check them before Consul is asked.
+    let (trustDomain, namespace) = self.identityParts(
+      environment: ProcessInfo.processInfo.environment,
+      credentials: nil
+    )
+    for name in self.service.isEmpty ? ["service"] : self.service {
+      _ = try Self.identities(of: name, trustDomain: trustDomain, namespace: namespace)
+    }
+  }
+
+  /// The trust domain and namespace of the identities to expect.
+  func identityParts(
+    environment: [String: String],
+    credentials: MeshCredentials?
+  ) -> (trustDomain: String, namespace: String) {
+    (
+      self.trustDomain ?? environment["MESH_TRUST_DOMAIN"]
+        ?? credentials?.identities.compactMap(\.trustDomain).first ?? "mesh.local",
+      self.namespace ?? environment["MESH_NAMESPACE"] ?? "default"
+    )
   }
 
   /// One step's result: passed, failed, or skipped (nil).
@@ -98,26 +123,21 @@ public struct CheckCommand: AsyncParsableCommand, MeshReportingCommand {
   }
 
   public func execute(_ output: MeshCommandOutput) async throws -> Int32 {
-    let environment = ProcessInfo.processInfo.environment
-    let configuration = try self.consul.configuration()
     let credentials = try await self.tls.load()
-    let trustDomain =
-      self.trustDomain ?? environment["MESH_TRUST_DOMAIN"]
-      ?? credentials?.identities.compactMap(\.trustDomain).first ?? "mesh.local"
-    let namespace = self.namespace ?? environment["MESH_NAMESPACE"] ?? "default"
-    // Each service named must make an identity in this trust domain and namespace.
-    for name in self.service {
-      _ = try Self.identities(of: name, trustDomain: trustDomain, namespace: namespace)
-    }
-    let survey = await MeshSurvey.take(
-      consul: configuration,
+    let (trustDomain, namespace) = self.identityParts(
+      environment: ProcessInfo.processInfo.environment,
+      credentials: credentials
+    )
+    // Any identity the CA signed completes the handshake; the mTLS step then judges it. Only
+    // the instances whose checks pass are probed: the others fail the step before.
+    let survey = try await self.timeouts.survey(
+      consul: self.consul,
       only: self.service,
       credentials: credentials,
-      // Any identity the CA signed completes the handshake; the mTLS step then judges it.
-      serverPolicy: { _ in .anyIdentity },
+      serverPolicy: .anyIdentity,
       certificatesDirectory: nil,
-      timeouts: try self.timeouts.values(),
-      readMetrics: !self.noAdmin
+      readMetrics: !self.noAdmin,
+      probeAll: false
     )
     let steps = self.steps(
       survey,

@@ -126,8 +126,9 @@ struct MeshSurvey: Sendable, Encodable {
     var path: String
     var identities: [String]
     var subject: String
-    var notValidAfter: Date
-    var daysLeft: Int
+    /// Nil when the file could not be read (then `error` says why).
+    var notValidAfter: Date?
+    var daysLeft: Int?
     var error: String?
 
     enum CodingKeys: String, CodingKey {
@@ -148,14 +149,18 @@ struct MeshSurvey: Sendable, Encodable {
   }
 
   /// Asks Consul and probes every instance of `only` (every service but `consul` when empty).
+  /// Asks Consul and probes every instance of `only` (every service but `consul` when empty), at
+  /// most 16 at a time, each within its own limits; `probeAll` false probes only the instances
+  /// whose checks pass. Consul's requests take at most `consulTimeout` each.
   static func take(
     consul configuration: ConsulClientConfiguration,
     only: [String],
     credentials: MeshCredentials?,
-    serverPolicy: (String) -> MeshIdentityPolicy,
+    serverPolicy: MeshIdentityPolicy,
     certificatesDirectory: String?,
     timeouts: (connect: Duration, rpc: Duration),
-    readMetrics: Bool
+    readMetrics: Bool,
+    probeAll: Bool = true
   ) async -> MeshSurvey {
     var survey = MeshSurvey(
       consul: configuration.address.absoluteString,
@@ -169,37 +174,57 @@ struct MeshSurvey: Sendable, Encodable {
       survey.consulError = error.message
       return survey
     }
-    await survey.read(
-      client,
-      only: only,
+    do {
+      survey.services = try await Self.services(client, only: only)
+    } catch {
+      survey.consulError = error.description
+    }
+    // A client with a CA bundle owns an HTTP client of its own.
+    try? await client.shutdown()
+    let probing = Probing(
       credentials: credentials,
       serverPolicy: serverPolicy,
       timeouts: timeouts,
       readMetrics: readMetrics
     )
-    // A client with a CA bundle owns an HTTP client of its own.
-    try? await client.shutdown()
+    // Every instance to probe, by (service, instance) position.
+    var work: [(service: Int, index: Int, instance: Instance)] = []
+    for (s, service) in survey.services.enumerated() {
+      for (i, instance) in service.instances.enumerated()
+      where probeAll || instance.consulStatus == "passing" {
+        work.append((s, i, instance))
+      }
+    }
+    await withTaskGroup(of: (Int, Int, Instance).self) { group in
+      var next = 0
+      func start() {
+        guard next < work.count else { return }
+        let item = work[next]
+        next += 1
+        group.addTask { (item.0, item.1, await probing.probe(item.2)) }
+      }
+      for _ in 0..<16 { start() }
+      while let (s, i, instance) = await group.next() {
+        survey.services[s].instances[i] = instance
+        start()
+      }
+    }
     return survey
   }
 
-  private mutating func read(
+  /// Every service's instances, as Consul's health endpoint has them (passing or not).
+  private static func services(
     _ client: ConsulClient,
-    only: [String],
-    credentials: MeshCredentials?,
-    serverPolicy: (String) -> MeshIdentityPolicy,
-    timeouts: (connect: Duration, rpc: Duration),
-    readMetrics: Bool
-  ) async {
-    var survey = self
-    defer { self = survey }
+    only: [String]
+  ) async throws(MeshProbeConnectionError) -> [Service] {
     let names: [String]
     do {
       let catalog = try await client.catalogServices().value
       names = only.isEmpty ? catalog.keys.filter { $0 != "consul" }.sorted() : only
     } catch {
-      survey.consulError = Self.describe(error)
-      return
+      throw MeshProbeConnectionError(Self.describe(error))
     }
+    var services: [Service] = []
     for name in names {
       let entries: [ConsulServiceEntry]
       do {
@@ -208,54 +233,67 @@ struct MeshSurvey: Sendable, Encodable {
           query: ConsulHealthQuery(passingOnly: false)
         ).value
       } catch {
-        survey.consulError = "reading \(name)'s instances: \(Self.describe(error))"
-        return
+        throw MeshProbeConnectionError("reading \(name)'s instances: \(Self.describe(error))")
       }
-      var instances: [Instance] = []
-      for entry in entries.sorted(by: { $0.service.id < $1.service.id }) {
-        let address = entry.service.address.isEmpty ? entry.node.address : entry.service.address
-        var instance = Instance(
+      let instances = entries.sorted(by: { $0.service.id < $1.service.id }).map { entry in
+        Instance(
           id: entry.service.id,
-          address: address,
+          address: entry.service.address.isEmpty ? entry.node.address : entry.service.address,
           port: entry.service.port,
           node: entry.node.node,
           consulStatus: entry.aggregatedStatus.rawValue,
           checks: entry.checks.map {
             Check(id: $0.checkID, name: $0.name, status: $0.status.rawValue, output: $0.output)
           },
-          adminPort: entry.service.meta?["mesh_admin_port"].flatMap { Int($0) }
-            .flatMap { MeshInput.ports.contains($0) ? $0 : nil }
+          adminPort: entry.service.meta?["mesh_admin_port"].flatMap {
+            try? MeshInput.port($0, field: "mesh_admin_port")
+          }
         )
-        instances.append(instance)
-        guard let host = try? MeshHost(address), MeshInput.ports.contains(entry.service.port) else {
-          instances[instances.count - 1].probe = MeshProbeResult(
-            address: "\(address):\(entry.service.port)",
-            service: "",
-            outcome: .connectionFailed,
-            error:
-              "Consul's address for it is not host:port: \(MeshInput.quoted(address)) port \(entry.service.port)",
-            elapsedMilliseconds: 0
-          )
-          continue
-        }
-        let probe = MeshHealthProbe(
-          host: host,
-          port: entry.service.port,
-          credentials: credentials,
-          serverPolicy: serverPolicy(name),
-          connectTimeout: timeouts.connect,
-          rpcTimeout: timeouts.rpc
-        )
-        instance.probe = await probe.check(service: "")
-        if readMetrics, let adminPort = instance.adminPort {
-          instance.metrics = await Self.readMetrics(
-            "http://\(host.authority(port: adminPort))/metrics",
-            timeout: timeouts.connect + timeouts.rpc
-          )
-        }
-        instances[instances.count - 1] = instance
       }
-      survey.services.append(Service(name: name, instances: instances))
+      services.append(Service(name: name, instances: instances))
+    }
+    return services
+  }
+
+  /// How each instance is probed.
+  private struct Probing: Sendable {
+    var credentials: MeshCredentials?
+    var serverPolicy: MeshIdentityPolicy
+    var timeouts: (connect: Duration, rpc: Duration)
+    var readMetrics: Bool
+
+    /// Its health (and its admin endpoint's metrics), each within the probe's limits.
+    func probe(_ instance: Instance) async -> Instance {
+      var instance = instance
+      guard let host = try? MeshHost(instance.address),
+        MeshInput.ports.contains(instance.port)
+      else {
+        instance.probe = MeshProbeResult(
+          address: "\(instance.address):\(instance.port)",
+          service: "",
+          outcome: .connectionFailed,
+          error:
+            "Consul's address for it is not host:port: \(MeshInput.quoted(instance.address)) port \(instance.port)",
+          elapsedMilliseconds: 0
+        )
+        return instance
+      }
+      let probe = MeshHealthProbe(
+        host: host,
+        port: instance.port,
+        credentials: self.credentials,
+        serverPolicy: self.serverPolicy,
+        connectTimeout: self.timeouts.connect,
+        rpcTimeout: self.timeouts.rpc
+      )
+      instance.probe = await probe.check(service: "")
+      if self.readMetrics, let adminPort = instance.adminPort {
+        instance.metrics = await MeshSurvey.readMetrics(
+          "http://\(host.authority(port: adminPort))/metrics",
+          timeout: self.timeouts.connect + self.timeouts.rpc
+        )
+      }
+      return instance
     }
   }
 
@@ -289,8 +327,8 @@ struct MeshSurvey: Sendable, Encodable {
           path: path,
           identities: [],
           subject: "",
-          notValidAfter: Date(timeIntervalSince1970: 0),
-          daysLeft: 0,
+          notValidAfter: nil,
+          daysLeft: nil,
           error: "\(error)"
         )
       }
@@ -317,15 +355,26 @@ extension MeshSurvey.LocalCertificate {
   }
 }
 
-/// A GET with a time limit: the status and the body (at most 16 MiB) as text.
+/// A GET with a time limit on the whole exchange, body included (async-http-client's deadline
+/// ends with the response's head): the status and the body (at most 16 MiB) as text.
 func httpGet(_ url: String, timeout: Duration) async throws -> (Int, String) {
-  let request = HTTPClientRequest(url: url)
-  let response = try await HTTPClient.shared.execute(
-    request,
-    timeout: .nanoseconds(MeshInput.nanoseconds(clamping: timeout))
-  )
-  let body = try await response.body.collect(upTo: 16 << 20)
-  return (Int(response.status.code), String(buffer: body))
+  let reply: Result<(Int, String), any Error>? = await withTimeLimit(timeout) {
+    do {
+      let request = HTTPClientRequest(url: url)
+      let response = try await HTTPClient.shared.execute(
+        request,
+        timeout: .nanoseconds(MeshInput.nanoseconds(clamping: timeout))
+      )
+      let body = try await response.body.collect(upTo: 16 << 20)
+      return .success((Int(response.status.code), String(buffer: body)))
+    } catch {
+      return .failure(error)
+    }
+  }
+  guard let reply else {
+    throw MeshProbeConnectionError("no reply within \(MeshGoDuration.format(timeout))")
+  }
+  return try reply.get()
 }
 
 /// Whole days from `now` to `date` (negative once past), through the checked conversion.

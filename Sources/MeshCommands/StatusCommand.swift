@@ -16,8 +16,10 @@
 
 public import ArgumentParser
 internal import Foundation
+internal import MeshConsul
 internal import MeshCore
 internal import MeshIdentity
+internal import MeshTransport
 
 /// The probe timeouts `mesh status` and `mesh check` share.
 public struct MeshProbeTimeouts: ParsableArguments {
@@ -27,10 +29,18 @@ public struct MeshProbeTimeouts: ParsableArguments {
   @Option(name: .long, help: "How long each instance's health RPC may take (Go syntax).")
   var rpcTimeout: String = "1s"
 
+  @Option(
+    name: .long,
+    help:
+      "How long the whole command may take (Go syntax); each Consul request gets at most 5 s of it."
+  )
+  var timeout: String = "30s"
+
   public init() {}
 
   public func validate() throws {
     _ = try self.values()
+    _ = try self.overall()
   }
 
   func values() throws -> (connect: Duration, rpc: Duration) {
@@ -38,6 +48,46 @@ public struct MeshProbeTimeouts: ParsableArguments {
       try parseTimeout(self.connectTimeout, flag: "--connect-timeout"),
       try parseTimeout(self.rpcTimeout, flag: "--rpc-timeout")
     )
+  }
+
+  func overall() throws -> Duration {
+    try parseTimeout(self.timeout, flag: "--timeout")
+  }
+
+  /// `MeshSurvey.take` within `--timeout`: past it, the survey reports that it ran out of time.
+  func survey(
+    consul: MeshConsulOptions,
+    only: [String],
+    credentials: MeshCredentials?,
+    serverPolicy: MeshIdentityPolicy,
+    certificatesDirectory: String?,
+    readMetrics: Bool,
+    probeAll: Bool
+  ) async throws -> MeshSurvey {
+    var configuration = try consul.configuration()
+    let overall = try self.overall()
+    configuration.requestTimeout = min(.seconds(5), overall)
+    let timeouts = try self.values()
+    let consulConfiguration = configuration
+    let taken = await withTimeLimit(overall) {
+      await MeshSurvey.take(
+        consul: consulConfiguration,
+        only: only,
+        credentials: credentials,
+        serverPolicy: serverPolicy,
+        certificatesDirectory: certificatesDirectory,
+        timeouts: timeouts,
+        readMetrics: readMetrics,
+        probeAll: probeAll
+      )
+    }
+    return taken
+      ?? MeshSurvey(
+        consul: configuration.address.absoluteString,
+        consulError: "the survey did not finish within --timeout \(self.timeout)",
+        services: [],
+        certificates: []
+      )
   }
 }
 
@@ -74,18 +124,21 @@ public struct StatusCommand: AsyncParsableCommand, MeshReportingCommand {
 
   public init() {}
 
+  public func validate() throws {
+    if let service = self.service.first(where: { $0.isEmpty }) {
+      throw ValidationError("--service must name a service, not \(MeshInput.quoted(service)).")
+    }
+  }
+
   public func execute(_ output: MeshCommandOutput) async throws -> Int32 {
-    let configuration = try self.consul.configuration()
-    let credentials = try await self.tls.load()
-    let policy = try self.tls.serverPolicy()
-    let survey = await MeshSurvey.take(
-      consul: configuration,
+    let survey = try await self.timeouts.survey(
+      consul: self.consul,
       only: self.service,
-      credentials: credentials,
-      serverPolicy: { _ in policy },
+      credentials: try await self.tls.load(),
+      serverPolicy: try self.tls.serverPolicy(),
       certificatesDirectory: self.tls.certs,
-      timeouts: try self.timeouts.values(),
-      readMetrics: false
+      readMetrics: false,
+      probeAll: true
     )
     if self.json {
       try output.json(survey)
@@ -155,7 +208,7 @@ public struct StatusCommand: AsyncParsableCommand, MeshReportingCommand {
         [
           certificate.path,
           certificate.error ?? certificate.identities.joined(separator: ", "),
-          certificate.error == nil ? Self.expiry(certificate.notValidAfter) : "-",
+          certificate.notValidAfter.map(Self.expiry) ?? "-",
         ]
       }
     ) { _, column, cell in
