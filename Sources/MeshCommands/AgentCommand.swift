@@ -32,6 +32,11 @@ public struct AgentCommand: AsyncParsableCommand, MeshAsyncCommand {
       Serves the Consul HTTP API subset the mesh uses — service registration, TTL checks, \
       health and catalog reads with blocking queries — and runs the registered gRPC health \
       checks itself. Everything is in memory and lost when it stops (Ctrl-C).
+
+      Examples:
+        mesh agent --dev
+        mesh agent --dev --port 0
+        mesh agent --dev --check-certificates certs --check-identity consul-agent
       """
   )
 

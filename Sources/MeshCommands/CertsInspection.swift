@@ -280,6 +280,14 @@ public struct RotateCommand: ParsableCommand {
       self.days
       ?? Int(MeshInput.int64(truncating: lifetime.rounded(.down)) ?? 365)
     let remaining = authority.remainingDays()
+    if let asked = self.days, asked > remaining {
+      throw ValidationError(
+        """
+        --days \(asked) is past the CA's own expiry (\(authority.certificate.notValidAfter)): \
+        at most \(remaining) days are left. Rotate for fewer days, or make a new CA.
+        """
+      )
+    }
     let issued = try authority.issue(
       service: self.service,
       namespace: namespace,
@@ -296,7 +304,9 @@ public struct RotateCommand: ParsableCommand {
     }
     print("Valid until \(issued.certificate.notValidAfter).")
     if days > remaining {
-      print("(\(days) days would outlive the CA: issued for the \(remaining) it has left.)")
+      print(
+        "(The old lifetime, \(days) days, would outlive the CA: issued for the \(remaining) it has left.)"
+      )
     }
   }
 }

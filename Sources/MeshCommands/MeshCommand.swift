@@ -56,6 +56,11 @@ public struct CertsCommand: ParsableCommand {
       Files go where the Python mesh's scripts put them: <dir>/ca.crt and <dir>/ca-key.pem for the CA, \
       <dir>/services/<service>.crt and <dir>/services/<service>-key.pem for each service. Keys \
       are ECDSA P-256, written with mode 0600. Nothing is overwritten without --force.
+
+      Examples:
+        mesh certs init && mesh certs issue orders
+        mesh certs inspect certs/services/orders.crt
+        mesh certs rotate orders
       """,
     subcommands: [InitCommand.self, IssueCommand.self, InspectCommand.self, RotateCommand.self]
   )
@@ -67,7 +72,12 @@ public struct CertsCommand: ParsableCommand {
 public struct InitCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "init",
-    abstract: "Create a mesh certificate authority."
+    abstract: "Create a mesh certificate authority.",
+    discussion: """
+      Examples:
+        mesh certs init
+        mesh certs init --dir /etc/mesh/certs --trust-domain prod.example --days 1825
+      """
   )
 
   @Option(name: .long, help: "The folder for the certificates (created 0700).")
@@ -119,6 +129,11 @@ public struct IssueCommand: ParsableCommand {
       The certificate names spiffe://<trust-domain>/ns/<namespace>/svc/<service> in a URI SAN \
       and <service>, localhost and every --dns name in DNS SANs, plus every --ip address. It \
       serves both ends of a connection.
+
+      Examples:
+        mesh certs issue orders
+        mesh certs issue checkout --dns checkout.internal --ip 10.0.0.7 --days 90
+        mesh certs issue orders --namespace shop --force
       """
   )
 
