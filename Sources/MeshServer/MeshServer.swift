@@ -555,15 +555,27 @@ public final class MeshServer: Service, Sendable {
           timeout: settings.checkTimeout,
           useTLS: self.configuration.tls != nil,
           // Consul verifies a TLS check's server by this name, not by the address it dials (a
-          // pod's IP is in no certificate); every `mesh certs` certificate names its service.
-          tlsServerName: self.configuration.tls != nil
-            && (try? MeshServiceIdentity.dns(self.configuration.serviceName)) != nil
-            ? self.configuration.serviceName : nil,
+          // pod's IP is in no certificate): the service's name, when the certificate carries it
+          // in a DNS SAN, as every `mesh certs` certificate does.
+          tlsServerName: self.checkServerName,
           deregisterCriticalServiceAfter: settings.deregisterCriticalServiceAfter
         )
       )
     }
   #endif
+}
+
+extension MeshServer {
+  /// The name a TLS health check verifies this server by: its service's name, when its
+  /// certificate names it in a DNS SAN.
+  package var checkServerName: String? {
+    let name = self.configuration.serviceName
+    guard let credentials = self.credentials,
+      let identity = try? MeshServiceIdentity.dns(name),
+      credentials.identities.contains(identity)
+    else { return nil }
+    return name
+  }
 }
 
 /// How the drain starts deregistration.
