@@ -187,9 +187,28 @@ struct MeshHealthCommandTests {
       #expect(run.status == 3)
       #expect((try run.json()["error"] as? String ?? "").contains("notFound"))
 
-      // Plaintext to an mTLS server: connected, but the RPC fails (3).
-      run = try await mesh("health", address, "--rpc-timeout", "2s")
-      #expect(run.status == 3)
+      // Plaintext to an mTLS server: no HTTP/2 connection (2), as grpc_health_probe's blocking
+      // dial reports it.
+      run = try await mesh("health", address, "--connect-timeout", "20s", "--json")
+      #expect(run.status == 2)
+      #expect((try run.json()["error"] as? String ?? "").contains("closed the connection"))
+
+      // A certificate from another CA: the server refuses it in the handshake (2).
+      let stranger = try makeCertificates()
+      defer { try? FileManager.default.removeItem(atPath: stranger.path) }
+      run = try await mesh(
+        "health",
+        address,
+        "--certs",
+        stranger.path,
+        "--identity",
+        "probe",
+        "--connect-timeout",
+        "20s",
+        "--json"
+      )
+      #expect(run.status == 2)
+      #expect(try run.json()["outcome"] as? String == "connection_failed")
 
       server.health.setNotServing()
       run = try await mesh(["health", address] + tls)
@@ -199,12 +218,16 @@ struct MeshHealthCommandTests {
 
     // Nothing listening: 2, at once.
     let port = try await closedPort()
-    let run = try await mesh("health", "127.0.0.1:\(port)", "--json")
+    let start = ContinuousClock.now
+    let run = try await mesh("health", "127.0.0.1:\(port)", "--json", "--connect-timeout", "20s")
+    #expect(start.duration(to: .now) < .seconds(10))
     #expect(run.status == 2)
     #expect(try run.json()["outcome"] as? String == "connection_failed")
   }
 
-  @Test("A server that accepts but never speaks HTTP/2: the RPC times out (3) within its limits")
+  @Test(
+    "A server that accepts but never speaks HTTP/2: no connection (2) within the connect timeout"
+  )
   func silentServer() async throws {
     // Accepts the TCP connection and reads nothing: no SETTINGS, no response.
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -222,9 +245,10 @@ struct MeshHealthCommandTests {
       "500ms",
       "--json"
     )
-    #expect(run.status == 3)
-    #expect(try run.json()["outcome"] as? String == "rpc_failed")
-    // The probe's own limit (connect + RPC timeout) holds, whatever grpc-swift waits for.
+    #expect(run.status == 2)
+    #expect(try run.json()["outcome"] as? String == "connection_failed")
+    #expect((try run.json()["error"] as? String ?? "").contains("did not complete within 500ms"))
+    // The probe's own limit holds, whatever NIO waits for.
     #expect(start.duration(to: .now) < .seconds(10))
   }
 
@@ -241,6 +265,8 @@ struct MeshHealthCommandTests {
       let output = MeshCommandOutput { continuation.yield($0) }
       try await withThrowingTaskGroup(of: Int32.self) { group throws -> Void in
         group.addTask {
+          // However the command ends, the lines end: no wait below outlives it.
+          defer { continuation.finish() }
           let command = try MeshCommand.parseAsRoot(arguments)
           let reporting = try #require(command as? any MeshReportingCommand)
           return try await reporting.execute(output)
@@ -270,11 +296,18 @@ struct MeshHealthCommandTests {
       ["status", "--consul", "ftp://127.0.0.1:8500"], ["status", "--consul", "127.0.0.1:70000"],
       ["check", "--service", ""], ["clusters", "127.0.0.1:9901/clusters"],
       ["config", "dump"], ["certs", "rotate", "Not_A_Service"],
-      ["certs", "rotate", "x", "--days", "0"],
+      ["certs", "rotate", "x", "--days", "0"], ["status", "--service", ""],
+      ["status", "--timeout", "0s"],
+      ["check", "--server-name", "spiffe://mesh.local/ns/default/svc/echo"],
+      ["check", "--trust-domain", "Not A Domain"], ["check", "--namespace", "a b"],
     ]
   )
   func badArguments(_ arguments: [String]) async throws {
-    #expect(throws: (any Error).self) { _ = try MeshCommand.parseAsRoot(arguments) }
+    let error = #expect(throws: (any Error).self) { _ = try MeshCommand.parseAsRoot(arguments) }
+    if let error {
+      #expect(MeshCommand.exitCode(for: error) == .validationFailure, "\(error)")
+      #expect(!MeshCommand.message(for: error).isEmpty)
+    }
   }
 }
 
@@ -501,8 +534,10 @@ struct MeshAdminCommandTests {
     // Another CA: the chain does not verify (1).
     let other = try makeCertificates()
     defer { try? FileManager.default.removeItem(atPath: other.path) }
-    run = try await mesh("certs", "inspect", path, "--ca", "\(other.path)/ca.crt")
+    run = try await mesh("certs", "inspect", path, "--ca", "\(other.path)/ca.crt", "--json")
     #expect(run.status == 1)
+    #expect(try run.json()["valid"] as? Bool == false)
+    #expect(!(try run.json()["chain"] as? String ?? "chains to").hasPrefix("chains to"))
 
     let garbage = "\(directory.path)/garbage.crt"
     try "not a certificate".write(toFile: garbage, atomically: true, encoding: .utf8)
@@ -528,6 +563,14 @@ struct MeshAdminCommandTests {
     #expect(report["ip_addresses"] as? [String] == ["10.0.0.7", "0:0:0:0:0:0:0:1"])
     #expect((29...30).contains(report["days_left"] as? Int ?? 0))
     #expect(try await credentials.reload())
+    // Past the CA's own expiry: refused, as `issue` refuses it.
+    let tooLong = try MeshCommand.parseAsRoot(
+      ["certs", "rotate", "orders", "--dir", directory.path, "--days", "36500"]
+    )
+    #expect(throws: (any Error).self) {
+      var command = tooLong
+      try command.run()
+    }
     let reloadedSerial = credentials.certificate.serialNumber.description
     #expect(reloadedSerial == report["serial"] as? String)
   }
@@ -580,5 +623,47 @@ struct MeshProcessExitTests {
     result = try self.run(["config", "validate", "/nonexistent/mesh.yaml"])
     #expect(result.status == 1)
     #expect(result.stderr.contains("/nonexistent/mesh.yaml"))
+  }
+}
+
+@Suite("mesh help")
+struct MeshHelpTests {
+  @Test("Every command's help has examples")
+  func examples() {
+    let commands: [any ParsableCommand.Type] = [
+      HealthCommand.self, StatusCommand.self, CheckCommand.self, ClustersCommand.self,
+      ConfigDumpCommand.self, ConfigValidateCommand.self, InitCommand.self, IssueCommand.self,
+      InspectCommand.self, RotateCommand.self, AgentCommand.self, CertsCommand.self,
+    ]
+    for command in commands {
+      let help = MeshCommand.helpMessage(for: command)
+      #expect(help.contains("Examples:"), "\(command): \(help)")
+      #expect(help.contains("mesh "), "\(command)")
+    }
+  }
+}
+
+@Suite("MeshServer's Consul check names the server", .timeLimit(.minutes(1)))
+struct CheckServerNameTests {
+  @Test("TLSServerName is the service's name when the certificate carries it, else none")
+  func serverName() async throws {
+    let directory = try makeCertificates()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let named = try await MeshServer(
+      configuration: echoServer(directory, admin: false),
+      services: []
+    )
+    #expect(named.checkServerName == "echo")
+    // A certificate with the SPIFFE ID only: Consul could not verify it by the service's name.
+    let authority = try directory.loadAuthority()
+    try directory.write(
+      try authority.issue(service: "echo", includeDefaultDNSNames: false),
+      force: true
+    )
+    let unnamed = try await MeshServer(
+      configuration: echoServer(directory, admin: false),
+      services: []
+    )
+    #expect(unnamed.checkServerName == nil)
   }
 }
