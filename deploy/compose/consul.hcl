@@ -6,8 +6,9 @@
 # certificate of its own to be let in. `enable_agent_tls_for_checks` makes the agent use these
 # files for its checks; without a `verify_*` setting they change nothing else in a dev agent.
 #
-# The greeters register their compose names (greeter-1, greeter-2) as their addresses, and their
-# certificate names both (deploy/make-certs.sh), so the check's hostname verification passes.
+# The greeters register their checks with TLSServerName `greeter`, a name their certificate
+# carries (deploy/make-certs.sh), so the check's hostname verification passes whatever address it
+# dials.
 enable_agent_tls_for_checks = true
 
 tls {

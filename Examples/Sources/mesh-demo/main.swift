@@ -429,7 +429,7 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       intruder.serviceName = "intruder"
       intruder.tls = .init(credentials: .directory(certs.path, service: "intruder"))
       intruder.admin = nil
-      // Its refused call shows in the demo client's metrics (the callers' error ratio).
+      // Its refused call shows in the demo client's metrics, as PERMISSION_DENIED.
       intruder.metrics = mesh.admin?.metricsFactory
       try await withMeshClient(intruder) { intruderMesh in
         let client = Greeter_V1_Greeter.Client(wrapping: try intruderMesh.client(for: "greeter"))
