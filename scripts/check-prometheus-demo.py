@@ -310,9 +310,12 @@ def watch(demo, base, args, targets_file, operator_problems):
         if checker is None and demo.traffic.is_set():
             # Before the story's first step (a fifth of the run): every instance serves. In a
             # thread of its own, so that polling Prometheus goes on meanwhile.
-            checker = threading.Thread(
-                target=lambda: operator_problems.extend(operator_checks(demo, args.mesh)),
-                daemon=True)
+            def check():
+                try:
+                    operator_problems.extend(operator_checks(demo, args.mesh))
+                except Exception as error:  # reported, not lost with the thread
+                    operator_problems.append(f"mesh status/check: {error!r}")
+            checker = threading.Thread(target=check, daemon=True)
             checker.start()
         endpoints, elapsed = demo.snapshot(), time.monotonic() - started
         if not endpoints and elapsed > args.endpoint_timeout:
@@ -330,8 +333,12 @@ def watch(demo, base, args, targets_file, operator_problems):
         if all_up_at and args.settle is not None and time.monotonic() - all_up_at >= args.settle:
             break
         time.sleep(0.5)
-    if checker is not None:
+    if checker is None:
+        operator_problems.append("mesh status and mesh check never ran (no traffic line)")
+    else:
         checker.join(timeout=120)
+        if checker.is_alive():
+            operator_problems.append("mesh status and mesh check did not end in 120 s")
     if not demo.snapshot():
         raise Failure(f"the demo exited with status {demo.ended()} before it printed an admin "
                       "endpoint")

@@ -189,7 +189,9 @@ public struct CheckCommand: AsyncParsableCommand, MeshReportingCommand {
         try .spiffe(trustDomain: trustDomain, namespace: namespace, service: service)
       )
     } catch {
-      throw ValidationError("--service \(MeshInput.quoted(service)): \(error.message)")
+      throw ValidationError(
+        "spiffe://\(trustDomain)/ns/\(namespace)/svc/\(service) (from --trust-domain, --namespace and the service) is not an identity: \(error.message)"
+      )
     }
     if let dns = try? MeshServiceIdentity.dns(service) { identities.append(dns) }
     return identities

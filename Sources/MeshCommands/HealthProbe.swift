@@ -274,11 +274,15 @@ struct MeshHealthProbe: Sendable {
     let failure: String?? = await withTimeLimit(limit) {
       let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
       let settings = eventLoop.makePromise(of: Void.self)
+      let ready = eventLoop.makePromise(of: (any Channel).self)
       // Completed on every path (a second completion is ignored): NIO reports a leaked promise.
-      defer { settings.fail(ChannelError.alreadyClosed) }
+      defer {
+        settings.fail(ChannelError.alreadyClosed)
+        ready.fail(ChannelError.alreadyClosed)
+      }
       let channel: any Channel
       do {
-        channel = try await ClientBootstrap(group: eventLoop)
+        let connecting = ClientBootstrap(group: eventLoop)
           .connectTimeout(.nanoseconds(MeshInput.nanoseconds(clamping: limit)))
           .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -296,7 +300,16 @@ struct MeshHealthProbe: Sendable {
               try pipeline.addHandler(SettingsAwaiter(settings))
             }
           }
-          .connect(host: host.text, port: port).get()
+          .connect(host: host.text, port: port)
+        connecting.cascade(to: ready)
+        // Cancelled (the command's time is up): stop waiting now, and close the channel if the
+        // connect still succeeds.
+        channel = try await withTaskCancellationHandler {
+          try await ready.futureResult.get()
+        } onCancel: {
+          ready.fail(CancellationError())
+          connecting.whenSuccess { $0.close(promise: nil) }
+        }
       } catch {
         return "cannot connect to \(host.authority(port: port)): \(Self.describe(error))"
       }

@@ -142,16 +142,19 @@ struct MeshSurvey: Sendable, Encodable {
   var consulError: String?
   var services: [Service]
   var certificates: [LocalCertificate]
+  /// Whether `--timeout` ran out before every instance was probed.
+  var timedOut = false
 
   enum CodingKeys: String, CodingKey {
     case consul, services, certificates
     case consulError = "consul_error"
+    case timedOut = "timed_out"
   }
 
-  /// Asks Consul and probes every instance of `only` (every service but `consul` when empty).
   /// Asks Consul and probes every instance of `only` (every service but `consul` when empty), at
   /// most 16 at a time, each within its own limits; `probeAll` false probes only the instances
-  /// whose checks pass. Consul's requests take at most `consulTimeout` each.
+  /// whose checks pass. At `deadline` it stops: what was found by then is kept, the instances
+  /// not probed say so, and ``timedOut`` is set.
   static func take(
     consul configuration: ConsulClientConfiguration,
     only: [String],
@@ -160,7 +163,9 @@ struct MeshSurvey: Sendable, Encodable {
     certificatesDirectory: String?,
     timeouts: (connect: Duration, rpc: Duration),
     readMetrics: Bool,
-    probeAll: Bool = true
+    probeAll: Bool,
+    deadline: ContinuousClock.Instant,
+    limitText: String
   ) async -> MeshSurvey {
     var survey = MeshSurvey(
       consul: configuration.address.absoluteString,
@@ -174,13 +179,24 @@ struct MeshSurvey: Sendable, Encodable {
       survey.consulError = error.message
       return survey
     }
-    do {
-      survey.services = try await Self.services(client, only: only)
-    } catch {
-      survey.consulError = error.description
+    let services = await withTimeLimit(ContinuousClock.now.duration(to: deadline)) {
+      do throws(MeshProbeConnectionError) {
+        return Result<[Service], MeshProbeConnectionError>.success(
+          try await Self.services(client, only: only)
+        )
+      } catch {
+        return .failure(error)
+      }
     }
     // A client with a CA bundle owns an HTTP client of its own.
     try? await client.shutdown()
+    switch services {
+    case .some(.success(let services)): survey.services = services
+    case .some(.failure(let error)): survey.consulError = error.description
+    case .none:
+      survey.timedOut = true
+      survey.consulError = "Consul did not answer within --timeout \(limitText)"
+    }
     let probing = Probing(
       credentials: credentials,
       serverPolicy: serverPolicy,
@@ -195,19 +211,43 @@ struct MeshSurvey: Sendable, Encodable {
         work.append((s, i, instance))
       }
     }
-    await withTaskGroup(of: (Int, Int, Instance).self) { group in
+    var probed = Set<Int>()
+    await withTaskGroup(of: (Int, Instance)?.self) { group in
       var next = 0
       func start() {
         guard next < work.count else { return }
-        let item = work[next]
+        let position = next
+        let instance = work[position].instance
         next += 1
-        group.addTask { (item.0, item.1, await probing.probe(item.2)) }
+        group.addTask { (position, await probing.probe(instance)) }
+      }
+      // The deadline: a child that ends the wait (nil), once the time is up.
+      group.addTask {
+        try? await Task.sleep(until: deadline, clock: .continuous)
+        return nil
       }
       for _ in 0..<16 { start() }
-      while let (s, i, instance) = await group.next() {
-        survey.services[s].instances[i] = instance
+      while probed.count < work.count, let finished = await group.next() {
+        guard let (position, instance) = finished else {
+          // Time is up: the probes under way are cancelled (each stops waiting at once).
+          survey.timedOut = true
+          group.cancelAll()
+          break
+        }
+        survey.services[work[position].service].instances[work[position].index] = instance
+        probed.insert(position)
         start()
       }
+      group.cancelAll()
+    }
+    for (position, item) in work.enumerated() where !probed.contains(position) {
+      survey.services[item.service].instances[item.index].probe = MeshProbeResult(
+        address: "\(item.instance.address):\(item.instance.port)",
+        service: "",
+        outcome: .connectionFailed,
+        error: "not probed: --timeout \(limitText) ran out first",
+        elapsedMilliseconds: 0
+      )
     }
     return survey
   }

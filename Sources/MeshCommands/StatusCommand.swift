@@ -54,7 +54,8 @@ public struct MeshProbeTimeouts: ParsableArguments {
     try parseTimeout(self.timeout, flag: "--timeout")
   }
 
-  /// `MeshSurvey.take` within `--timeout`: past it, the survey reports that it ran out of time.
+  /// `MeshSurvey.take` within `--timeout`: past it, the survey keeps what it found and says
+  /// which instances it could not probe.
   func survey(
     consul: MeshConsulOptions,
     only: [String],
@@ -67,27 +68,18 @@ public struct MeshProbeTimeouts: ParsableArguments {
     var configuration = try consul.configuration()
     let overall = try self.overall()
     configuration.requestTimeout = min(.seconds(5), overall)
-    let timeouts = try self.values()
-    let consulConfiguration = configuration
-    let taken = await withTimeLimit(overall) {
-      await MeshSurvey.take(
-        consul: consulConfiguration,
-        only: only,
-        credentials: credentials,
-        serverPolicy: serverPolicy,
-        certificatesDirectory: certificatesDirectory,
-        timeouts: timeouts,
-        readMetrics: readMetrics,
-        probeAll: probeAll
-      )
-    }
-    return taken
-      ?? MeshSurvey(
-        consul: configuration.address.absoluteString,
-        consulError: "the survey did not finish within --timeout \(self.timeout)",
-        services: [],
-        certificates: []
-      )
+    return await MeshSurvey.take(
+      consul: configuration,
+      only: only,
+      credentials: credentials,
+      serverPolicy: serverPolicy,
+      certificatesDirectory: certificatesDirectory,
+      timeouts: try self.values(),
+      readMetrics: readMetrics,
+      probeAll: probeAll,
+      deadline: ContinuousClock.now.advanced(by: overall),
+      limitText: self.timeout
+    )
   }
 }
 
@@ -101,7 +93,8 @@ public struct StatusCommand: AsyncParsableCommand, MeshReportingCommand {
       For each service Consul knows (or each --service): its instances, Consul's view of their \
       checks, each instance's own health (grpc.health.v1 Check, over mTLS with --certs) with the \
       identity and expiry of the certificate it presents; then the local certificates in --certs. \
-      Exit status: 0 when Consul answered, 2 when it could not be reached, 1 for bad arguments.
+      Exit status: 0 when Consul answered and every instance was probed, 2 when Consul could not \
+      be reached or --timeout ran out first, 1 for bad arguments.
 
       Examples:
         mesh status
@@ -145,7 +138,7 @@ public struct StatusCommand: AsyncParsableCommand, MeshReportingCommand {
     } else {
       Self.render(survey, output)
     }
-    return survey.consulError == nil ? 0 : 2
+    return survey.consulError == nil && !survey.timedOut ? 0 : 2
   }
 
   static func render(_ survey: MeshSurvey, _ output: MeshCommandOutput) {

@@ -278,7 +278,8 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     }
   }
 
-  /// A NIOSSL client configuration presenting the current certificate (ALPN `h2`), and the
+  /// A NIOSSL client configuration presenting the current certificate (as grpc-swift's NIO
+  /// transport configures its clients: TLS 1.2 or later, ALPN `grpc-exp` and `h2`), and the
   /// verification callback that checks the server as ``clientTransportSecurity(server:)`` does,
   /// telling `onPeer` what it found: for a connection made with NIO directly (`mesh health`
   /// checks that a connection can be made before it asks anything over it).
@@ -298,7 +299,9 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     // Host names are not identities here: the callback matches SPIFFE or DNS SANs.
     configuration.certificateVerification = .noHostnameVerification
     configuration.trustRoots = .certificates([])
-    configuration.applicationProtocols = ["h2"]
+    // As grpc-swift's NIO transport configures its clients.
+    configuration.minimumTLSVersion = .tlsv12
+    configuration.applicationProtocols = ["grpc-exp", "h2"]
     let verify = self.verificationCallback(policy: server, peerRole: "server", onPeer: onPeer)
     return (configuration, verify)
   }
