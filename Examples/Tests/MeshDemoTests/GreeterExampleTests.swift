@@ -36,6 +36,37 @@ private func executable(_ name: String) -> URL {
 }
 
 /// A throwaway mesh CA with certificates for the greeter, its client and the agent's checks.
+/// The exit status of `process` (a signal's number + 128 when one ended it), once it has exited:
+/// set before `run()`.
+private func exits(of process: Process) -> AsyncStream<Int32> {
+  let (statuses, continuation) = AsyncStream.makeStream(of: Int32.self)
+  process.terminationHandler = { process in
+    continuation.yield(
+      process.terminationReason == .exit
+        ? process.terminationStatus : 128 + process.terminationStatus
+    )
+    continuation.finish()
+  }
+  return statuses
+}
+
+/// The first element of `statuses` within `limit`; nil if none came in time.
+private func within(_ limit: Duration, _ statuses: AsyncStream<Int32>) async -> Int32? {
+  await withTaskGroup(of: Int32?.self) { group in
+    group.addTask {
+      for await status in statuses { return status }
+      return nil
+    }
+    group.addTask {
+      try? await Task.sleep(for: limit)
+      return nil
+    }
+    let first = await group.next() ?? nil
+    group.cancelAll()
+    return first
+  }
+}
+
 private func makeCertificates() throws -> MeshCertificateDirectory {
   let directory = MeshCertificateDirectory(
     path: FileManager.default.temporaryDirectory
@@ -189,10 +220,14 @@ struct GreeterExampleTests {
       server.environment = serverEnvironment
       let serverOutput = Pipe()
       server.standardOutput = serverOutput
-      server.standardError = FileHandle.nullDevice
+      // Its log, shown if it does not stop in time.
+      let serverLog = certs.path + "/greeter-server.log"
+      _ = FileManager.default.createFile(atPath: serverLog, contents: nil)
+      server.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: serverLog))
       let serverLines = outputLines(of: serverOutput.fileHandleForReading)
+      let serverExited = exits(of: server)
       try server.run()
-      defer { if server.isRunning { server.terminate() } }
+      defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
       var serving: String?
       for await line in serverLines {
         serving = line
@@ -204,7 +239,12 @@ struct GreeterExampleTests {
       let consul = try ConsulClient(.init(address: URL(string: "http://127.0.0.1:\(agentPort)")!))
       do {
         var registered = try await consul.healthService("greeter")
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
         while registered.value.first?.checks.allSatisfy({ $0.status == .passing }) != true {
+          try #require(
+            ContinuousClock.now < deadline,
+            "greeter is not passing its checks after 60 s: \(registered.value.map(\.checks))"
+          )
           registered = try await consul.healthService(
             "greeter",
             index: registered.index,
@@ -219,14 +259,21 @@ struct GreeterExampleTests {
         clientEnvironment["MESH_SERVICE_NAME"] = "greeter-client"
         client.environment = clientEnvironment
         client.arguments = ["Ada"]
-        let clientOutput = Pipe()
-        client.standardOutput = clientOutput
-        let clientLines = outputLines(of: clientOutput.fileHandleForReading)
+        // Its output goes to a file, read once it has exited: waiting for a pipe's end of file
+        // would also wait for any process that inherited the pipe (Foundation closes a child's
+        // other descriptors as of a moment before it spawns: a pipe another test makes then is
+        // inherited).
+        let clientOutputPath = certs.path + "/greeter-client.out"
+        _ = FileManager.default.createFile(atPath: clientOutputPath, contents: nil)
+        client.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: clientOutputPath))
+        client.standardError = client.standardOutput
+        let clientExited = exits(of: client)
         try client.run()
-        var lines: [String] = []
-        for await line in clientLines { lines.append(line) }
-        client.waitUntilExit()
-        #expect(client.terminationStatus == 0)
+        let clientStatus = await within(.seconds(60), clientExited)
+        let clientText = (try? String(contentsOfFile: clientOutputPath, encoding: .utf8)) ?? ""
+        if clientStatus == nil { kill(client.processIdentifier, SIGKILL) }
+        #expect(clientStatus == 0, "greeter-client: \(clientText)")
+        let lines = clientText.split(separator: "\n").map(String.init)
         #expect(lines.count == 9, "\(lines)")
         #expect(lines.filter { $0.hasPrefix("SayHello: Hello, Ada (served by ") }.count == 3)
         #expect(lines.filter { $0.hasPrefix("StreamHellos: Hello, Ada") }.count == 3)
@@ -237,11 +284,13 @@ struct GreeterExampleTests {
           }
         )
 
-        // SIGTERM drains it: deregistered, then it exits cleanly.
+        // SIGTERM drains it: deregistered, then it exits cleanly (its status, not a signal's).
         server.terminate()
-        for await _ in serverLines {}
-        server.waitUntilExit()
-        #expect(server.terminationReason == .exit && server.terminationStatus == 0)
+        let serverStatus = await within(.seconds(60), serverExited)
+        #expect(
+          serverStatus == 0,
+          "greeter-server after SIGTERM: \(serverStatus.map { "exit \($0)" } ?? "still running after 60 s"); its log:\n\((try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? "")"
+        )
         #expect(try await consul.healthService("greeter").value.isEmpty)
       } catch {
         try? await consul.shutdown()
