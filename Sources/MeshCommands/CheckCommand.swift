@@ -90,7 +90,7 @@ public struct CheckCommand: AsyncParsableCommand, MeshReportingCommand {
       credentials: nil
     )
     for name in self.service.isEmpty ? ["service"] : self.service {
-      _ = try Self.identities(of: name, trustDomain: trustDomain, namespace: namespace)
+      try Self.validateIdentity(of: name, trustDomain: trustDomain, namespace: namespace)
     }
   }
 
@@ -178,23 +178,22 @@ public struct CheckCommand: AsyncParsableCommand, MeshReportingCommand {
   }
 
   /// The identities a service's instances may present.
-  static func identities(
+  static func validateIdentity(
     of service: String,
     trustDomain: String,
     namespace: String
-  ) throws -> [MeshServiceIdentity] {
-    var identities: [MeshServiceIdentity] = []
+  ) throws {
     do {
-      identities.append(
-        try .spiffe(trustDomain: trustDomain, namespace: namespace, service: service)
+      _ = try MeshServiceIdentity.spiffe(
+        trustDomain: trustDomain,
+        namespace: namespace,
+        service: service
       )
     } catch {
       throw ValidationError(
         "spiffe://\(trustDomain)/ns/\(namespace)/svc/\(service) (from --trust-domain, --namespace and the service) is not an identity: \(error.message)"
       )
     }
-    if let dns = try? MeshServiceIdentity.dns(service) { identities.append(dns) }
-    return identities
   }
 
   private func steps(

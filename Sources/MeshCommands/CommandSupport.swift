@@ -48,10 +48,14 @@ public struct MeshCommandOutput: Sendable {
     self.write(text + "\n")
   }
 
-  /// `value` as pretty-printed JSON with sorted keys, on lines of its own.
-  func json(_ value: some Encodable) throws {
+  /// `value` as JSON with sorted keys: pretty-printed on lines of its own, or (`pretty` false)
+  /// on one line, for a stream of objects a script reads line by line.
+  func json(_ value: some Encodable, pretty: Bool = true) throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.outputFormatting =
+      pretty
+      ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+      : [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     self.line(String(decoding: try encoder.encode(value), as: UTF8.self))
   }

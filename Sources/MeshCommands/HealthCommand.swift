@@ -122,8 +122,7 @@ public struct HealthCommand: AsyncParsableCommand, MeshReportingCommand {
           let time = Date().formatted(.iso8601)
           if json {
             let line = ["service": service, "status": status, "time": time]
-            let encoded = try? JSONEncoder.sorted.encode(line)
-            output.line(String(decoding: encoded ?? Data(), as: UTF8.self))
+            try? output.json(line, pretty: false)
           } else {
             output.line(
               "\(time) status: \(output.paint(status, status == "SERVING" ? .green : .red))"
@@ -147,15 +146,5 @@ public struct HealthCommand: AsyncParsableCommand, MeshReportingCommand {
       FileHandle.standardError.write(Data("mesh health: error: \(error)\n".utf8))
     }
     return result.outcome == .connectionFailed ? 2 : 3
-  }
-}
-
-extension JSONEncoder {
-  /// One line of JSON with sorted keys (a stream of objects a script reads line by line).
-  static var sorted: JSONEncoder {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
-    return encoder
   }
 }
