@@ -27,6 +27,7 @@ import MeshConsul
 import MeshCore
 import MeshDiscovery
 import MeshServer
+import MeshTestKit
 import MeshTransport
 import NIOCore
 import NIOHTTP1
@@ -56,6 +57,36 @@ func adminRequest(_ url: String, method: HTTPMethod = .GET) async throws -> Admi
   )
 }
 
+/// Runs `body` with `server` running on `clock`, and waits for it to stop: `body` drains it and
+/// moves the clock past the drain delay. If `body` throws, the server drains with the clock moved
+/// on whenever something sleeps on it.
+private func withServer(
+  _ server: MeshServer,
+  on clock: MeshManualClock,
+  _ body: (MeshServer) async throws -> Void
+) async throws {
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await server.run() }
+    do {
+      _ = try await server.listeningPort
+      try await body(server)
+      try await group.waitForAll()
+    } catch {
+      server.beginGracefulShutdown()
+      group.addTask {
+        while !Task.isCancelled {
+          await clock.waitForSleepers { !$0.isEmpty }
+          clock.advance(by: .seconds(60))
+        }
+      }
+      // The server's run ends first; then the clock's mover.
+      _ = try? await group.next()
+      group.cancelAll()
+      throw error
+    }
+  }
+}
+
 @Suite("The admin endpoint", .timeLimit(.minutes(2)))
 struct AdminEndpointTests {
   @Test(
@@ -72,7 +103,16 @@ struct AdminEndpointTests {
       let logs = InMemoryLogHandler()
       var logger = Logger(label: "echo", factory: { _ in logs })
       logger.logLevel = .info
-      try await withMeshServer(configuration, services: [EchoService()], logger: logger) { server in
+      // The drain delay runs on the test's clock: the endpoint is seen draining before it stops.
+      let clock = MeshManualClock()
+      configuration.drain = .init(delay: .seconds(5), gracePeriod: .seconds(5))
+      let server = try await MeshServer(
+        configuration: configuration,
+        services: [EchoService()],
+        clock: clock,
+        logger: logger
+      )
+      try await withServer(server, on: clock) { server in
         let port = try await server.listeningPort
         let admin = try #require(server.admin)
         let base = try await admin.url
@@ -175,10 +215,14 @@ struct AdminEndpointTests {
           let missing = try await adminRequest(base + "nothing-here")
           #expect(missing.status == 404)
         }
-        // Draining: no longer ready, for Kubernetes to stop sending.
+        // Draining: no longer ready, for Kubernetes to stop sending. The endpoint answers until
+        // the server stops, after the drain delay.
         server.beginGracefulShutdown()
+        let delayOver = clock.now.advanced(by: configuration.drain.delay)
+        await clock.waitForSleepers { $0.contains(delayOver) }
         let draining = try await adminRequest(base + "ready")
         #expect(draining.status == 503 && draining.body.contains("draining"))
+        clock.advance(by: configuration.drain.delay)
       }
       // The server has drained and stopped: none of its drain's info lines was written.
       let messages = logs.entries.map(\.message.description)
