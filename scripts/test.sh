@@ -36,6 +36,11 @@ swift format lint --strict --recursive Package.swift Sources Tests Examples/Pack
 step "Building (warnings are errors)"
 swift build --build-tests
 
+# The native transport's interop tests run a gRPC C++ server built from Debian's libgrpc++-dev.
+step "Building the gRPC C++ peers (Benchmarks/cpp/build.sh)"
+./Benchmarks/cpp/build.sh "$root/Benchmarks/.build-cpp"
+export MESH_CPP_PEERS="$root/Benchmarks/.build-cpp"
+
 step "Running the tests"
 limited swift test --skip-build
 
