@@ -22,6 +22,7 @@ let products: [Product] = [
   .library(name: "MeshProto", targets: ["MeshProto"]),
   .library(name: "MeshIdentity", targets: ["MeshIdentity"]),
   .library(name: "MeshTransport", targets: ["MeshTransport"]),
+  .library(name: "MeshNativeTransport", targets: ["MeshNativeTransport"]),
   .library(name: "MeshHealth", targets: ["MeshHealth"]),
   .library(name: "MeshConfiguration", targets: ["MeshConfiguration"]),
   .library(name: "MeshClient", targets: ["MeshClient"]),
@@ -163,6 +164,27 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "CoreMetrics", package: "swift-metrics"),
       .product(name: "Tracing", package: "swift-distributed-tracing"),
+    ],
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  // libnghttp2 (Debian's libnghttp2-dev) for the native transport's HTTP/2.
+  .systemLibrary(
+    name: "CMeshNGHTTP2",
+    pkgConfig: "libnghttp2",
+    providers: [.apt(["libnghttp2-dev"])]
+  ),
+
+  // The native transport: gRPC over HTTP/2 on libnghttp2, with SwiftNIO's sockets.
+  .target(
+    name: "MeshNativeTransport",
+    dependencies: [
+      .target(name: "CMeshNGHTTP2"),
+      .target(name: "MeshCore"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
     ],
     swiftSettings: defaultSwiftSettings
   ),
@@ -415,6 +437,20 @@ var targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
     ],
     path: "Tests/InteropSupport",
+    swiftSettings: defaultSwiftSettings
+  ),
+
+  .testTarget(
+    name: "MeshNativeTransportTests",
+    dependencies: [
+      .target(name: "MeshCore"),
+      .target(name: "MeshNativeTransport"),
+      .target(name: "InteropSupport"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
+    ],
     swiftSettings: defaultSwiftSettings
   ),
 

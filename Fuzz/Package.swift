@@ -48,7 +48,9 @@ let package = Package(
   name: "swift-grpc-mesh-fuzz",
   platforms: [.macOS(.v15)],
   dependencies: [
-    .package(name: "swift-grpc-mesh", path: "..")
+    .package(name: "swift-grpc-mesh", path: ".."),
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
   ],
   targets: [
     // Go duration text, JSON numbers as durations, ports, integers and hosts (MeshCore).
@@ -95,6 +97,18 @@ let package = Package(
       [
         .target(name: "FuzzSupport"),
         .product(name: "MeshConsulAgent", package: "swift-grpc-mesh"),
+      ]
+    ),
+    // The native transport's client: an nghttp2 session reading a server's frames, whatever they
+    // are, with streams open.
+    fuzzTarget(
+      "FuzzNativeClientFrames",
+      [
+        .target(name: "FuzzSupport"),
+        .product(name: "MeshNativeTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
       ]
     ),
     // What the fuzz targets share: running async code from libFuzzer's synchronous callback.

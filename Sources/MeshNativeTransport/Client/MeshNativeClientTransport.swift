@@ -1,0 +1,273 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import GRPCCore
+public import GRPCNIOTransportHTTP2Posix
+public import MeshCore
+public import NIOCore
+public import NIOPosix
+
+/// A gRPC client transport to one server on libnghttp2: HTTP/2 framing, HPACK and flow control
+/// are nghttp2's; sockets are SwiftNIO's.
+///
+/// It keeps one connection, made when ``connect()`` runs and again after it is lost (with
+/// gRPC's connection backoff after failures) until ``beginGracefulShutdown()``. An RPC started
+/// while connecting waits for the connection, bounded by its task; with `waitForReady` false it
+/// fails at once while the last attempt has failed.
+///
+/// Streams are multiplexed on the connection up to the server's SETTINGS_MAX_CONCURRENT_STREAMS
+/// (nghttp2 queues the rest). Each stream's receive window opens as its messages are read, and
+/// the connection's window separately, so one slow reader does not stall the others.
+public final class MeshNativeClientTransport: ClientTransport, Sendable {
+  public typealias Bytes = GRPCNIOTransportBytes
+
+  private typealias Connectivity = MeshNativeConnectivity<
+    MeshNativeClientConnection, CheckedContinuation<MeshNativeClientConnection, any Error>
+  >
+
+  private let host: MeshHost
+  private let port: Int
+  private let settings: MeshNativeTransportSettings
+  private let group: any EventLoopGroup
+  private let state = MeshMutex(Connectivity())
+  private let nextWaiter = MeshMutex<UInt64>(0)
+  private let shutdownRequested = MeshSignal()
+  /// The connection the run loop watches is going away or closed (woken by the loop too).
+  private let connections = MeshMutex<[ObjectIdentifier: MeshNativeClientConnection]>([:])
+
+  /// A transport to `host:port`.
+  ///
+  /// - Throws: `MeshInputError` for a host or port that is not one.
+  public init(
+    host: String,
+    port: Int,
+    settings: MeshNativeTransportSettings = .defaults,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+  ) throws(MeshInputError) {
+    self.host = try MeshHost(host, field: "host")
+    self.port = try MeshInput.port(port, field: "port")
+    try settings.validate()
+    self.settings = settings
+    self.group = eventLoopGroup
+  }
+
+  private let made = MeshMutex(0)
+
+  /// Connections made so far (TCP connected).
+  public var connectionsMade: Int { self.made.withLock { $0 } }
+
+  public var retryThrottle: RetryThrottle? { nil }
+
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+
+  // MARK: Lifecycle
+
+  /// Keeps a connection to the server until ``beginGracefulShutdown()``; returns once every
+  /// connection has closed.
+  public func connect() async throws {
+    var backoff = MeshNativeBackoff(self.settings.backoff)
+    while self.state.withLock({ $0.connecting() }) {
+      do {
+        let connection = try await self.makeConnection()
+        backoff.reset()
+        let waiters = self.state.withLock { $0.ready(connection) }
+        for waiter in waiters { waiter.resume(returning: connection) }
+        if self.state.withLock({ $0.isShutdown }) {
+          connection.enqueue(.goAway)
+        }
+        // Until the connection goes away (or shutdown): then a new one takes new RPCs while
+        // this one finishes its streams.
+        await withTaskGroup(of: Void.self) { group in
+          group.addTask { await connection.goingAway.wait() }
+          group.addTask { await self.shutdownRequested.wait() }
+          await group.next()
+          group.cancelAll()
+        }
+        self.state.withLock { $0.lost(connection) }
+        if self.shutdownRequested.hasFired { connection.enqueue(.goAway) }
+      } catch {
+        let failure =
+          error as? MeshHTTP2Error
+          ?? MeshHTTP2Error(
+            .unavailable,
+            "Could not connect to \(self.host.authority(port: self.port)): \(error)"
+          )
+        let failing = self.state.withLock { $0.failed(failure) }
+        for waiter in failing { waiter.resume(throwing: MeshHTTP2Error.rpcError(failure)) }
+        let delay = backoff.next()
+        await self.shutdownRequested.cancelling {
+          try? await Task.sleep(for: delay)
+        }
+      }
+    }
+    // Shut down: every connection drains its streams and closes.
+    let open = self.connections.withLock { Array($0.values) }
+    for connection in open {
+      connection.enqueue(.goAway)
+      await connection.closed.wait()
+    }
+  }
+
+  /// Stops making connections; RPCs in flight finish, new ones fail.
+  public func beginGracefulShutdown() {
+    let (connection, failing) = self.state.withLock { $0.shutDown() }
+    let error = MeshHTTP2Error(.unavailable, "The transport is shut down.")
+    for waiter in failing { waiter.resume(throwing: MeshHTTP2Error.rpcError(error)) }
+    connection?.enqueue(.goAway)
+    self.shutdownRequested.fire()
+  }
+
+  private func makeConnection() async throws -> MeshNativeClientConnection {
+    let loop = self.group.next()
+    let authority = self.host.authority(port: self.port)
+    let connection = MeshNativeClientConnection(
+      settings: self.settings,
+      scheme: "http",
+      authority: authority,
+      eventLoop: loop,
+      allocator: ByteBufferAllocator(),
+      // On the event loop, as the GOAWAY (or the close) is read: new RPCs stop picking the
+      // connection at once, not when the run loop's task next runs.
+      onGoingAway: { connection in self.state.withLock { $0.lost(connection) } }
+    )
+    let bootstrap = ClientBootstrap(group: loop)
+      .connectTimeout(.nanoseconds(MeshInput.nanoseconds(clamping: self.settings.connectTimeout)))
+      .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(connection)
+        }
+      }
+    let channel: any Channel
+    switch self.host {
+    case .ipv4(let address), .ipv6(let address):
+      let socketAddress = try SocketAddress(ipAddress: address, port: self.port)
+      channel = try await bootstrap.connect(to: socketAddress).get()
+    case .dns(let name):
+      channel = try await bootstrap.connect(host: name, port: self.port).get()
+    }
+    let id = ObjectIdentifier(connection)
+    self.connections.withLock { $0[id] = connection }
+    self.made.withLock { $0 += 1 }
+    channel.closeFuture.whenComplete { _ in
+      _ = self.connections.withLock { $0.removeValue(forKey: id) }
+    }
+    // Ready once the server's SETTINGS arrive; a server that never sends them is a failed
+    // attempt after the connect timeout.
+    let ready = await withTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        await withTaskGroup(of: Void.self) { inner in
+          inner.addTask { await connection.ready.wait() }
+          inner.addTask { await connection.closed.wait() }
+          await inner.next()
+          inner.cancelAll()
+        }
+        return connection.ready.hasFired && !connection.closed.hasFired
+      }
+      group.addTask {
+        try? await Task.sleep(for: self.settings.connectTimeout)
+        return false
+      }
+      let ready = await group.next() ?? false
+      group.cancelAll()
+      return ready
+    }
+    guard ready else {
+      channel.close(promise: nil)
+      throw MeshHTTP2Error(
+        .unavailable,
+        "\(authority) did not complete the HTTP/2 connection preface."
+      )
+    }
+    return connection
+  }
+
+  // MARK: RPCs
+
+  public func withStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    let connection = try await self.connection(waitForReady: options.waitForReady ?? true)
+    let stream = connection.makeStream(descriptor: descriptor, options: options)
+    defer { stream.release() }
+    let rpc = RPCStream(
+      descriptor: descriptor,
+      inbound: RPCAsyncSequence(wrapping: MeshNativeInboundSequence(inbound: stream.inbound)),
+      outbound: RPCWriter.Closable(wrapping: MeshNativeClientStream.Writer(stream: stream))
+    )
+    let context = ClientContext(
+      descriptor: descriptor,
+      remotePeer: connection.remotePeer,
+      localPeer: connection.localPeer
+    )
+    return try await closure(rpc, context)
+  }
+
+  private func connection(waitForReady: Bool) async throws -> MeshNativeClientConnection {
+    // The common case, connected: no continuation, no cancellation handler.
+    let current = self.state.withLock { state -> MeshNativeClientConnection? in
+      if case .ready(let connection) = state.state { return connection }
+      return nil
+    }
+    if let current { return current }
+    let id = self.nextWaiter.withLock { id in
+      id &+= 1
+      return id
+    }
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { continuation in
+        let admission = self.state.withLock { state in
+          Task.isCancelled
+            ? .fail(MeshHTTP2Error(.cancelled, "The RPC was cancelled."))
+            : state.admit(id: id, waiter: continuation, waitForReady: waitForReady)
+        }
+        switch admission {
+        case .use(let connection): continuation.resume(returning: connection)
+        case .fail(let error): continuation.resume(throwing: MeshHTTP2Error.rpcError(error))
+        case .wait: break
+        }
+      }
+    } onCancel: {
+      let waiter = self.state.withLock { $0.withdraw(id: id) }
+      waiter?.resume(throwing: RPCError(code: .cancelled, message: "The RPC was cancelled."))
+    }
+  }
+}
+
+/// gRPC's connection backoff (doc/connection-backoff.md): each failed attempt waits longer, up to
+/// a maximum, with jitter.
+struct MeshNativeBackoff {
+  let settings: MeshNativeTransportSettings.Backoff
+  private var current: Duration
+
+  init(_ settings: MeshNativeTransportSettings.Backoff) {
+    self.settings = settings
+    self.current = settings.initial
+  }
+
+  mutating func reset() {
+    self.current = self.settings.initial
+  }
+
+  mutating func next() -> Duration {
+    let base = self.current
+    self.current = min(self.current * self.settings.multiplier, self.settings.maximum)
+    let jitter = Double.random(in: -self.settings.jitter...self.settings.jitter)
+    return max(.zero, base * (1 + jitter))
+  }
+}

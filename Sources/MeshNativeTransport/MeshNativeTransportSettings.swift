@@ -1,0 +1,149 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import MeshCore
+
+/// Settings of the native transport's connections.
+public struct MeshNativeTransportSettings: Sendable, Hashable {
+  /// The receive window of each stream (SETTINGS_INITIAL_WINDOW_SIZE): how far a peer may send
+  /// ahead of a stream's reader. 1 MiB by default.
+  public var streamWindow: Int
+  /// The receive window of the whole connection, across streams. 16 MiB by default.
+  public var connectionWindow: Int
+  /// The largest frame the peer may send (SETTINGS_MAX_FRAME_SIZE). 64 KiB by default.
+  public var maxFrameSize: Int
+  /// The largest header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE). 16 KiB by default.
+  public var maxHeaderListSize: Int
+  /// Streams the peer may open at once (servers; clients advertise it too). 100 by default.
+  public var maxConcurrentStreams: Int
+  /// How long a connection may take, TCP and HTTP/2 preface. 20 s by default.
+  public var connectTimeout: Duration
+  /// The wait between failed attempts to connect.
+  public var backoff: Backoff
+
+  /// gRPC's connection backoff.
+  public struct Backoff: Sendable, Hashable {
+    public var initial: Duration
+    public var multiplier: Double
+    public var maximum: Duration
+    /// A random part of each wait, ± this fraction.
+    public var jitter: Double
+
+    /// gRPC's defaults: 1 s, ×1.6, at most 120 s, ±20 %.
+    public static var defaults: Self {
+      Self(initial: .seconds(1), multiplier: 1.6, maximum: .seconds(120), jitter: 0.2)
+    }
+
+    public init(initial: Duration, multiplier: Double, maximum: Duration, jitter: Double) {
+      self.initial = initial
+      self.multiplier = multiplier
+      self.maximum = maximum
+      self.jitter = jitter
+    }
+  }
+
+  /// The defaults.
+  public static var defaults: Self {
+    Self(
+      streamWindow: 1 << 20,
+      connectionWindow: 16 << 20,
+      maxFrameSize: 64 << 10,
+      maxHeaderListSize: 16 << 10,
+      maxConcurrentStreams: 100,
+      connectTimeout: .seconds(20),
+      backoff: .defaults
+    )
+  }
+
+  /// The defaults, changed by `configure`.
+  public static func defaults(configure: (inout Self) -> Void) -> Self {
+    var settings = Self.defaults
+    configure(&settings)
+    return settings
+  }
+
+  public init(
+    streamWindow: Int,
+    connectionWindow: Int,
+    maxFrameSize: Int,
+    maxHeaderListSize: Int,
+    maxConcurrentStreams: Int,
+    connectTimeout: Duration,
+    backoff: Backoff
+  ) {
+    self.streamWindow = streamWindow
+    self.connectionWindow = connectionWindow
+    self.maxFrameSize = maxFrameSize
+    self.maxHeaderListSize = maxHeaderListSize
+    self.maxConcurrentStreams = maxConcurrentStreams
+    self.connectTimeout = connectTimeout
+    self.backoff = backoff
+  }
+
+  /// Checks every field against what HTTP/2 allows.
+  ///
+  /// - Throws: `MeshInputError` naming the field.
+  public func validate() throws(MeshInputError) {
+    func check(_ value: Int, _ range: ClosedRange<Int>, _ field: String) throws(MeshInputError) {
+      guard range.contains(value) else {
+        throw MeshInputError(
+          code: .outOfRange,
+          field: field,
+          message: "must be in \(range.lowerBound)...\(range.upperBound), not \(value)"
+        )
+      }
+    }
+    try check(self.streamWindow, 65_535...Int(Int32.max), "streamWindow")
+    try check(self.connectionWindow, 65_535...Int(Int32.max), "connectionWindow")
+    try check(self.maxFrameSize, 16_384...16_777_215, "maxFrameSize")
+    try check(self.maxHeaderListSize, 1_024...Int(Int32.max), "maxHeaderListSize")
+    try check(self.maxConcurrentStreams, 1...Int(Int32.max), "maxConcurrentStreams")
+    for (duration, field) in [
+      (self.connectTimeout, "connectTimeout"), (self.backoff.initial, "backoff.initial"),
+      (self.backoff.maximum, "backoff.maximum"),
+    ] where duration <= .zero || duration > .seconds(86_400) {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: field,
+        message: "must be more than 0 and at most a day"
+      )
+    }
+    guard self.backoff.multiplier >= 1, self.backoff.multiplier <= 10 else {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: "backoff.multiplier",
+        message: "must be in 1...10"
+      )
+    }
+    guard self.backoff.jitter >= 0, self.backoff.jitter < 1 else {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: "backoff.jitter",
+        message: "must be in 0..<1"
+      )
+    }
+  }
+
+  var http2: MeshHTTP2Session.Settings {
+    MeshHTTP2Session.Settings(
+      maxConcurrentStreams: self.maxConcurrentStreams,
+      streamWindow: self.streamWindow,
+      connectionWindow: self.connectionWindow,
+      maxFrameSize: self.maxFrameSize,
+      maxHeaderListSize: self.maxHeaderListSize
+    )
+  }
+}

@@ -1,0 +1,207 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+public import GRPCCore
+public import GRPCNIOTransportHTTP2Posix
+public import MeshCore
+public import NIOCore
+public import NIOPosix
+
+/// A gRPC server transport on libnghttp2, with SwiftNIO's sockets.
+///
+/// ``listen(streamHandler:)`` binds, then runs each RPC's handler in a child task of its own
+/// until ``beginGracefulShutdown()``: no new connection is accepted, each connection sends
+/// GOAWAY, RPCs in flight finish, and `listen` returns once every connection has closed. The
+/// request's `grpc-timeout` reaches the handler in its metadata, where grpc-swift's server
+/// enforces it; a client's RST_STREAM cancels the handler's RPC.
+public final class MeshNativeServerTransport: ServerTransport, Sendable {
+  public typealias Bytes = GRPCNIOTransportBytes
+
+  private let host: MeshHost
+  private let port: Int
+  private let settings: MeshNativeTransportSettings
+  private let maxRequestBytes: Int
+  private let group: any EventLoopGroup
+
+  private struct State {
+    var bound: Result<Int, any Error>?
+    var server: (any Channel)?
+    var connections: [ObjectIdentifier: MeshNativeServerConnection] = [:]
+    var shuttingDown = false
+  }
+  private let state = MeshMutex(State())
+  private let boundSignal = MeshSignal()
+  private let shutdownRequested = MeshSignal()
+
+  /// A server transport for `host:port` (port 0: any free port, see ``listeningPort``).
+  ///
+  /// - Parameter maxRequestMessageBytes: The largest request message accepted (4 MiB by default).
+  /// - Throws: `MeshInputError` for a host, port or setting that is not one.
+  public init(
+    host: String,
+    port: Int,
+    settings: MeshNativeTransportSettings = .defaults,
+    maxRequestMessageBytes: Int = 4 << 20,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+  ) throws(MeshInputError) {
+    self.host = try MeshHost(host, field: "host")
+    self.port = try MeshInput.integer(port, field: "port", in: 0...65_535)
+    try settings.validate()
+    self.maxRequestBytes = try MeshInput.integer(
+      maxRequestMessageBytes,
+      field: "maxRequestMessageBytes",
+      in: 0...Int(UInt32.max)
+    )
+    self.settings = settings
+    self.group = eventLoopGroup
+  }
+
+  /// The bound port, once ``listen(streamHandler:)`` has bound.
+  ///
+  /// - Throws: the bind's error, or `MeshHTTP2Error` if the transport stopped before binding.
+  public var listeningPort: Int {
+    get async throws {
+      await self.boundSignal.wait()
+      guard let bound = self.state.withLock({ $0.bound }) else { throw CancellationError() }
+      return try bound.get()
+    }
+  }
+
+  public func listen(
+    streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+  ) async throws {
+    let (accepted, continuation) = AsyncStream.makeStream(
+      of: MeshNativeServerConnection.Accepted.self
+    )
+    let server: any Channel
+    do {
+      server = try await self.bind { accepted in continuation.yield(accepted) }
+    } catch {
+      self.settle(.failure(error))
+      throw error
+    }
+    let shutDown = self.state.withLock { state -> Bool in
+      state.server = server
+      return state.shuttingDown
+    }
+    self.settle(.success(server.localAddress?.port ?? self.port))
+    if shutDown { server.close(promise: nil) }
+    // The accept loop stops with graceful shutdown; then every connection drains and closes.
+    server.closeFuture.whenComplete { _ in
+      // Wait for the connections to close (on any thread) before ending the stream of RPCs.
+      let connections = self.state.withLock { Array($0.connections.values) }
+      let remaining = MeshMutex(connections.count)
+      if connections.isEmpty { continuation.finish() }
+      for connection in connections {
+        connection.enqueue(.goAway)
+        connection.closedFuture.whenComplete { _ in
+          let left = remaining.withLock { count -> Int in
+            count -= 1
+            return count
+          }
+          if left == 0 { continuation.finish() }
+        }
+      }
+    }
+    await withDiscardingTaskGroup { group in
+      for await rpc in accepted {
+        group.addTask { await Self.handle(rpc, streamHandler) }
+      }
+    }
+  }
+
+  private static func handle(
+    _ rpc: MeshNativeServerConnection.Accepted,
+    _ streamHandler: @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+  ) async {
+    let stream = rpc.stream
+    defer { stream.release() }
+    await withServerContextRPCCancellationHandle { handle in
+      stream.setCancellation(handle)
+      let rpcStream = RPCStream(
+        descriptor: rpc.descriptor,
+        inbound: RPCAsyncSequence(wrapping: MeshNativeInboundSequence(inbound: stream.inbound)),
+        outbound: RPCWriter.Closable(wrapping: MeshNativeServerStream.Writer(stream: stream))
+      )
+      let context = ServerContext(
+        descriptor: rpc.descriptor,
+        remotePeer: rpc.remotePeer,
+        localPeer: rpc.localPeer,
+        cancellation: handle
+      )
+      await streamHandler(rpcStream, context)
+    }
+  }
+
+  private func bind(
+    onStream: @escaping @Sendable (MeshNativeServerConnection.Accepted) -> Void
+  ) async throws -> any Channel {
+    let settings = self.settings
+    let maxRequestBytes = self.maxRequestBytes
+    let bootstrap = ServerBootstrap(group: self.group)
+      .serverChannelOption(.backlog, value: 256)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { channel in
+        let connection = MeshNativeServerConnection(
+          settings: settings,
+          maxRequestBytes: maxRequestBytes,
+          eventLoop: channel.eventLoop,
+          onStream: onStream
+        )
+        let id = ObjectIdentifier(connection)
+        let accepted = self.state.withLock { state -> Bool in
+          guard !state.shuttingDown else { return false }
+          state.connections[id] = connection
+          return true
+        }
+        guard accepted else { return channel.close() }
+        channel.closeFuture.whenComplete { _ in
+          _ = self.state.withLock { $0.connections.removeValue(forKey: id) }
+          connection.closedPromise.succeed()
+        }
+        return channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(connection)
+        }
+      }
+    switch self.host {
+    case .ipv4(let address), .ipv6(let address):
+      return try await bootstrap.bind(to: try SocketAddress(ipAddress: address, port: self.port))
+        .get()
+    case .dns(let name):
+      return try await bootstrap.bind(host: name, port: self.port).get()
+    }
+  }
+
+  private func settle(_ result: Result<Int, any Error>) {
+    let first = self.state.withLock { state -> Bool in
+      guard state.bound == nil else { return false }
+      state.bound = result
+      return true
+    }
+    if first { self.boundSignal.fire() }
+  }
+
+  /// Stops accepting connections; each connection sends GOAWAY and closes once its RPCs finish.
+  public func beginGracefulShutdown() {
+    let server = self.state.withLock { state -> (any Channel)? in
+      state.shuttingDown = true
+      return state.server
+    }
+    server?.close(promise: nil)
+    self.shutdownRequested.fire()
+  }
+}
