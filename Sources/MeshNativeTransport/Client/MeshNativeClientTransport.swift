@@ -141,7 +141,8 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
       allocator: ByteBufferAllocator(),
       // On the event loop, as the GOAWAY (or the close) is read: new RPCs stop picking the
       // connection at once, not when the run loop's task next runs.
-      onGoingAway: { connection in self.state.withLock { $0.lost(connection) } }
+      // Weak: the connection may outlive the transport (it closes on its own).
+      onGoingAway: { [weak self] connection in self?.state.withLock { $0.lost(connection) } }
     )
     let bootstrap = ClientBootstrap(group: loop)
       .connectTimeout(.nanoseconds(MeshInput.nanoseconds(clamping: self.settings.connectTimeout)))
@@ -162,8 +163,8 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     let id = ObjectIdentifier(connection)
     self.connections.withLock { $0[id] = connection }
     self.made.withLock { $0 += 1 }
-    channel.closeFuture.whenComplete { _ in
-      _ = self.connections.withLock { $0.removeValue(forKey: id) }
+    channel.closeFuture.whenComplete { [weak self] _ in
+      _ = self?.connections.withLock { $0.removeValue(forKey: id) }
     }
     // Ready once the server's SETTINGS arrive; a server that never sends them is a failed
     // attempt after the connect timeout.

@@ -113,6 +113,13 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     if context.channel.isActive { self.start(context: context) }
   }
 
+  func handlerRemoved(context: ChannelHandlerContext) {
+    // The pipeline is torn down (also for a channel that never became active): no reference
+    // to it may outlive it.
+    self.context = nil
+    self.session = nil
+  }
+
   func channelActive(context: ChannelHandlerContext) {
     self.start(context: context)
     context.fireChannelActive()
