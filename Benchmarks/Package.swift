@@ -81,5 +81,17 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // Client transports against a gRPC C++ server (Benchmarks/cpp): gRPC C++'s client, grpc-swift's
+    // and the native one.
+    .executableTarget(
+      name: "transport-benchmark",
+      dependencies: [
+        .target(name: "BenchmarkSupport"),
+        .product(name: "MeshNativeTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      ],
+      swiftSettings: swiftSettings
+    ),
   ]
 )

@@ -1,0 +1,346 @@
+/*
+ * Copyright 2026, swift-grpc-mesh contributors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+// Client transports against a gRPC C++ echo server (the fast server, so that the client's cost
+// shows): gRPC C++'s own client (the baseline), grpc-swift's NIO transport and the mesh's native
+// transport on libnghttp2. Unary, 64-byte messages, closed loop, at 1 and 64 in flight; each
+// figure the median of interleaved runs, and a ratio against gRPC C++ in the same run.
+//
+// Run: Benchmarks/cpp/build.sh && swift run -c release --package-path Benchmarks transport-benchmark
+// Settings: BENCH_DURATION (default 5s), BENCH_RUNS (3), BENCH_SIZE (64), BENCH_CPP (folder of
+// the C++ binaries, default Benchmarks/.build-cpp).
+
+import BenchmarkSupport
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import MeshNativeTransport
+
+let duration = environmentDuration("BENCH_DURATION", default: .seconds(5))
+let runs = environmentInteger("BENCH_RUNS", default: 3, in: 1...20)
+let size = environmentInteger("BENCH_SIZE", default: 64, in: 0...(16 << 20))
+let cppFolder =
+  ProcessInfo.processInfo.environment["BENCH_CPP"]
+  ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent().appendingPathComponent(".build-cpp").path
+
+/// Messages as raw bytes.
+struct RawSerializer: MessageSerializer, MessageDeserializer {
+  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
+    Bytes(message)
+  }
+
+  func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> [UInt8] {
+    bytes.withUnsafeBytes { Array($0) }
+  }
+}
+
+let echo = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Echo")
+
+/// This process's user and system CPU time.
+func processCPU() -> Duration {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  func duration(_ time: timeval) -> Duration {
+    .seconds(time.tv_sec) + .microseconds(time.tv_usec)
+  }
+  return duration(usage.ru_utime) + duration(usage.ru_stime)
+}
+
+/// Another process's user and system CPU time (/proc/PID/stat, in clock ticks).
+func processCPU(pid: Int32) -> Duration {
+  guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+    let end = stat.lastIndex(of: ")")
+  else { return .zero }
+  // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+  let fields = stat[stat.index(after: end)...].split(separator: " ")
+  guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else {
+    return .zero
+  }
+  let ticks = Int64(sysconf(Int32(_SC_CLK_TCK)))
+  return .milliseconds((user + system) * 1000 / max(ticks, 1))
+}
+
+struct Result {
+  var rps: Double
+  var p50: Double
+  var p99: Double
+  var cpuPerRPC: Double
+}
+
+/// Starts the C++ echo server; returns it and its port.
+func startServer() throws -> (Process, Int) {
+  let server = Process()
+  server.executableURL = URL(fileURLWithPath: cppFolder + "/echo_server")
+  server.arguments = ["--port", "0", "--threads", "1"]
+  let output = Pipe()
+  server.standardOutput = output
+  try server.run()
+  var line = Data()
+  while !line.contains(UInt8(ascii: "\n")) {
+    let chunk = output.fileHandleForReading.availableData
+    if chunk.isEmpty { break }
+    line.append(chunk)
+  }
+  let text = String(decoding: line, as: UTF8.self)
+  guard
+    let port = text.split(separator: " ").last.flatMap({
+      Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+    })
+  else {
+    throw RPCError(code: .internalError, message: "The C++ server said: \(text)")
+  }
+  return (server, port)
+}
+
+/// One run of a Swift client over `transport`.
+func runSwift<Transport: ClientTransport>(
+  _ transport: Transport,
+  concurrency: Int
+) async throws -> Result {
+  try await withGRPCClient(transport: transport) { client in
+    let payload = [UInt8](repeating: 1, count: size)
+    @Sendable func call() async throws {
+      _ = try await client.unary(
+        request: ClientRequest(message: payload),
+        descriptor: echo,
+        serializer: RawSerializer(),
+        deserializer: RawSerializer(),
+        options: .defaults
+      ) { try $0.message }
+    }
+    // Warm up: connections, caches.
+    _ = try await measure(concurrency: concurrency, for: .milliseconds(500), call)
+    let cpuBefore = processCPU()
+    let measured = try await measure(concurrency: concurrency, for: duration, call)
+    let cpu = processCPU() - cpuBefore
+    return Result(
+      rps: measured.throughput,
+      p50: measured.percentile(0.5),
+      p99: measured.percentile(0.99),
+      cpuPerRPC: cpu / .microseconds(1) / Double(max(measured.calls, 1))
+    )
+  }
+}
+
+/// One run of the C++ client.
+func runCPP(port: Int, concurrency: Int) throws -> Result {
+  let client = Process()
+  client.executableURL = URL(fileURLWithPath: cppFolder + "/echo_client")
+  client.arguments = [
+    "--target", "127.0.0.1:\(port)", "--concurrency", "\(concurrency)", "--size", "\(size)",
+    "--duration", "\(duration / .seconds(1))", "--warmup", "0.5",
+  ]
+  let output = Pipe()
+  client.standardOutput = output
+  try client.run()
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  client.waitUntilExit()
+  guard
+    client.terminationStatus == 0,
+    let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+    let rps = json["rps"] as? Double, let p50 = json["p50_us"] as? Double,
+    let p99 = json["p99_us"] as? Double, let cpu = json["cpu_us_per_rpc"] as? Double
+  else {
+    throw RPCError(
+      code: .internalError,
+      message: "The C++ client failed: \(String(decoding: data, as: UTF8.self))"
+    )
+  }
+  return Result(rps: rps, p50: p50, p99: p99, cpuPerRPC: cpu)
+}
+
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+/// `test.Echo/Echo`: the request back (raw bytes), as the C++ server answers.
+struct RawEcho: RegistrableRPCService {
+  func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    router.registerHandler(
+      forMethod: echo,
+      deserializer: RawSerializer(),
+      serializer: RawSerializer()
+    ) { request, _ in
+      var messages: [[UInt8]] = []
+      for try await message in request.messages { messages.append(message) }
+      let received = messages
+      return StreamingServerResponse { writer in
+        for message in received { try await writer.write(message) }
+        return [:]
+      }
+    }
+  }
+}
+
+/// Runs `body` with a Swift server on `transport` (in this process), given its port.
+func withSwiftServer<Transport: ServerTransport>(
+  _ transport: Transport,
+  port: @escaping @Sendable () async throws -> Int,
+  _ body: (Int) async throws -> Void
+) async throws {
+  let server = GRPCServer(transport: transport, services: [RawEcho()])
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await server.serve() }
+    try await body(try await port())
+    server.beginGracefulShutdown()
+    try await group.waitForAll()
+  }
+}
+
+/// h2load against `port`: RPC/s with one connection and 64 streams.
+func h2load(port: Int) throws -> Double {
+  let body = FileManager.default.temporaryDirectory.appendingPathComponent("h2load-\(size).bin")
+  var framed = Data([0])
+  withUnsafeBytes(of: UInt32(size).bigEndian) { framed.append(contentsOf: $0) }
+  framed.append(Data(repeating: 1, count: size))
+  try framed.write(to: body)
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/h2load")
+  process.arguments = [
+    "-n", "200000", "-c", "1", "-m", "64", "-t", "1", "-d", body.path,
+    "-H", "content-type: application/grpc", "-H", "te: trailers",
+    "http://127.0.0.1:\(port)/test.Echo/Echo",
+  ]
+  let output = Pipe()
+  process.standardOutput = output
+  try process.run()
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  let text = String(decoding: data, as: UTF8.self)
+  // "finished in 1.23s, 162601.63 req/s, ..."
+  guard
+    let line = text.split(separator: "\n").first(where: { $0.hasPrefix("finished in") }),
+    let field = line.split(separator: ",").dropFirst().first,
+    let rps = Double(field.trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+  else {
+    throw RPCError(code: .internalError, message: "h2load said: \(text)")
+  }
+  return rps
+}
+
+let (server, port) = try startServer()
+defer { server.terminate() }
+print(
+  "gRPC C++ echo server on port \(port); \(size)-byte unary; \(runs) interleaved runs of \(duration)"
+)
+
+let clients = ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"]
+for concurrency in [1, 64] {
+  var results: [String: [Result]] = [:]
+  for _ in 0..<runs {
+    for name in clients {
+      let result: Result
+      switch name {
+      case "gRPC C++":
+        result = try runCPP(port: port, concurrency: concurrency)
+      case "grpc-swift (NIO)":
+        result = try await runSwift(
+          HTTP2ClientTransport.Posix(
+            target: .ipv4(address: "127.0.0.1", port: port),
+            transportSecurity: .plaintext
+          ),
+          concurrency: concurrency
+        )
+      default:
+        result = try await runSwift(
+          MeshNativeClientTransport(host: "127.0.0.1", port: port),
+          concurrency: concurrency
+        )
+      }
+      results[name, default: []].append(result)
+    }
+  }
+  let baseline = median(results["gRPC C++"]!.map(\.rps))
+  let baselineCPU = median(results["gRPC C++"]!.map(\.cpuPerRPC))
+  print("")
+  print("\(concurrency) in flight")
+  print("client | RPC/s | ×C++ | p50 µs | p99 µs | client CPU µs/RPC | ×C++")
+  print("--- | --- | --- | --- | --- | --- | ---")
+  for name in clients {
+    let runs = results[name]!
+    let rps = median(runs.map(\.rps))
+    let cpu = median(runs.map(\.cpuPerRPC))
+    print(
+      "\(name) | \(format(rps)) | \(format(rps / baseline, 2)) | \(format(median(runs.map(\.p50)))) "
+        + "| \(format(median(runs.map(\.p99)))) | \(format(cpu, 1)) | \(format(cpu / baselineCPU, 1))"
+    )
+  }
+}
+
+// Servers: the C++ client at 64 in flight and h2load (1 connection × 64 streams) against each.
+print("")
+print("Servers under the gRPC C++ client (64 in flight) and h2load (1 connection × 64 streams)")
+print("server | RPC/s (C++ client) | ×C++ | p99 µs | server CPU µs/RPC | h2load RPC/s | ×C++")
+print("--- | --- | --- | --- | --- | --- | ---")
+var serverRows: [(String, Result, Double)] = []
+for name in ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"] {
+  var runsOfServer: [Result] = []
+  var h2loads: [Double] = []
+  func measureServer(port: Int, inProcess: Bool) throws {
+    for _ in 0..<runs {
+      // The server's CPU: this process for a Swift server (the C++ client is another
+      // process), the C++ server's own otherwise. Warm-up included, so slightly high.
+      func serverCPU() -> Duration {
+        inProcess ? processCPU() : processCPU(pid: server.processIdentifier)
+      }
+      let before = serverCPU()
+      var result = try runCPP(port: port, concurrency: 64)
+      let cpu = serverCPU() - before
+      result.cpuPerRPC = cpu / .microseconds(1) / (result.rps * (duration / .seconds(1) + 0.5))
+      runsOfServer.append(result)
+      h2loads.append(try h2load(port: port))
+    }
+  }
+  switch name {
+  case "gRPC C++":
+    try measureServer(port: port, inProcess: false)
+  case "grpc-swift (NIO)":
+    let transport = HTTP2ServerTransport.Posix(
+      address: .ipv4(host: "127.0.0.1", port: 0),
+      transportSecurity: .plaintext
+    )
+    try await withSwiftServer(transport, port: { try await transport.listeningAddress.ipv4!.port })
+    {
+      try measureServer(port: $0, inProcess: true)
+    }
+  default:
+    let transport = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
+    try await withSwiftServer(transport, port: { try await transport.listeningPort }) {
+      try measureServer(port: $0, inProcess: true)
+    }
+  }
+  serverRows.append(
+    (
+      name,
+      Result(
+        rps: median(runsOfServer.map(\.rps)),
+        p50: median(runsOfServer.map(\.p50)),
+        p99: median(runsOfServer.map(\.p99)),
+        cpuPerRPC: median(runsOfServer.map(\.cpuPerRPC))
+      ), median(h2loads)
+    )
+  )
+}
+let serverBaseline = serverRows[0]
+for (name, result, h2) in serverRows {
+  let cpu = format(result.cpuPerRPC, 1)
+  print(
+    "\(name) | \(format(result.rps)) | \(format(result.rps / serverBaseline.1.rps, 2)) | "
+      + "\(format(result.p99)) | \(cpu) | \(format(h2)) | \(format(h2 / serverBaseline.2, 2))"
+  )
+}
