@@ -403,3 +403,100 @@ struct NativeServerTests {
     }
   }
 }
+
+@Suite("Native transport: streams that end early, limits, hard stops", .timeLimit(.minutes(2)))
+struct NativeEdgeTests {
+  @Test("A client whose connection is cut mid-RPC: the handler is cancelled, the server serves on")
+  func clientGoneMidRPC() async throws {
+    let service = NativeTestService()
+    try await withServer(.native, services: [service]) { port in
+      let transport = try MeshNativeClientTransport(host: "127.0.0.1", port: port)
+      let client = GRPCClient(transport: transport)
+      await withTaskGroup(of: Void.self) { group in
+        // Cancelling runConnections is the transport's hard stop: its connection closes at once.
+        group.addTask { try? await client.runConnections() }
+        group.addTask { _ = try? await client.call("Hang", [1]) }
+        await service.hangStarted.wait()
+        group.cancelAll()
+        await service.hangCancelled.wait()
+      }
+      try await withNativeClient(port: port) { client, _ in
+        let reply = try await client.call("Echo", [3])
+        #expect(reply.message == [3])
+      }
+    }
+  }
+
+  @Test(
+    "Readers that stop early give their window back: the connection's window never runs out",
+    arguments: ServerKind.allCases
+  )
+  func abandonedStreamsReturnTheirWindow(server: ServerKind) async throws {
+    try await withServer(server, services: [NativeTestService()]) { port in
+      // One 64 KiB window for the whole connection; each stream's response is 200 KB.
+      let settings = MeshNativeTransportSettings.defaults {
+        $0.streamWindow = 65_535
+        $0.connectionWindow = 65_535
+      }
+      try await withNativeClient(port: port, settings: settings) { client, _ in
+        let request = [UInt8(200)] + [UInt8](repeating: 9, count: 999)
+        for _ in 0..<20 {
+          let first = try await client.serverStreaming(
+            request: ClientRequest(message: request),
+            descriptor: NativeTestService.method("Expand"),
+            serializer: RawSerializer(),
+            deserializer: RawSerializer(),
+            options: .defaults
+          ) { response in
+            // One message, then the reader stops: the rest is never read.
+            for try await message in response.messages { return message.count }
+            return 0
+          }
+          #expect(first == 1001)
+        }
+        let large = [UInt8](repeating: 5, count: 1 << 20)
+        var options = CallOptions.defaults
+        options.timeout = .seconds(30)
+        let echoed = try await client.call("Echo", large, options: options)
+        #expect(echoed.message == large)
+      }
+    }
+  }
+
+  @Test("Headers over maxHeaderListSize are refused with an error, not buffered")
+  func headerListLimit() async throws {
+    try await withServer(.native, services: [NativeTestService()]) { port in
+      try await withNativeClient(port: port) { client, _ in
+        let metadata: Metadata = ["x-big": "\(String(repeating: "a", count: 20_000))"]
+        await #expect(throws: RPCError.self) {
+          try await client.call("Echo", [1], metadata: metadata)
+        }
+        let reply = try await client.call("Echo", [2])
+        #expect(reply.message == [2])
+      }
+    }
+  }
+
+  @Test("A status before the request ends (an unknown method, the client still sending) arrives")
+  func statusBeforeRequestEnds() async throws {
+    try await withServer(.native, services: [NativeTestService()]) { port in
+      try await withNativeClient(port: port) { client, _ in
+        let error = await #expect(throws: RPCError.self) {
+          try await client.clientStreaming(
+            request: StreamingClientRequest(of: [UInt8].self) { writer in
+              try await writer.write([1])
+              // Still sending when the server answers; the answer ends the call (and this
+              // wait, by cancellation).
+              await MeshSignal().wait()
+            },
+            descriptor: MethodDescriptor(fullyQualifiedService: "test.Nope", method: "Stream"),
+            serializer: RawSerializer(),
+            deserializer: RawSerializer(),
+            options: .defaults
+          ) { try $0.message }
+        }
+        #expect(error?.code == .unimplemented)
+      }
+    }
+  }
+}

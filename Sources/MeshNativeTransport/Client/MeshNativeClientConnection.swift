@@ -287,10 +287,11 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
       stream.closed = true
       if stream.id != 0 {
         session.reset(stream: stream.id, code: .cancel)
-        self.streams[stream.id] = nil
+        self.remove(stream, on: session)
       }
     case .consume(let stream):
-      guard !stream.closed, stream.heldBack > 0 else { return }
+      // A closed stream's held-back bytes went back to the connection when it was removed.
+      guard stream.heldBack > 0 else { return }
       session.consume(stream: stream.id, count: stream.heldBack)
       stream.heldBack = 0
     case .release(let stream):
@@ -298,7 +299,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
         stream.closed = true
         if stream.id != 0 {
           session.reset(stream: stream.id, code: .cancel)
-          self.streams[stream.id] = nil
+          self.remove(stream, on: session)
         }
       }
     case .goAway:
@@ -311,9 +312,11 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   /// Frames what the session has to send and writes it with one flush.
-  private func flushSession() {
+  /// Frames and writes what the session has to send; closes the channel after that write if
+  /// `thenClose` (or the session is over).
+  private func flushSession(thenClose: Bool = false) {
     guard let session = self.session, let context = self.context else { return }
-    if !MeshNativeData.flush(session, to: context) { context.close(promise: nil) }
+    MeshNativeData.flush(session, to: context, thenClose: thenClose)
   }
 
   /// Closes the connection once it is going away and has no stream left: checked after the
@@ -323,8 +326,16 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
     guard self.isGoingAway, self.streams.isEmpty else { return }
     self.eventLoop.execute {
       guard self.isGoingAway, self.streams.isEmpty else { return }
-      self.flushSession()
-      self.context?.close(promise: nil)
+      self.flushSession(thenClose: true)
+    }
+  }
+
+  /// Takes `stream` out of the table: the bytes it held back go back to the connection's window.
+  private func remove(_ stream: MeshNativeClientStream, on session: MeshHTTP2Session) {
+    self.streams[stream.id] = nil
+    if stream.heldBack > 0 {
+      session.consumeConnection(count: stream.heldBack)
+      stream.heldBack = 0
     }
   }
 
@@ -345,6 +356,10 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
     -> Bool
   {
     guard let stream = self.streams[id] else { return true }
+    // SETTINGS_MAX_HEADER_LIST_SIZE is only advertised by nghttp2: it is enforced here (RFC 9113
+    // §6.5.2's size: name, value and 32 per field). Past it, nghttp2 resets the stream.
+    stream.headerBytes += name.count + value.count + 32
+    guard stream.headerBytes <= self.settings.maxHeaderListSize else { return false }
     let name = String(decoding: name, as: UTF8.self)
     let value = String(decoding: value, as: UTF8.self)
     switch name {
@@ -490,10 +505,11 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func session(streamClosed id: Int32, errorCode: UInt32) {
-    guard let stream = self.streams.removeValue(forKey: id) else {
+    guard let stream = self.streams[id], let session = self.session else {
       self.closeIfIdle()
       return
     }
+    self.remove(stream, on: session)
     if !stream.closed {
       stream.closed = true
       if stream.responseEnded {
@@ -538,7 +554,8 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
     stream.closed = true
     stream.failRequest(error)
     stream.failResponse(error)
-    self.session?.reset(stream: stream.id, code: .cancel)
-    self.streams[stream.id] = nil
+    guard let session = self.session else { return }
+    session.reset(stream: stream.id, code: .cancel)
+    self.remove(stream, on: session)
   }
 }

@@ -31,7 +31,9 @@ final class MeshNativeClientStream: @unchecked Sendable {
   let descriptor: MethodDescriptor
   let timeout: Duration?
   let maxResponseBytes: Int
-  unowned let connection: MeshNativeClientConnection
+  /// Strong: a stream outlives its connection's table (its writer and reader may still run after
+  /// the connection closed); the table drops the stream when it closes, so no cycle remains.
+  let connection: MeshNativeClientConnection
   let inbound: MeshNativeInbound<RPCResponsePart<Bytes>>
 
   /// Request bytes handed to the loop and not yet framed by nghttp2.
@@ -60,6 +62,8 @@ final class MeshNativeClientStream: @unchecked Sendable {
   var deframer: MeshGRPCDeframer
   /// Response bytes received but not yet consumed (the window update is held back).
   var heldBack = 0
+  /// Bytes of the response's header blocks so far (limited by maxHeaderListSize).
+  var headerBytes = 0
 
   init(
     descriptor: MethodDescriptor,
@@ -82,12 +86,12 @@ final class MeshNativeClientStream: @unchecked Sendable {
 
   /// Ends the stream's part in the RPC (its `withStream` returns): a stream still open is reset.
   func release() {
-    self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
     if !self.inbound.isFinished {
       self.failRequest(RPCError(code: .cancelled, message: "The RPC ended."))
       self.inbound.fail(RPCError(code: .cancelled, message: "The RPC ended."))
     }
     self.connection.enqueue(.release(self))
+    self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
   }
 
   /// The request's side: what the RPC writes.

@@ -76,8 +76,16 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
   // MARK: Lifecycle
 
   /// Keeps a connection to the server until ``beginGracefulShutdown()``; returns once every
-  /// connection has closed.
+  /// connection has closed. Cancelling the task is the hard stop: the connections close at once.
   public func connect() async throws {
+    try await withTaskCancellationHandler {
+      try await self.run()
+    } onCancel: {
+      self.beginGracefulShutdown()
+    }
+  }
+
+  private func run() async throws {
     var backoff = MeshNativeBackoff(self.settings.backoff)
     while self.state.withLock({ $0.connecting() }) {
       do {
@@ -113,11 +121,17 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
         }
       }
     }
-    // Shut down: every connection drains its streams and closes.
+    // Shut down: every connection drains its streams and closes (at once if cancelled).
     let open = self.connections.withLock { Array($0.values) }
     for connection in open {
-      connection.enqueue(.goAway)
+      if Task.isCancelled {
+        connection.close()
+      } else {
+        connection.enqueue(.goAway)
+      }
       await connection.closed.wait()
+      // Cancelled while waiting: the wait ended early; the close does not wait for RPCs.
+      if Task.isCancelled { connection.close() }
     }
   }
 

@@ -131,7 +131,8 @@ final class MeshHTTP2Session {
     defer { nghttp2_option_del(option) }
     // Flow control follows the reader: a stream's window opens as its messages are read.
     nghttp2_option_set_no_auto_window_update(option, 1)
-    // Headers above this are refused by the session before any callback sees them.
+    // Header blocks this side sends are at most this long (what it receives is limited by the
+    // delegates, against SETTINGS_MAX_HEADER_LIST_SIZE: nghttp2 only advertises that).
     nghttp2_option_set_max_send_header_block_length(option, 64 * 1024)
     // Closed streams are not kept for priority bookkeeping (gRPC does not use priorities).
     nghttp2_option_set_no_closed_streams(option, 1)

@@ -97,6 +97,11 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     }
   }
 
+  /// Closes the connection now: every stream's RPC is cancelled.
+  func close() {
+    self.eventLoop.execute { self.context?.close(promise: nil) }
+  }
+
   private static func refuse(_ command: Command, _ error: MeshHTTP2Error) {
     switch command {
     case .headers(let stream, _), .data(let stream, _), .status(let stream, _, _):
@@ -170,6 +175,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     for stream in streams {
       stream.closed = true
       stream.cancel(MeshHTTP2Error.rpcError(error))
+      if !stream.handed { stream.forget() }
     }
     self.session = nil
     self.context = nil
@@ -222,14 +228,15 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     case .reset(let stream):
       if !stream.closed { self.reset(stream, code: .internalError, on: session) }
     case .consume(let stream):
-      guard !stream.closed, stream.heldBack > 0 else { return }
+      guard stream.heldBack > 0 else { return }
+      // A closed stream's held-back bytes went back to the connection when it was removed.
       session.consume(stream: stream.id, count: stream.heldBack)
       stream.heldBack = 0
     case .release(let stream):
       // The handler returned: a stream whose response is done but whose request is still
       // coming is ended (its remaining DATA is not wanted).
       if !stream.closed, stream.responseEnded, !stream.requestEnded {
-        self.reset(stream, code: .noError, on: session)
+        self.resetAfterResponse(stream)
       } else if !stream.closed, !stream.responseEnded, stream.trailers == nil {
         self.reset(stream, code: .internalError, on: session)
       }
@@ -305,8 +312,29 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   ) {
     stream.closed = true
     session.reset(stream: stream.id, code: code)
-    self.streams[stream.id] = nil
+    self.remove(stream, on: session)
     stream.cancel(RPCError(code: .cancelled, message: "The stream was reset."))
+  }
+
+  /// Takes `stream` out of the table: the bytes it held back go back to the connection's window,
+  /// and a stream no handler has is forgotten.
+  private func remove(_ stream: MeshNativeServerStream, on session: MeshHTTP2Session) {
+    self.streams[stream.id] = nil
+    if stream.heldBack > 0 {
+      session.consumeConnection(count: stream.heldBack)
+      stream.heldBack = 0
+    }
+    if !stream.handed { stream.forget() }
+  }
+
+  /// Ends a stream whose response is complete but whose request is still coming, after the
+  /// response has been written (a reset submitted with it would make nghttp2 drop it).
+  private func resetAfterResponse(_ stream: MeshNativeServerStream) {
+    self.eventLoop.execute {
+      guard let session = self.session, !stream.closed, !stream.requestEnded else { return }
+      self.reset(stream, code: .noError, on: session)
+      self.flushSession()
+    }
   }
 
   /// Graceful shutdown: a GOAWAY announcing it; streams in flight finish, then a final GOAWAY and
@@ -337,14 +365,15 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
         self.finalGoAwaySent = true
         session.goAway(graceful: false)
       }
-      self.flushSession()
-      self.context?.close(promise: nil)
+      self.flushSession(thenClose: true)
     }
   }
 
-  private func flushSession() {
+  /// Frames and writes what the session has to send; closes the channel after that write if
+  /// `thenClose` (or the session is over).
+  private func flushSession(thenClose: Bool = false) {
     guard let session = self.session, let context = self.context else { return }
-    if !MeshNativeData.flush(session, to: context) { context.close(promise: nil) }
+    MeshNativeData.flush(session, to: context, thenClose: thenClose)
   }
 
   // MARK: Session events (event loop)
@@ -363,6 +392,10 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     -> Bool
   {
     guard let stream = self.streams[id] else { return true }
+    // SETTINGS_MAX_HEADER_LIST_SIZE is only advertised by nghttp2: it is enforced here (RFC 9113
+    // §6.5.2's size: name, value and 32 per field). Past it, nghttp2 resets the stream.
+    stream.headerBytes += name.count + value.count + 32
+    guard stream.headerBytes <= self.settings.maxHeaderListSize else { return false }
     let name = String(decoding: name, as: UTF8.self)
     let value = String(decoding: value, as: UTF8.self)
     if stream.headersComplete {
@@ -410,6 +443,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     }
     stream.inbound.append(.metadata(stream.metadata))
     if endStream { self.requestEnded(stream) }
+    stream.handed = true
     self.onStream(
       Accepted(
         stream: stream,
@@ -464,6 +498,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     stream.inbound.finish(
       .failure(RPCError(code: .cancelled, message: "The request was refused."))
     )
+    if !stream.requestEnded { self.resetAfterResponse(stream) }
   }
 
   /// `/package.Service/Method` as a method descriptor.
@@ -516,7 +551,8 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func session(streamClosed id: Int32, errorCode: UInt32) {
-    if let stream = self.streams.removeValue(forKey: id) {
+    if let stream = self.streams[id], let session = self.session {
+      self.remove(stream, on: session)
       let wasClosed = stream.closed
       stream.closed = true
       if !stream.responseEnded, !wasClosed {

@@ -27,7 +27,9 @@ internal import NIOCore
 final class MeshNativeServerStream: @unchecked Sendable {
   typealias Bytes = GRPCNIOTransportBytes
 
-  unowned let connection: MeshNativeServerConnection
+  /// Strong: a stream's handler may outlive the connection; the connection's table drops the
+  /// stream when it closes, so no cycle remains.
+  let connection: MeshNativeServerConnection
   let inbound: MeshNativeInbound<RPCRequestPart<Bytes>>
 
   private struct Cancellation {
@@ -59,6 +61,10 @@ final class MeshNativeServerStream: @unchecked Sendable {
   var responseEnded = false
   var closed = false
   var requestEnded = false
+  /// A handler has the stream (it releases it); else the connection forgets it when it ends.
+  var handed = false
+  /// Bytes of the header block received so far (limited by maxHeaderListSize).
+  var headerBytes = 0
 
   init(id: Int32, connection: MeshNativeServerConnection, maxRequestBytes: Int) {
     self.id = id
@@ -68,11 +74,24 @@ final class MeshNativeServerStream: @unchecked Sendable {
       allocator: connection.allocator
     )
     self.inbound = MeshNativeInbound(drainedBelow: connection.settings.streamWindow / 2)
-    // Cleared when the handler is done with the stream (`release()`).
+    // Cleared when the handler is done with the stream (`release()`), or when the stream ends
+    // without reaching one (`forget()`).
     self.inbound.setCallbacks(
       onDrained: { connection.enqueue(.consume(self)) },
-      onCancel: {}
+      onCancel: {
+        // The handler's task was cancelled while it waited for the request: the stream is
+        // reset and the wait ends.
+        let error = RPCError(code: .cancelled, message: "The RPC was cancelled.")
+        self.inbound.fail(error)
+        connection.enqueue(.reset(self))
+      }
     )
+  }
+
+  /// The stream ends without a handler ever having it (refused, or cut off in its headers): its
+  /// callbacks, and with them its references, go.
+  func forget() {
+    self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
   }
 
   /// The RPC's cancellation handle, once its handler runs: cancelled at once if the peer already
@@ -99,8 +118,8 @@ final class MeshNativeServerStream: @unchecked Sendable {
 
   /// The handler is done with the stream.
   func release() {
-    self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
     self.connection.enqueue(.release(self))
+    self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
   }
 
   /// The response's side: what the handler writes.

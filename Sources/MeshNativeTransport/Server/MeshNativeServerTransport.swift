@@ -26,7 +26,8 @@ public import NIOPosix
 /// until ``beginGracefulShutdown()``: no new connection is accepted, each connection sends
 /// GOAWAY, RPCs in flight finish, and `listen` returns once every connection has closed. The
 /// request's `grpc-timeout` reaches the handler in its metadata, where grpc-swift's server
-/// enforces it; a client's RST_STREAM cancels the handler's RPC.
+/// enforces it; a client's RST_STREAM cancels the handler's RPC. Cancelling `listen`'s task is
+/// the hard stop: every connection closes at once and its RPCs are cancelled.
 public final class MeshNativeServerTransport: ServerTransport, Sendable {
   public typealias Bytes = GRPCNIOTransportBytes
 
@@ -116,9 +117,17 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
         }
       }
     }
-    await withDiscardingTaskGroup { group in
-      for await rpc in accepted {
-        group.addTask { await Self.handle(rpc, streamHandler) }
+    await withTaskCancellationHandler {
+      await withDiscardingTaskGroup { group in
+        for await rpc in accepted {
+          group.addTask { await Self.handle(rpc, streamHandler) }
+        }
+      }
+    } onCancel: {
+      // The hard stop: no more connections, and those open close now (their RPCs are cancelled).
+      self.beginGracefulShutdown()
+      for connection in self.state.withLock({ Array($0.connections.values) }) {
+        connection.close()
       }
     }
   }

@@ -35,7 +35,8 @@ enum MeshNativeData {
     part: (GRPCNIOTransportBytes) -> Part
   ) throws(MeshHTTP2Error) {
     deframer.append(data)
-    var buffered = 0
+    // What the reader has not taken yet, before and after these bytes' messages.
+    var buffered = inbound.bufferedBytes
     do {
       while let message = try deframer.next(as: GRPCNIOTransportBytes.self) {
         buffered = inbound.append(part(message), bytes: message.count + 5)
@@ -68,18 +69,31 @@ enum MeshNativeData {
     return count
   }
 
-  /// Frames what `session` has to send and writes it to `context` with one flush.
-  ///
-  /// - Returns: false if the connection must close (a framing error, or the session is over).
-  static func flush(_ session: MeshHTTP2Session, to context: ChannelHandlerContext) -> Bool {
+  /// Frames what `session` has to send and writes it to `context` with one flush; closes the
+  /// channel once that write is done if `thenClose`, or if the session is over or failed (closing
+  /// at once would drop the bytes still queued in the channel).
+  static func flush(
+    _ session: MeshHTTP2Session,
+    to context: ChannelHandlerContext,
+    thenClose: Bool = false
+  ) {
+    var close = thenClose
     do {
       try session.flush()
     } catch {
-      return false
+      close = true
     }
-    if let bytes = session.takeOutbound() {
-      context.writeAndFlush(NIOAny(bytes), promise: nil)
+    let bytes = session.takeOutbound()
+    close = close || !session.isAlive
+    guard close else {
+      if let bytes { context.writeAndFlush(NIOAny(bytes), promise: nil) }
+      return
     }
-    return session.isAlive
+    let channel = context.channel
+    if let bytes {
+      context.writeAndFlush(NIOAny(bytes)).whenComplete { _ in channel.close(promise: nil) }
+    } else {
+      channel.close(promise: nil)
+    }
   }
 }

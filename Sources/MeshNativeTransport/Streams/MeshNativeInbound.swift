@@ -117,6 +117,11 @@ final class MeshNativeInbound<Element: Sendable>: Sendable {
     waiter?.resume(throwing: error)
   }
 
+  /// The flow-controlled bytes buffered and not yet read.
+  var bufferedBytes: Int {
+    self.state.withLock { $0.bufferedBytes }
+  }
+
   /// True once ended and every part has been read.
   var isFinished: Bool {
     self.state.withLock { $0.end != nil && $0.parts.isEmpty }
