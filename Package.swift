@@ -175,12 +175,23 @@ var targets: [Target] = [
     providers: [.apt(["libnghttp2-dev"])]
   ),
 
-  // The native transport: gRPC over HTTP/2 on libnghttp2, with SwiftNIO's sockets.
+  // OpenSSL 3 (Debian's libssl-dev) for the native transport's TLS.
+  .systemLibrary(
+    name: "CMeshOpenSSL",
+    pkgConfig: "openssl",
+    providers: [.apt(["libssl-dev"])]
+  ),
+
+  // The native transport: gRPC over HTTP/2 on libnghttp2 and TLS on OpenSSL, with SwiftNIO's
+  // sockets.
   .target(
     name: "MeshNativeTransport",
     dependencies: [
       .target(name: "CMeshNGHTTP2"),
+      .target(name: "CMeshOpenSSL"),
       .target(name: "MeshCore"),
+      .target(name: "MeshTransport"),
+      .product(name: "X509", package: "swift-certificates"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOCore", package: "swift-nio"),
@@ -444,6 +455,9 @@ var targets: [Target] = [
     name: "MeshNativeTransportTests",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshCertificates"),
+      .target(name: "MeshHealth"),
+      .target(name: "MeshTransport"),
       .target(name: "MeshNativeTransport"),
       .target(name: "InteropSupport"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -71,7 +71,7 @@ void Usage(FILE* out) {
       "usage: echo_client --target HOST:PORT [--method /test.Echo/Echo]\n"
       "                   [--mode unary|bidi] [--size BYTES]\n"
       "                   [--concurrency N] [--channels K] [--threads N]\n"
-      "                   [--duration SECONDS] [--warmup SECONDS]\n"
+      "                   [--duration SECONDS] [--warmup SECONDS] [--rpcs N]\n"
       "                   [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]\n"
       "                   [--server-name NAME] [--metadata KEY:VALUE]...\n"
       "  --mode          unary (default): one RPC per request; bidi: one\n"
@@ -82,6 +82,8 @@ void Usage(FILE* out) {
       "  --threads N     completion queue threads (default: number of cores,\n"
       "                  at most N)\n"
       "  --duration S    measured seconds (default 5); --warmup S (default 1)\n"
+      "  --rpcs N        end the measurement once N RPCs (round trips) have\n"
+      "                  succeeded in it; --duration is then the limit\n"
       "  --tls-ca FILE   TLS, trusting this CA (without: system roots when\n"
       "                  --tls-cert is given); --tls-cert/--tls-key: client\n"
       "                  certificate for mutual TLS\n"
@@ -132,6 +134,7 @@ struct Options {
   long threads = 0;  // 0: number of cores, at most concurrency
   double duration = 5;
   double warmup = 1;
+  long rpcs = 0;
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;
@@ -202,6 +205,10 @@ Options ParseOptions(int argc, char** argv) {
       if (!ParseDouble(v, 0.001, 86400, &options.duration))
         Fail("--duration must be a number of seconds in 0.001...86400, got '" +
              v + "'");
+    } else if (arg == "--rpcs") {
+      std::string v = next();
+      if (!ParseLong(v, 1, 1000000000, &options.rpcs))
+        Fail("--rpcs must be an integer in 1...1000000000, got '" + v + "'");
     } else if (arg == "--warmup") {
       std::string v = next();
       if (!ParseDouble(v, 0, 86400, &options.warmup))
@@ -272,9 +279,21 @@ struct Stats {
   std::string last_error;
 };
 
+// With --rpcs: how many to measure, and how many succeeded while measuring.
+std::atomic<uint64_t> g_target_rpcs{0};
+std::atomic<uint64_t> g_measured_ok{0};
+std::mutex g_target_mutex;
+std::condition_variable g_target_cv;
+
 void Record(Stats* stats, Clock::time_point start, const grpc::Status& status) {
   Clock::time_point end = Clock::now();
   bool measuring = g_measuring.load(std::memory_order_acquire);
+  uint64_t target = g_target_rpcs.load(std::memory_order_relaxed);
+  if (measuring && status.ok() && target > 0 &&
+      g_measured_ok.fetch_add(1) + 1 == target) {
+    std::lock_guard<std::mutex> lock(g_target_mutex);
+    g_target_cv.notify_all();
+  }
   std::lock_guard<std::mutex> lock(stats->mutex);
   if (status.ok()) {
     ++stats->all_ok;
@@ -577,6 +596,7 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   for (auto& cq : cqs) threads.emplace_back(ServeQueue, cq.get());
 
+  g_target_rpcs.store(static_cast<uint64_t>(options.rpcs));
   g_active_slots.store(options.concurrency);
   for (auto& slot : slots) slot->Start();
 
@@ -586,7 +606,14 @@ int main(int argc, char** argv) {
   Clock::time_point start = Clock::now();
   g_measuring.store(true, std::memory_order_release);
 
-  std::this_thread::sleep_for(Seconds(options.duration));
+  if (options.rpcs > 0) {
+    std::unique_lock<std::mutex> lock(g_target_mutex);
+    g_target_cv.wait_for(lock, Seconds(options.duration), [] {
+      return g_measured_ok.load() >= g_target_rpcs.load();
+    });
+  } else {
+    std::this_thread::sleep_for(Seconds(options.duration));
+  }
   g_measuring.store(false, std::memory_order_release);
   Clock::time_point end = Clock::now();
   rusage usage_end{};

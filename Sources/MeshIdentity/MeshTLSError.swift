@@ -39,6 +39,7 @@ public struct MeshTLSError: MeshError, Hashable {
       case invalidIdentity
       case invalidConfiguration
       case alreadyExists
+      case handshakeFailed
     }
 
     private let value: Value
@@ -73,6 +74,9 @@ public struct MeshTLSError: MeshError, Hashable {
     public static let invalidConfiguration = Self(.invalidConfiguration)
     /// A file to be written exists, and replacing it was not asked for.
     public static let alreadyExists = Self(.alreadyExists)
+    /// The TLS handshake failed: the peer sent an alert, offered no common version, cipher or
+    /// ALPN protocol (gRPC needs `h2`), or closed the connection during it.
+    public static let handshakeFailed = Self(.handshakeFailed)
 
     /// The code's name (`fileNotFound`, `identityMismatch`…).
     public var description: String {

@@ -7,11 +7,14 @@
   Expand  server streaming: first-byte-many messages of the request plus an index byte
   Count   client streaming: "<messages> <bytes>" as text
   Ping    bidirectional: each message back as it comes
+  Caller  unary: the client's verified SPIFFE ID (mTLS), empty on plaintext
 
 On start it prints {"op": "listening", "port": N}; it stops on {"op": "quit"} or end of input.
 
-Usage: echo_peer.py
+Usage: echo_peer.py [--tls-cert FILE --tls-key FILE --tls-ca FILE]
+  (mTLS, with gRPC core's TLS: clients must present a certificate from --tls-ca)
 """
+import argparse
 import json
 import sys
 from concurrent import futures
@@ -56,12 +59,29 @@ def ping(requests, context):
         yield request
 
 
+def caller(request, context):
+    return b"".join(context.auth_context().get("peer_spiffe_id", []))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def emit(obj):
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-ca")
+    args = parser.parse_args()
+    tls = [args.tls_cert, args.tls_key, args.tls_ca]
+    if any(tls) and not all(tls):
+        parser.error("--tls-cert, --tls-key and --tls-ca go together")
     handler = grpc.method_handlers_generic_handler(
         "test.Native",
         {
@@ -69,6 +89,7 @@ def main():
             "Expand": grpc.unary_stream_rpc_method_handler(expand),
             "Count": grpc.stream_unary_rpc_method_handler(count),
             "Ping": grpc.stream_stream_rpc_method_handler(ping),
+            "Caller": grpc.unary_unary_rpc_method_handler(caller),
         },
     )
     server = grpc.server(
@@ -79,7 +100,15 @@ def main():
         ],
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if all(tls):
+        credentials = grpc.ssl_server_credentials(
+            [(read(args.tls_key), read(args.tls_cert))],
+            root_certificates=read(args.tls_ca),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     emit({"op": "listening", "port": port})
     for line in sys.stdin:

@@ -18,6 +18,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCore
 import MeshNativeTransport
+import MeshTransport
 
 /// Messages as raw bytes.
 struct RawSerializer: MessageSerializer, MessageDeserializer {
@@ -62,6 +63,16 @@ final class NativeTestService: RegistrableRPCService, Sendable {
   }
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    // Unary: the caller's verified identity as text (empty on a plaintext connection).
+    router.registerHandler(
+      forMethod: Self.method("Caller"),
+      deserializer: RawSerializer(),
+      serializer: RawSerializer()
+    ) { request, context in
+      for try await _ in request.messages {}
+      let identity = MeshCaller.current(in: context)?.identity.description ?? ""
+      return StreamingServerResponse(single: ServerResponse(message: Array(identity.utf8)))
+    }
     // Unary: the request back, with the x- metadata as headers and trailers.
     router.registerHandler(
       forMethod: Self.method("Echo"),
@@ -140,6 +151,7 @@ final class NativeTestService: RegistrableRPCService, Sendable {
 /// Runs `body` with a grpc-swift (NIO) server serving `services` on 127.0.0.1, given its port.
 func withNIOServer<Result: Sendable>(
   services: [any RegistrableRPCService],
+  security: HTTP2ServerTransport.Posix.TransportSecurity = .plaintext,
   configure: (inout HTTP2ServerTransport.Posix.Config) -> Void = { _ in },
   _ body: (Int) async throws -> Result
 ) async throws -> Result {
@@ -148,7 +160,7 @@ func withNIOServer<Result: Sendable>(
   configure(&config)
   let transport = HTTP2ServerTransport.Posix(
     address: .ipv4(host: "127.0.0.1", port: 0),
-    transportSecurity: .plaintext,
+    transportSecurity: security,
     config: config
   )
   let server = GRPCServer(transport: transport, services: services)
@@ -182,16 +194,22 @@ enum ServerKind: String, CaseIterable, CustomStringConvertible, Sendable {
 
 /// Runs `body` with a `kind` server serving `services` on 127.0.0.1, given its port; at most
 /// `maxConcurrentStreams` streams per connection if set.
+///
+/// With `tls`, the server presents `tls.credentials` and requires clients whose identity
+/// `tls.peers` accepts (the NIO server through `MeshCredentials`, the native one on OpenSSL).
 func withServer<Result: Sendable>(
   _ kind: ServerKind,
   services: [any RegistrableRPCService],
   maxConcurrentStreams: Int? = nil,
+  tls: MeshNativeTLS? = nil,
   _ body: (Int) async throws -> Result
 ) async throws -> Result {
   switch kind {
   case .nio:
     return try await withNIOServer(
       services: services,
+      security: try tls.map { try $0.credentials.serverTransportSecurity(clients: $0.peers) }
+        ?? .plaintext,
       configure: { $0.http2.maxConcurrentStreams = maxConcurrentStreams },
       body
     )
@@ -202,6 +220,7 @@ func withServer<Result: Sendable>(
     let transport = try MeshNativeServerTransport(
       host: "127.0.0.1",
       port: 0,
+      security: tls.map { .mTLS($0) } ?? .plaintext,
       settings: settings,
       maxRequestMessageBytes: 64 << 20
     )
@@ -225,10 +244,17 @@ func withServer<Result: Sendable>(
 /// Runs `body` with a client on a native transport to `port`.
 func withNativeClient<Result: Sendable>(
   port: Int,
+  host: String = "127.0.0.1",
+  security: MeshNativeTransportSecurity = .plaintext,
   settings: MeshNativeTransportSettings = .defaults,
   _ body: (GRPCClient<MeshNativeClientTransport>, MeshNativeClientTransport) async throws -> Result
 ) async throws -> Result {
-  let transport = try MeshNativeClientTransport(host: "127.0.0.1", port: port, settings: settings)
+  let transport = try MeshNativeClientTransport(
+    host: host,
+    port: port,
+    security: security,
+    settings: settings
+  )
   return try await withGRPCClient(transport: transport) { client in
     try await body(client, transport)
   }

@@ -47,6 +47,8 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
 
   let settings: MeshNativeTransportSettings
   let scheme: String
+  /// Over TLS: the connection starts when the TLS handler has verified the server.
+  let secured: Bool
   let authority: String
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
@@ -71,6 +73,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   init(
     settings: MeshNativeTransportSettings,
     scheme: String,
+    secured: Bool,
     authority: String,
     eventLoop: any EventLoop,
     allocator: ByteBufferAllocator,
@@ -78,6 +81,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   ) {
     self.settings = settings
     self.scheme = scheme
+    self.secured = secured
     self.authority = authority
     self.eventLoop = eventLoop
     self.allocator = allocator
@@ -142,7 +146,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    if context.channel.isActive { self.start(context: context) }
+    if context.channel.isActive, !self.secured { self.start(context: context) }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -153,8 +157,15 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func channelActive(context: ChannelHandlerContext) {
-    self.start(context: context)
+    if !self.secured { self.start(context: context) }
     context.fireChannelActive()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if self.secured, event is MeshNativeTLSHandler.Established {
+      self.start(context: context)
+    }
+    context.fireUserInboundEventTriggered(event)
   }
 
   private func start(context: ChannelHandlerContext) {

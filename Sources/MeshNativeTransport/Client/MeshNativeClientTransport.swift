@@ -17,6 +17,7 @@
 public import GRPCCore
 public import GRPCNIOTransportHTTP2Posix
 public import MeshCore
+internal import MeshTransport
 public import NIOCore
 public import NIOPosix
 
@@ -42,6 +43,7 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
   private let port: Int
   private let settings: MeshNativeTransportSettings
   private let group: any EventLoopGroup
+  private let security: MeshNativeTransportSecurity
   private let state = MeshMutex(Connectivity())
   private let nextWaiter = MeshMutex<UInt64>(0)
   private let shutdownRequested = MeshSignal()
@@ -50,10 +52,13 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
 
   /// A transport to `host:port`.
   ///
+  /// - Parameter security: Plaintext (h2c), or mTLS: the server must present a certificate from
+  ///   the mesh CA with an identity the policy accepts (host names are not identities).
   /// - Throws: `MeshInputError` for a host or port that is not one.
   public init(
     host: String,
     port: Int,
+    security: MeshNativeTransportSecurity = .plaintext,
     settings: MeshNativeTransportSettings = .defaults,
     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) throws(MeshInputError) {
@@ -62,6 +67,7 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     try settings.validate()
     self.settings = settings
     self.group = eventLoopGroup
+    self.security = security
   }
 
   private let made = MeshMutex(0)
@@ -147,9 +153,21 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
   private func makeConnection() async throws -> MeshNativeClientConnection {
     let loop = self.group.next()
     let authority = self.host.authority(port: self.port)
+    let tls: (configuration: MeshNativeTLS, outcome: MeshNativeTLSOutcome)?
+    switch self.security {
+    case .plaintext: tls = nil
+    case .mTLS(let configuration): tls = (configuration, MeshNativeTLSOutcome())
+    }
+    // SNI for a host name (an address is not sent).
+    let serverName: String?
+    switch self.host {
+    case .dns(let name): serverName = name
+    case .ipv4, .ipv6: serverName = nil
+    }
     let connection = MeshNativeClientConnection(
       settings: self.settings,
-      scheme: "http",
+      scheme: tls == nil ? "http" : "https",
+      secured: tls != nil,
       authority: authority,
       eventLoop: loop,
       allocator: ByteBufferAllocator(),
@@ -163,6 +181,15 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
       .channelOption(.tcpOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls {
+            let handler = try MeshNativeTLSHandler(
+              tls: tls.configuration,
+              role: .client,
+              serverName: serverName,
+              outcome: tls.outcome
+            )
+            try channel.pipeline.syncOperations.addHandler(handler)
+          }
           try channel.pipeline.syncOperations.addHandler(connection)
         }
       }
@@ -202,9 +229,13 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     }
     guard ready else {
       channel.close(promise: nil)
+      if let failure = tls?.outcome.failure {
+        throw MeshHTTP2Error(.unavailable, "TLS with \(authority) failed: \(failure.message)")
+      }
       throw MeshHTTP2Error(
         .unavailable,
-        "\(authority) did not complete the HTTP/2 connection preface."
+        "\(authority) did not complete the "
+          + (tls == nil ? "HTTP/2 connection preface." : "TLS handshake and HTTP/2 preface.")
       )
     }
     return connection

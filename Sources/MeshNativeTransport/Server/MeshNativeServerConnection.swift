@@ -17,6 +17,7 @@
 internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
+internal import MeshTransport
 internal import NIOCore
 
 /// One accepted HTTP/2 connection of the native server transport: an nghttp2 session in a NIO
@@ -48,10 +49,14 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     var descriptor: MethodDescriptor
     var remotePeer: String
     var localPeer: String
+    /// The client's verified identity (mTLS).
+    var peer: MeshVerifiedPeer?
   }
 
   let settings: MeshNativeTransportSettings
   let maxRequestBytes: Int
+  /// Over TLS: the connection starts when the TLS handler has verified the client.
+  let secured: Bool
   let eventLoop: any EventLoop
   let allocator = ByteBufferAllocator()
   private let queue = MeshNativeCommandQueue<Command>()
@@ -70,15 +75,18 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   private var finalGoAwaySent = false
   private var remotePeer = "unknown"
   private var localPeer = "unknown"
+  private var verifiedPeer: MeshVerifiedPeer?
 
   init(
     settings: MeshNativeTransportSettings,
     maxRequestBytes: Int,
+    secured: Bool,
     eventLoop: any EventLoop,
     onStream: @escaping @Sendable (Accepted) -> Void
   ) {
     self.settings = settings
     self.maxRequestBytes = maxRequestBytes
+    self.secured = secured
     self.eventLoop = eventLoop
     self.onStream = onStream
     self.closedPromise = eventLoop.makePromise()
@@ -115,7 +123,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    if context.channel.isActive { self.start(context: context) }
+    if context.channel.isActive, !self.secured { self.start(context: context) }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -126,8 +134,16 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func channelActive(context: ChannelHandlerContext) {
-    self.start(context: context)
+    if !self.secured { self.start(context: context) }
     context.fireChannelActive()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if self.secured, let established = event as? MeshNativeTLSHandler.Established {
+      self.verifiedPeer = established.peer
+      self.start(context: context)
+    }
+    context.fireUserInboundEventTriggered(event)
   }
 
   private func start(context: ChannelHandlerContext) {
@@ -449,7 +465,8 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
         stream: stream,
         descriptor: descriptor,
         remotePeer: self.remotePeer,
-        localPeer: self.localPeer
+        localPeer: self.localPeer,
+        peer: self.verifiedPeer
       )
     )
   }

@@ -17,6 +17,7 @@
 public import GRPCCore
 public import GRPCNIOTransportHTTP2Posix
 public import MeshCore
+public import MeshTransport
 public import NIOCore
 public import NIOPosix
 
@@ -36,6 +37,7 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
   private let settings: MeshNativeTransportSettings
   private let maxRequestBytes: Int
   private let group: any EventLoopGroup
+  private let security: MeshNativeTransportSecurity
 
   private struct State {
     var bound: Result<Int, any Error>?
@@ -45,15 +47,18 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
   }
   private let state = MeshMutex(State())
   private let boundSignal = MeshSignal()
-  private let shutdownRequested = MeshSignal()
 
   /// A server transport for `host:port` (port 0: any free port, see ``listeningPort``).
   ///
-  /// - Parameter maxRequestMessageBytes: The largest request message accepted (4 MiB by default).
+  /// - Parameters:
+  ///   - security: Plaintext (h2c), or mTLS: clients must present a certificate from the mesh CA
+  ///     with an identity the policy accepts; handlers read it with `MeshCaller.current(in:)`.
+  ///   - maxRequestMessageBytes: The largest request message accepted (4 MiB by default).
   /// - Throws: `MeshInputError` for a host, port or setting that is not one.
   public init(
     host: String,
     port: Int,
+    security: MeshNativeTransportSecurity = .plaintext,
     settings: MeshNativeTransportSettings = .defaults,
     maxRequestMessageBytes: Int = 4 << 20,
     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -68,6 +73,7 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
     )
     self.settings = settings
     self.group = eventLoopGroup
+    self.security = security
   }
 
   /// The bound port, once ``listen(streamHandler:)`` has bound.
@@ -145,12 +151,13 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
         inbound: RPCAsyncSequence(wrapping: MeshNativeInboundSequence(inbound: stream.inbound)),
         outbound: RPCWriter.Closable(wrapping: MeshNativeServerStream.Writer(stream: stream))
       )
-      let context = ServerContext(
+      var context = ServerContext(
         descriptor: rpc.descriptor,
         remotePeer: rpc.remotePeer,
         localPeer: rpc.localPeer,
         cancellation: handle
       )
+      context.transportSpecific = Context(verifiedPeer: rpc.peer)
       await streamHandler(rpcStream, context)
     }
   }
@@ -160,6 +167,11 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
   ) async throws -> any Channel {
     let settings = self.settings
     let maxRequestBytes = self.maxRequestBytes
+    let tls: MeshNativeTLS?
+    switch self.security {
+    case .plaintext: tls = nil
+    case .mTLS(let configuration): tls = configuration
+    }
     let bootstrap = ServerBootstrap(group: self.group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -168,6 +180,7 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
         let connection = MeshNativeServerConnection(
           settings: settings,
           maxRequestBytes: maxRequestBytes,
+          secured: tls != nil,
           eventLoop: channel.eventLoop,
           onStream: onStream
         )
@@ -183,6 +196,11 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
           connection.closedPromise.succeed()
         }
         return channel.eventLoop.makeCompletedFuture {
+          if let tls {
+            try channel.pipeline.syncOperations.addHandler(
+              MeshNativeTLSHandler(tls: tls, role: .server, serverName: nil)
+            )
+          }
           try channel.pipeline.syncOperations.addHandler(connection)
         }
       }
@@ -211,6 +229,14 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
       return state.server
     }
     server?.close(promise: nil)
-    self.shutdownRequested.fire()
+  }
+}
+
+extension MeshNativeServerTransport {
+  /// What the native server tells each RPC's handler about its connection
+  /// (`ServerContext.transportSpecific`).
+  public struct Context: ServerContext.TransportSpecific, MeshVerifiedPeerContext {
+    /// The client's verified identity and chain (mTLS); nil on a plaintext connection.
+    public let verifiedPeer: MeshVerifiedPeer?
   }
 }

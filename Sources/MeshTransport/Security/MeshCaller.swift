@@ -44,6 +44,9 @@ public struct MeshCaller: Sendable, Hashable {
   ///
   /// The certificate is the one the server's verification accepted: it chains to the mesh CA.
   public static func current(in context: ServerContext) -> MeshCaller? {
+    if let verified = context.transportSpecific as? any MeshVerifiedPeerContext {
+      return verified.verifiedPeer?.chain.first.flatMap { MeshCaller(certificate: $0) }
+    }
     guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context else {
       return nil
     }
@@ -65,6 +68,13 @@ public struct MeshCaller: Sendable, Hashable {
     self.identities = identities
     self.certificate = certificate
   }
+}
+
+/// What a server transport that verifies its clients itself (the native transport) tells each
+/// RPC about its caller.
+package protocol MeshVerifiedPeerContext: ServerContext.TransportSpecific {
+  /// The client's verified identity and chain; nil on a plaintext connection.
+  var verifiedPeer: MeshVerifiedPeer? { get }
 }
 
 /// A server interceptor that makes the verified caller available as ``MeshCaller/current``

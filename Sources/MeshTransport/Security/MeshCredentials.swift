@@ -52,6 +52,8 @@ public final class MeshCredentials: CertificateReloader, Sendable {
 
   private struct State: Sendable {
     var current: MeshLoadedCredentials
+    /// Counts the rotations: what a TLS library's context made from `current` is keyed by.
+    var generation: UInt64 = 0
     var lastVerificationFailure: MeshTLSError?
   }
 
@@ -104,6 +106,12 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     self.state.withLock { $0.lastVerificationFailure }
   }
 
+  /// The credentials loaded last, and which rotation they are (for transports that build their
+  /// own TLS contexts from them: the native transport's OpenSSL).
+  package var loaded: (generation: UInt64, credentials: MeshLoadedCredentials) {
+    self.state.withLock { ($0.generation, $0.current) }
+  }
+
   /// What NIOSSL presents on each new connection: the certificate loaded last.
   public var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride {
     let current = self.state.withLock { $0.current }
@@ -150,6 +158,7 @@ public final class MeshCredentials: CertificateReloader, Sendable {
         state.current.chain != loaded.chain || state.current.trustRoots != loaded.trustRoots
       if changed {
         state.current = loaded
+        state.generation &+= 1
       }
       return changed
     }
@@ -353,20 +362,57 @@ public final class MeshCredentials: CertificateReloader, Sendable {
           onPeer?(.success(peer))
           return .certificateVerified(VerificationMetadata(validated))
         case .failure(let error):
-          self.state.withLock { $0.lastVerificationFailure = error }
           onPeer?(.failure(error))
-          self.logger.info(
-            "Rejected a mesh peer",
-            metadata: [
-              "mesh.tls.peer_role": "\(peerRole)",
-              "mesh.tls.error.code": "\(error.code)",
-              "mesh.tls.error": "\(error.message)",
-            ]
-          )
           return .failed
         }
       }
     }
+  }
+
+  /// Verifies a peer's chain (DER, leaf first, as it was sent) against the trust bundle loaded
+  /// last and `policy`; a rejection is logged and kept as ``lastVerificationFailure``.
+  package func verifyPeer(
+    derChain: [[UInt8]],
+    policy: MeshIdentityPolicy,
+    peerRole: String,
+    now: Date = Date()
+  ) async -> Result<MeshVerifiedPeer, MeshTLSError> {
+    let peerChain: [Certificate]
+    do {
+      peerChain = try derChain.map { try Certificate(derEncoded: $0) }
+    } catch {
+      return .failure(
+        self.rejected(
+          MeshTLSError(
+            code: .malformedPEM,
+            message: "The \(peerRole) sent a certificate that is not valid X.509.",
+            cause: error
+          ),
+          peerRole: peerRole
+        )
+      )
+    }
+    let result = await MeshPeerVerifier.verify(
+      peerChain: peerChain,
+      trustRoots: self.trustRoots,
+      policy: policy,
+      peerRole: peerRole,
+      now: now
+    )
+    return result.mapError { self.rejected($0, peerRole: peerRole) }
+  }
+
+  private func rejected(_ error: MeshTLSError, peerRole: String) -> MeshTLSError {
+    self.state.withLock { $0.lastVerificationFailure = error }
+    self.logger.info(
+      "Rejected a mesh peer",
+      metadata: [
+        "mesh.tls.peer_role": "\(peerRole)",
+        "mesh.tls.error.code": "\(error.code)",
+        "mesh.tls.error": "\(error.message)",
+      ]
+    )
+    return error
   }
 
   private func verify(
@@ -374,26 +420,22 @@ public final class MeshCredentials: CertificateReloader, Sendable {
     policy: MeshIdentityPolicy,
     peerRole: String
   ) async -> Result<(NIOSSL.ValidatedCertificateChain, MeshVerifiedPeer), MeshTLSError> {
-    let peerChain: [Certificate]
+    let derChain: [[UInt8]]
     do {
-      peerChain = try certificates.map { try Certificate(derEncoded: try $0.toDERBytes()) }
+      derChain = try certificates.map { try $0.toDERBytes() }
     } catch {
       return .failure(
-        MeshTLSError(
-          code: .malformedPEM,
-          message: "The \(peerRole) sent a certificate that is not valid X.509.",
-          cause: error
+        self.rejected(
+          MeshTLSError(
+            code: .malformedPEM,
+            message: "BoringSSL could not encode the \(peerRole)'s certificate.",
+            cause: error
+          ),
+          peerRole: peerRole
         )
       )
     }
-    let trustRoots = self.trustRoots
-    let result = await MeshPeerVerifier.verify(
-      peerChain: peerChain,
-      trustRoots: trustRoots,
-      policy: policy,
-      peerRole: peerRole,
-      now: Date()
-    )
+    let result = await self.verifyPeer(derChain: derChain, policy: policy, peerRole: peerRole)
     switch result {
     case .success(let peer):
       do {
@@ -401,10 +443,13 @@ public final class MeshCredentials: CertificateReloader, Sendable {
         return .success((NIOSSL.ValidatedCertificateChain(validated), peer))
       } catch {
         return .failure(
-          MeshTLSError(
-            code: .malformedPEM,
-            message: "Could not re-encode the \(peerRole)'s validated chain.",
-            cause: error
+          self.rejected(
+            MeshTLSError(
+              code: .malformedPEM,
+              message: "Could not re-encode the \(peerRole)'s validated chain.",
+              cause: error
+            ),
+            peerRole: peerRole
           )
         )
       }

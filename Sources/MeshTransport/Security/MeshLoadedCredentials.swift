@@ -25,6 +25,8 @@ package struct MeshLoadedCredentials: Sendable {
   package let chain: [Certificate]
   package let nioChain: [NIOSSLCertificate]
   package let nioPrivateKey: NIOSSLPrivateKey
+  /// The private key as read (PEM), for TLS libraries other than BoringSSL.
+  package let privateKeyPEM: [UInt8]
   package let trustRoots: [Certificate]
   package let identities: [MeshServiceIdentity]
 
@@ -115,6 +117,7 @@ package struct MeshLoadedCredentials: Sendable {
       chain: chain,
       nioChain: nioChain,
       nioPrivateKey: nioPrivateKey,
+      privateKeyPEM: keyBytes,
       trustRoots: trustRoots,
       identities: identities
     )
@@ -123,9 +126,14 @@ package struct MeshLoadedCredentials: Sendable {
   /// `certificates` as BoringSSL objects (re-encoded from swift-certificates' DER).
   package static func nioCertificates(_ certificates: [Certificate]) throws -> [NIOSSLCertificate] {
     try certificates.map { certificate in
-      var serializer = DER.Serializer()
-      try serializer.serialize(certificate)
-      return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
+      try NIOSSLCertificate(bytes: try Self.der(certificate), format: .der)
     }
+  }
+
+  /// `certificate`'s DER encoding.
+  package static func der(_ certificate: Certificate) throws -> [UInt8] {
+    var serializer = DER.Serializer()
+    try serializer.serialize(certificate)
+    return serializer.serializedBytes
   }
 }
