@@ -64,7 +64,13 @@ let traits: Set<Trait> = [
     description: "MeshOTel's OTLP export (swift-otel). Only MeshOTel depends on it: a service that "
       + "does not link MeshOTel builds no swift-otel either way."
   ),
-  .default(enabledTraits: ["Consul", "YAML", "Admin", "OTLP"]),
+  .trait(
+    name: "Native",
+    description: "The native transport as MeshClient's choice (MeshClientConfiguration."
+      + "transportKind, MESH_TRANSPORT=native): builds MeshNativeTransport, which needs "
+      + "libnghttp2 and OpenSSL 3 (Debian: libnghttp2-dev, libssl-dev)."
+  ),
+  .default(enabledTraits: ["Consul", "YAML", "Admin", "OTLP", "Native"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -282,7 +288,9 @@ var targets: [Target] = [
       // Only with the trait: a service on static or DNS discovery builds no async-http-client.
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .target(name: "MeshAdmin", condition: .when(traits: ["Admin"])),
+      .target(name: "MeshNativeTransport", condition: .when(traits: ["Native"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "CoreMetrics", package: "swift-metrics"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -88,6 +88,8 @@ let package = Package(
       dependencies: [
         .target(name: "BenchmarkSupport"),
         .product(name: "MeshNativeTransport", package: "swift-grpc-mesh"),
+        .product(name: "MeshTransport", package: "swift-grpc-mesh"),
+        .product(name: "MeshCertificates", package: "swift-grpc-mesh"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       ],

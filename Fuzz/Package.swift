@@ -111,6 +111,19 @@ let package = Package(
         .product(name: "NIOEmbedded", package: "swift-nio"),
       ]
     ),
+    // The native server transport's connection reading a client's frames (nghttp2 underneath),
+    // answering the requests it hands over.
+    fuzzTarget(
+      "FuzzNativeServerFrames",
+      [
+        .target(name: "FuzzSupport"),
+        .product(name: "MeshNativeTransport", package: "swift-grpc-mesh"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ]
+    ),
     // What the fuzz targets share: running async code from libFuzzer's synchronous callback.
     .target(
       name: "FuzzSupport",

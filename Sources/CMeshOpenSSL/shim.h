@@ -43,14 +43,56 @@ static int mesh_ssl_accept_for_later_verification(int preverified, X509_STORE_CT
 }
 
 /// Asks for (server) or accepts (client) the peer's certificate and leaves every check to the
-/// mesh's verifier, which runs once the handshake completes and before any application data is
-/// read or written; a peer without a certificate fails the handshake.
+/// mesh's verifier; a peer without a certificate fails the handshake. A server verifies its
+/// client once the handshake completes and before any application data is read or written
+/// (OpenSSL 3.0 suspends a handshake for verification only on a client).
 static inline void mesh_ssl_ctx_require_peer_certificate(SSL_CTX *ctx) {
   SSL_CTX_set_verify(
     ctx,
     SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
     mesh_ssl_accept_for_later_verification
   );
+}
+
+/// A client's verdict on its server, kept per connection (the SSL's app data points at it).
+#define MESH_SSL_VERDICT_NONE 0
+#define MESH_SSL_VERDICT_PENDING 1
+#define MESH_SSL_VERDICT_ACCEPTED 2
+#define MESH_SSL_VERDICT_REJECTED 3
+
+static int mesh_ssl_client_verify(X509_STORE_CTX *store, void *arg) {
+  (void)arg;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+  int *verdict = ssl == NULL ? NULL : SSL_get_app_data(ssl);
+  if (verdict == NULL) {
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
+  switch (*verdict) {
+  case MESH_SSL_VERDICT_ACCEPTED:
+    return 1;
+  case MESH_SSL_VERDICT_NONE:
+  case MESH_SSL_VERDICT_PENDING:
+    // Suspends the handshake (SSL_ERROR_WANT_RETRY_VERIFY) until the mesh's verifier answers;
+    // the next SSL_do_handshake asks again.
+    *verdict = MESH_SSL_VERDICT_PENDING;
+    return SSL_set_retry_verify(ssl) ? 1 : 0;
+  default:
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
+}
+
+/// A client verifies its server during the handshake: the handshake waits for the mesh's
+/// verifier (OpenSSL 3's retry-verify), so nothing of the client's own certificate is sent to a
+/// server it has not accepted, and a rejected server gets an alert. `verdict` (which must outlive
+/// `ssl`) is where the verifier's answer goes.
+static inline void mesh_ssl_ctx_verify_server_later(SSL_CTX *ctx) {
+  SSL_CTX_set_cert_verify_callback(ctx, mesh_ssl_client_verify, NULL);
+}
+
+static inline int mesh_ssl_set_verdict_slot(SSL *ssl, int *verdict) {
+  return SSL_set_app_data(ssl, verdict);
 }
 
 static int mesh_ssl_select_h2(

@@ -28,11 +28,20 @@ public import ServiceLifecycle
 #if Admin
   public import MeshAdmin
 #endif
+#if Native
+  internal import MeshNativeTransport
+#endif
+
+/// A target's balancing transport in a mesh client: over ``MeshSubchannel``s, on the continuous
+/// clock.
+public typealias MeshClientBalancingTransport = MeshBalancingTransport<
+  MeshClientSubchannelFactory, ContinuousClock
+>
 
 /// The gRPC client a mesh client hands out: a `GRPCClient` over a handle on the target's
 /// balancing transport (one per target, shared by every client of it).
 public typealias MeshGRPCClient = GRPCClient<
-  MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>
+  MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>
 >
 
 /// Calls services by name: discovers their instances, secures every connection with mTLS and
@@ -77,9 +86,10 @@ public final class MeshClient: Sendable {
 
   private struct State {
     var clients: [ClientKey: MeshGRPCClient] = [:]
-    var handles: [ClientKey: MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>] = [:]
+    var handles: [ClientKey: MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>] =
+      [:]
     /// One balancing transport per target.
-    var transports: [String: MeshHTTP2BalancingTransport] = [:]
+    var transports: [String: MeshClientBalancingTransport] = [:]
     var isShutDown = false
   }
 
@@ -90,7 +100,7 @@ public final class MeshClient: Sendable {
 
   private enum Event: Sendable {
     case run(MeshGRPCClient)
-    case runTransport(MeshHTTP2BalancingTransport)
+    case runTransport(MeshClientBalancingTransport)
     case shutdown
   }
 
@@ -186,7 +196,7 @@ public final class MeshClient: Sendable {
   }
 
   /// The target's balancing transport, made (and run) at its first client.
-  private func transport(making target: String) throws -> MeshHTTP2BalancingTransport {
+  private func transport(making target: String) throws -> MeshClientBalancingTransport {
     if let transport = self.state.withLock({ $0.transports[target] }) {
       return transport
     }
@@ -219,7 +229,7 @@ public final class MeshClient: Sendable {
   }
 
   /// The balancing transport the clients of `target` share, once made.
-  package func transport(for target: String) -> MeshHTTP2BalancingTransport? {
+  package func transport(for target: String) -> MeshClientBalancingTransport? {
     self.state.withLock { $0.transports[target] }
   }
 
@@ -227,25 +237,39 @@ public final class MeshClient: Sendable {
   package func handle(
     for target: String,
     timeout: Duration? = nil
-  ) -> MeshTargetTransport<MeshHTTP2SubchannelFactory, ContinuousClock>? {
+  ) -> MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>? {
     self.state.withLock { $0.handles[ClientKey(target: target, timeout: timeout)] }
   }
 
   private func subchannelFactory(
     for target: String,
     settings: MeshClientConfiguration.Target?
-  ) throws -> MeshHTTP2SubchannelFactory {
+  ) throws -> MeshClientSubchannelFactory {
     let config = settings?.transport ?? self.configuration.transport
-    guard let credentials = self.credentials, let tls = self.configuration.tls else {
-      return .plaintext(config: config)
+    var server: MeshIdentityPolicy?
+    if self.credentials != nil, let tls = self.configuration.tls {
+      server = .oneOf(
+        try settings?.identities
+          ?? [
+            .spiffe(trustDomain: tls.trustDomain, namespace: tls.namespace, service: target),
+            .dns(target),
+          ]
+      )
     }
-    let identities =
-      try settings?.identities
-      ?? [
-        .spiffe(trustDomain: tls.trustDomain, namespace: tls.namespace, service: target),
-        .dns(target),
-      ]
-    return try .mTLS(credentials, server: .oneOf(identities), config: config)
+    switch self.configuration.transportKind {
+    case .nio:
+      guard let credentials = self.credentials, let server else {
+        return .nio(.plaintext(config: config))
+      }
+      return .nio(try .mTLS(credentials, server: server, config: config))
+    #if Native
+      case .native(let nativeSettings):
+        guard let credentials = self.credentials, let server else {
+          return .native(tls: nil, settings: nativeSettings)
+        }
+        return .native(tls: try .mTLS(credentials, peers: server), settings: nativeSettings)
+    #endif
+    }
   }
 
   /// Runs the clients (and certificate rotation) until ``beginGracefulShutdown()``, or until a

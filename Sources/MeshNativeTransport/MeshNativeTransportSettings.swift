@@ -29,7 +29,8 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
   public var maxHeaderListSize: Int
   /// Streams the peer may open at once (servers; clients advertise it too). 100 by default.
   public var maxConcurrentStreams: Int
-  /// How long a connection may take, TCP and HTTP/2 preface. 20 s by default.
+  /// How long a connection may take: TCP, the TLS handshake and the HTTP/2 preface (a client), or
+  /// the TLS handshake and the client's verification (a server). 20 s by default.
   public var connectTimeout: Duration
   /// The wait between failed attempts to connect.
   public var backoff: Backoff

@@ -114,6 +114,29 @@ struct MeshClientTests {
     #expect(error?.message.hasPrefix("MESH_DEFAULT_TIMEOUT") == true)
   }
 
+  @Test(
+    "MESH_TRANSPORT is nio or native; anything else is an error naming it",
+    arguments: ["quic", "NIO", " native"]
+  )
+  func environmentTransport(text: String) throws {
+    if case .nio = try MeshClientConfiguration.fromEnvironment([:]).transportKind {
+    } else {
+      Issue.record("the default is not the NIO transport")
+    }
+    guard
+      case .native = try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": "native"])
+        .transportKind
+    else {
+      Issue.record("MESH_TRANSPORT=native did not choose the native transport")
+      return
+    }
+    let error = #expect(throws: MeshClientError.self) {
+      try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": text])
+    }
+    #expect(error?.configuration?.field == "MESH_TRANSPORT", "\(String(describing: error))")
+    #expect(error?.message.contains("'nio' or 'native'") == true)
+  }
+
   @Test("MESH_DEFAULT_TIMEOUT takes seconds or Go durations")
   func environmentTimeout() throws {
     for (text, expected) in [
@@ -184,6 +207,73 @@ struct MeshClientTests {
       }
       #expect(instances.map(\.hits.value) == [10, 10, 10])
       #expect(throws: MeshClientError.self) { try leftover.client(for: "other") }
+      for server in servers { server.beginGracefulShutdown() }
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("On the native transport: mTLS to every instance, a server with the wrong identity refused")
+  func nativeTransport() async throws {
+    let directory = try makePKI(["greeter", "checkout", "billing"])
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let greeter = try await MeshCredentials(.directory(directory.path, service: "greeter"))
+    let billing = try await MeshCredentials(.directory(directory.path, service: "billing"))
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+      var instances: [(port: Int, hits: RPCCounter, health: MeshHealthService)] = []
+      for _ in 0..<2 {
+        instances.append(
+          try await startServer(
+            in: &group,
+            security: try greeter.serverTransportSecurity(),
+            servers: &servers
+          )
+        )
+      }
+      // Registered as "payments", but its certificate is billing's.
+      let impostor = try await startServer(
+        in: &group,
+        security: try billing.serverTransportSecurity(),
+        servers: &servers
+      )
+      var configuration = try MeshClientConfiguration.fromEnvironment([
+        "MESH_SERVICE_NAME": "checkout", "MESH_CERTS_DIR": directory.path,
+        "MESH_TRANSPORT": "native",
+      ])
+      configuration.discovery = MeshStaticDiscovery([
+        "greeter": instances.map { MeshEndpoint(host: "127.0.0.1", port: $0.port) },
+        "payments": [MeshEndpoint(host: "127.0.0.1", port: impostor.port)],
+      ])
+      configuration.policy = .roundRobin
+
+      try await withMeshClient(configuration) { mesh in
+        let health = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "greeter"))
+        let subchannel = try mesh.transport(for: "greeter")?.factory.makeSubchannel(
+          for: MeshEndpoint(host: "127.0.0.1", port: instances[0].port)
+        )
+        guard case .native = subchannel else {
+          Issue.record("The subchannels are not on the native transport")
+          return
+        }
+        await mesh.transport(for: "greeter")?.waitForPickableEndpoints(2)
+        for _ in 0..<20 {
+          let status = try await health.check(.init()).status
+          #expect(status == .serving)
+        }
+
+        let payments = Grpc_Health_V1_Health.Client(
+          wrapping: try mesh.client(for: "payments", timeout: .seconds(5))
+        )
+        let error = await #expect(throws: RPCError.self) { try await payments.check(.init()) }
+        #expect(error?.code == .unavailable)
+        #expect(
+          "\(String(describing: error))".contains("svc/billing"),
+          "\(String(describing: error))"
+        )
+      }
+      #expect(instances.map(\.hits.value) == [10, 10])
+      #expect(impostor.hits.value == 0)
       for server in servers { server.beginGracefulShutdown() }
       try await group.waitForAll()
     }

@@ -21,6 +21,8 @@ import MeshCertificates
 import MeshCore
 import MeshNativeTransport
 import MeshTransport
+import NIOCore
+import NIOPosix
 import Testing
 import X509
 
@@ -291,6 +293,56 @@ struct NativeTLSTests {
       let serials = log.accepted.map { $0.chain[0].serialNumber }
       #expect(serials == [first, serverCredentials.certificate.serialNumber])
       #expect(serials.last != first)
+    }
+  }
+
+  /// A native mTLS server with `settings` serving the test service while `body` runs.
+  private func withNativeTLSServer(
+    _ tls: MeshNativeTLS,
+    settings: MeshNativeTransportSettings,
+    _ body: (Int, GRPCServer<MeshNativeServerTransport>) async throws -> Void
+  ) async throws {
+    let transport = try MeshNativeServerTransport(
+      host: "127.0.0.1",
+      port: 0,
+      security: .mTLS(tls),
+      settings: settings
+    )
+    let server = GRPCServer(transport: transport, services: [NativeTestService()])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.serve() }
+      try await body(try await transport.listeningPort, server)
+      server.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("A server closes a connection whose TLS handshake does not complete in time")
+  func handshakeTimeout() async throws {
+    let pki = try NativeTestPKI(["inventory"])
+    defer { pki.remove() }
+    let settings = MeshNativeTransportSettings.defaults { $0.connectTimeout = .milliseconds(200) }
+    try await withNativeTLSServer(try await pki.tls("inventory"), settings: settings) { port, _ in
+      // Connects and says nothing: the server's handshake timeout closes it.
+      let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: "127.0.0.1", port: port).get()
+      try await silent.closeFuture.get()
+    }
+  }
+
+  @Test("A graceful stop closes connections still in their TLS handshake")
+  func gracefulStopDuringHandshake() async throws {
+    let pki = try NativeTestPKI(["inventory"])
+    defer { pki.remove() }
+    // A timeout far beyond the test's limit: only the stop can close the connection.
+    let settings = MeshNativeTransportSettings.defaults { $0.connectTimeout = .seconds(3600) }
+    try await withNativeTLSServer(try await pki.tls("inventory"), settings: settings) {
+      port,
+      server in
+      let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: "127.0.0.1", port: port).get()
+      server.beginGracefulShutdown()
+      try await silent.closeFuture.get()
     }
   }
 }

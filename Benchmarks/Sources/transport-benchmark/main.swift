@@ -16,7 +16,8 @@
 
 // Client transports against a gRPC C++ echo server (the fast server, so that the client's cost
 // shows): gRPC C++'s own client (the baseline), grpc-swift's NIO transport and the mesh's native
-// transport on libnghttp2. Unary, 64-byte messages, closed loop, at 1 and 64 in flight; each
+// transport on libnghttp2 and OpenSSL. Unary, 64-byte messages, closed loop, at 1 and 64 in
+// flight, plaintext and mTLS (certificates from the mesh CA, each side verifying the other); each
 // figure the median of interleaved runs, and a ratio against gRPC C++ in the same run.
 //
 // Run: Benchmarks/cpp/build.sh && swift run -c release --package-path Benchmarks transport-benchmark
@@ -27,7 +28,9 @@ import BenchmarkSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import MeshCertificates
 import MeshNativeTransport
+import MeshTransport
 
 let duration = environmentDuration("BENCH_DURATION", default: .seconds(5))
 let runs = environmentInteger("BENCH_RUNS", default: 3, in: 1...20)
@@ -81,11 +84,46 @@ struct Result {
   var cpuPerRPC: Double
 }
 
-/// Starts the C++ echo server; returns it and its port.
-func startServer() throws -> (Process, Int) {
+/// A mesh CA and certificates for the server (`echo-server`) and the clients (`echo-client`).
+struct PKI {
+  let directory: MeshCertificateDirectory
+  let server: MeshCredentials
+  let client: MeshCredentials
+
+  init() async throws {
+    let path = FileManager.default.temporaryDirectory
+      .appendingPathComponent("mesh-bench-\(UUID().uuidString)").path
+    self.directory = MeshCertificateDirectory(path: path)
+    let authority = try MeshCertificateAuthority.create(trustDomain: "bench.local")
+    try self.directory.write(authority, force: false)
+    for service in ["echo-server", "echo-client"] {
+      try self.directory.write(try authority.issue(service: service), force: false)
+    }
+    self.server = try await MeshCredentials(.directory(path, service: "echo-server"))
+    self.client = try await MeshCredentials(.directory(path, service: "echo-client"))
+  }
+
+  /// The C++ peers' flags presenting `service`'s certificate and trusting the mesh CA.
+  func cppArguments(_ service: String, server: Bool) -> [String] {
+    var arguments = [
+      "--tls-cert", self.directory.certificatePath(service: service),
+      "--tls-key", self.directory.keyPath(service: service),
+      "--tls-ca", self.directory.caCertificatePath,
+    ]
+    if !server { arguments += ["--server-name", "echo-server"] }
+    return arguments
+  }
+}
+
+let pki = try await PKI()
+defer { try? FileManager.default.removeItem(atPath: pki.directory.path) }
+
+/// Starts the C++ echo server (mTLS with `tls`); returns it and its port.
+func startServer(tls: Bool) throws -> (Process, Int) {
   let server = Process()
   server.executableURL = URL(fileURLWithPath: cppFolder + "/echo_server")
-  server.arguments = ["--port", "0", "--threads", "1"]
+  server.arguments =
+    ["--port", "0", "--threads", "1"] + (tls ? pki.cppArguments("echo-server", server: true) : [])
   let output = Pipe()
   server.standardOutput = output
   try server.run()
@@ -136,14 +174,15 @@ func runSwift<Transport: ClientTransport>(
   }
 }
 
-/// One run of the C++ client.
-func runCPP(port: Int, concurrency: Int) throws -> Result {
+/// One run of the C++ client (mTLS with `tls`).
+func runCPP(port: Int, concurrency: Int, tls: Bool) throws -> Result {
   let client = Process()
   client.executableURL = URL(fileURLWithPath: cppFolder + "/echo_client")
-  client.arguments = [
-    "--target", "127.0.0.1:\(port)", "--concurrency", "\(concurrency)", "--size", "\(size)",
-    "--duration", "\(duration / .seconds(1))", "--warmup", "0.5",
-  ]
+  client.arguments =
+    [
+      "--target", "127.0.0.1:\(port)", "--concurrency", "\(concurrency)", "--size", "\(size)",
+      "--duration", "\(duration / .seconds(1))", "--warmup", "0.5",
+    ] + (tls ? pki.cppArguments("echo-client", server: false) : [])
   let output = Pipe()
   client.standardOutput = output
   try client.run()
@@ -233,114 +272,145 @@ func h2load(port: Int) throws -> Double {
   return rps
 }
 
-let (server, port) = try startServer()
-defer { server.terminate() }
-print(
-  "gRPC C++ echo server on port \(port); \(size)-byte unary; \(runs) interleaved runs of \(duration)"
+let serverIdentity = try MeshServiceIdentity.spiffe(
+  trustDomain: "bench.local",
+  service: "echo-server"
 )
+let clientTLS = try MeshNativeTLS.mTLS(pki.client, peers: .exactly(serverIdentity))
+let serverTLS = try MeshNativeTLS.mTLS(pki.server, peers: .trustDomain("bench.local"))
+
+/// A Swift client's transport to `port`.
+func swiftClient(_ name: String, port: Int, tls: Bool) throws -> any ClientTransport<
+  GRPCNIOTransportBytes
+> {
+  switch name {
+  case "grpc-swift (NIO)":
+    return try HTTP2ClientTransport.Posix(
+      target: .ipv4(address: "127.0.0.1", port: port),
+      transportSecurity: tls
+        ? try pki.client.clientTransportSecurity(server: .exactly(serverIdentity)) : .plaintext,
+      config: tls ? pki.client.clientConfig() : .defaults
+    )
+  default:
+    return try MeshNativeClientTransport(
+      host: "127.0.0.1",
+      port: port,
+      security: tls ? .mTLS(clientTLS) : .plaintext
+    )
+  }
+}
 
 let clients = ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"]
-for concurrency in [1, 64] {
-  var results: [String: [Result]] = [:]
-  for _ in 0..<runs {
-    for name in clients {
-      let result: Result
-      switch name {
-      case "gRPC C++":
-        result = try runCPP(port: port, concurrency: concurrency)
-      case "grpc-swift (NIO)":
-        result = try await runSwift(
-          HTTP2ClientTransport.Posix(
-            target: .ipv4(address: "127.0.0.1", port: port),
-            transportSecurity: .plaintext
-          ),
-          concurrency: concurrency
-        )
-      default:
-        result = try await runSwift(
-          MeshNativeClientTransport(host: "127.0.0.1", port: port),
-          concurrency: concurrency
-        )
-      }
-      results[name, default: []].append(result)
-    }
-  }
-  let baseline = median(results["gRPC C++"]!.map(\.rps))
-  let baselineCPU = median(results["gRPC C++"]!.map(\.cpuPerRPC))
-  print("")
-  print("\(concurrency) in flight")
-  print("client | RPC/s | ×C++ | p50 µs | p99 µs | client CPU µs/RPC | ×C++")
-  print("--- | --- | --- | --- | --- | --- | ---")
-  for name in clients {
-    let runs = results[name]!
-    let rps = median(runs.map(\.rps))
-    let cpu = median(runs.map(\.cpuPerRPC))
-    print(
-      "\(name) | \(format(rps)) | \(format(rps / baseline, 2)) | \(format(median(runs.map(\.p50)))) "
-        + "| \(format(median(runs.map(\.p99)))) | \(format(cpu, 1)) | \(format(cpu / baselineCPU, 1))"
-    )
-  }
-}
-
-// Servers: the C++ client at 64 in flight and h2load (1 connection × 64 streams) against each.
-print("")
-print("Servers under the gRPC C++ client (64 in flight) and h2load (1 connection × 64 streams)")
-print("server | RPC/s (C++ client) | ×C++ | p99 µs | server CPU µs/RPC | h2load RPC/s | ×C++")
-print("--- | --- | --- | --- | --- | --- | ---")
-var serverRows: [(String, Result, Double)] = []
-for name in ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"] {
-  var runsOfServer: [Result] = []
-  var h2loads: [Double] = []
-  func measureServer(port: Int, inProcess: Bool) throws {
+print("\(size)-byte unary; \(runs) interleaved runs of \(duration)")
+for tls in [false, true] {
+  let (server, port) = try startServer(tls: tls)
+  defer { server.terminate() }
+  let security = tls ? "mTLS" : "plaintext"
+  for concurrency in [1, 64] {
+    var results: [String: [Result]] = [:]
     for _ in 0..<runs {
-      // The server's CPU: this process for a Swift server (the C++ client is another
-      // process), the C++ server's own otherwise. Warm-up included, so slightly high.
-      func serverCPU() -> Duration {
-        inProcess ? processCPU() : processCPU(pid: server.processIdentifier)
+      for name in clients {
+        let result: Result
+        switch name {
+        case "gRPC C++":
+          result = try runCPP(port: port, concurrency: concurrency, tls: tls)
+        default:
+          result = try await runSwift(
+            try swiftClient(name, port: port, tls: tls),
+            concurrency: concurrency
+          )
+        }
+        results[name, default: []].append(result)
       }
-      let before = serverCPU()
-      var result = try runCPP(port: port, concurrency: 64)
-      let cpu = serverCPU() - before
-      result.cpuPerRPC = cpu / .microseconds(1) / (result.rps * (duration / .seconds(1) + 0.5))
-      runsOfServer.append(result)
-      h2loads.append(try h2load(port: port))
+    }
+    let baseline = median(results["gRPC C++"]!.map(\.rps))
+    let baselineCPU = median(results["gRPC C++"]!.map(\.cpuPerRPC))
+    print("")
+    print("Clients → gRPC C++ server, \(security), \(concurrency) in flight")
+    print("client | RPC/s | ×C++ | p50 µs | p99 µs | client CPU µs/RPC | ×C++")
+    print("--- | --- | --- | --- | --- | --- | ---")
+    for name in clients {
+      let runs = results[name]!
+      let rps = median(runs.map(\.rps))
+      let cpu = median(runs.map(\.cpuPerRPC))
+      print(
+        "\(name) | \(format(rps)) | \(format(rps / baseline, 2)) | \(format(median(runs.map(\.p50)))) "
+          + "| \(format(median(runs.map(\.p99)))) | \(format(cpu, 1)) | \(format(cpu / baselineCPU, 1))"
+      )
     }
   }
-  switch name {
-  case "gRPC C++":
-    try measureServer(port: port, inProcess: false)
-  case "grpc-swift (NIO)":
-    let transport = HTTP2ServerTransport.Posix(
-      address: .ipv4(host: "127.0.0.1", port: 0),
-      transportSecurity: .plaintext
+
+  // Servers: the C++ client at 64 in flight and (plaintext) h2load, 1 connection × 64 streams.
+  print("")
+  print("Servers under the gRPC C++ client (64 in flight), \(security)")
+  print("server | RPC/s (C++ client) | ×C++ | p99 µs | server CPU µs/RPC | h2load RPC/s | ×C++")
+  print("--- | --- | --- | --- | --- | --- | ---")
+  var serverRows: [(String, Result, Double)] = []
+  for name in ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"] {
+    var runsOfServer: [Result] = []
+    var h2loads: [Double] = []
+    func measureServer(port: Int, inProcess: Bool) throws {
+      for _ in 0..<runs {
+        // The server's CPU: this process for a Swift server (the C++ client is another
+        // process), the C++ server's own otherwise. Warm-up included, so slightly high.
+        func serverCPU() -> Duration {
+          inProcess ? processCPU() : processCPU(pid: server.processIdentifier)
+        }
+        let before = serverCPU()
+        var result = try runCPP(port: port, concurrency: 64, tls: tls)
+        let cpu = serverCPU() - before
+        result.cpuPerRPC = cpu / .microseconds(1) / (result.rps * (duration / .seconds(1) + 0.5))
+        runsOfServer.append(result)
+        // h2load presents no client certificate: plaintext only.
+        if !tls { h2loads.append(try h2load(port: port)) }
+      }
+    }
+    switch name {
+    case "gRPC C++":
+      try measureServer(port: port, inProcess: false)
+    case "grpc-swift (NIO)":
+      let transport = HTTP2ServerTransport.Posix(
+        address: .ipv4(host: "127.0.0.1", port: 0),
+        transportSecurity: tls
+          ? try pki.server.serverTransportSecurity(clients: .trustDomain("bench.local"))
+          : .plaintext,
+        config: tls ? pki.server.serverConfig() : .defaults
+      )
+      try await withSwiftServer(
+        transport,
+        port: { try await transport.listeningAddress.ipv4!.port }
+      ) {
+        try measureServer(port: $0, inProcess: true)
+      }
+    default:
+      let transport = try MeshNativeServerTransport(
+        host: "127.0.0.1",
+        port: 0,
+        security: tls ? .mTLS(serverTLS) : .plaintext
+      )
+      try await withSwiftServer(transport, port: { try await transport.listeningPort }) {
+        try measureServer(port: $0, inProcess: true)
+      }
+    }
+    serverRows.append(
+      (
+        name,
+        Result(
+          rps: median(runsOfServer.map(\.rps)),
+          p50: median(runsOfServer.map(\.p50)),
+          p99: median(runsOfServer.map(\.p99)),
+          cpuPerRPC: median(runsOfServer.map(\.cpuPerRPC))
+        ), median(h2loads)
+      )
     )
-    try await withSwiftServer(transport, port: { try await transport.listeningAddress.ipv4!.port })
-    {
-      try measureServer(port: $0, inProcess: true)
-    }
-  default:
-    let transport = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
-    try await withSwiftServer(transport, port: { try await transport.listeningPort }) {
-      try measureServer(port: $0, inProcess: true)
-    }
   }
-  serverRows.append(
-    (
-      name,
-      Result(
-        rps: median(runsOfServer.map(\.rps)),
-        p50: median(runsOfServer.map(\.p50)),
-        p99: median(runsOfServer.map(\.p99)),
-        cpuPerRPC: median(runsOfServer.map(\.cpuPerRPC))
-      ), median(h2loads)
+  let serverBaseline = serverRows[0]
+  for (name, result, h2) in serverRows {
+    let cpu = format(result.cpuPerRPC, 1)
+    let h2Columns = tls ? "– | –" : "\(format(h2)) | \(format(h2 / serverBaseline.2, 2))"
+    print(
+      "\(name) | \(format(result.rps)) | \(format(result.rps / serverBaseline.1.rps, 2)) | "
+        + "\(format(result.p99)) | \(cpu) | \(h2Columns)"
     )
-  )
-}
-let serverBaseline = serverRows[0]
-for (name, result, h2) in serverRows {
-  let cpu = format(result.cpuPerRPC, 1)
-  print(
-    "\(name) | \(format(result.rps)) | \(format(result.rps / serverBaseline.1.rps, 2)) | "
-      + "\(format(result.p99)) | \(cpu) | \(format(h2)) | \(format(h2 / serverBaseline.2, 2))"
-  )
+  }
 }

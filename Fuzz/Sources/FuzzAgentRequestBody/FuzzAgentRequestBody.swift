@@ -16,6 +16,7 @@
 
 internal import Foundation
 internal import MeshConsul
+
 @testable internal import MeshConsulAgent
 
 /// The embedded agent's request bodies, decoded as the agent decodes them (Consul's strict JSON:

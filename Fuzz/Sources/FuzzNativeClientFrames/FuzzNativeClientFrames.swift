@@ -36,6 +36,7 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
   let connection = MeshNativeClientConnection(
     settings: .defaults,
     scheme: "http",
+    secured: false,
     authority: "fuzz.local:443",
     eventLoop: loop,
     allocator: channel.allocator,

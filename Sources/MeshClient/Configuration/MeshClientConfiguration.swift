@@ -27,6 +27,9 @@ public import Tracing
 #if Admin
   public import MeshAdmin
 #endif
+#if Native
+  internal import MeshNativeTransport
+#endif
 #if Consul
   public import MeshConsul
 #endif
@@ -69,6 +72,10 @@ public struct MeshClientConfiguration: Sendable {
   /// plaintext and mTLS alike. Nil: grpc-swift's defaults, with the TLS configuration's HTTP/2
   /// tuning and keepalive under mTLS.
   public var transport: MeshHTTP2TransportConfig?
+  /// Which HTTP/2 implementation carries the connections: grpc-swift's NIO transport (`.nio`, the
+  /// default) or, with the Native trait, the mesh's native one on libnghttp2 and OpenSSL
+  /// (`.native(settings)`; ``transport`` does not apply to it). `MESH_TRANSPORT` sets it.
+  public var transportKind: MeshTransportKind = .nio
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
   /// Where gRPC's client instruments go (gRFC A66's call and attempt metrics, A96's retries,
@@ -262,6 +269,7 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
   /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
+  /// | `MESH_TRANSPORT` | `nio` (the default) or `native` (with the Native trait): which HTTP/2 transport carries the connections (``transportKind``) |
   /// | `MESH_CONFIG_FILE` | a configuration file (`MeshConfigurationFile`) to apply |
   /// | `MESH_CLIENT_ADMIN_ADDRESS` | the client's own admin endpoint, `host:port` (port 0: any free one); none when unset (with the Admin trait). A process that also runs a MeshServer shows its client on the server's endpoint (`MESH_ADMIN_ADDRESS`) instead |
   ///
@@ -321,6 +329,31 @@ public struct MeshClientConfiguration: Sendable {
           cause: setting
         )
       }
+    }
+    switch environment["MESH_TRANSPORT"] ?? "" {
+    case "", "nio":
+      configuration.transportKind = .nio
+    #if Native
+      case "native":
+        configuration.transportKind = .native(.defaults)
+    #endif
+    case let other:
+      #if Native
+        let choices = "'nio' or 'native'"
+      #else
+        let choices = "'nio' (the native transport needs the package's Native trait)"
+      #endif
+      let setting = MeshConfigurationError(
+        code: .invalidValue,
+        file: MeshConfigurationError.environment,
+        field: "MESH_TRANSPORT",
+        message: "must be \(choices), not '\(other)'"
+      )
+      throw MeshClientError(
+        code: .invalidConfiguration,
+        message: "\(setting.field): \(setting.message)",
+        cause: setting
+      )
     }
     #if Admin
       if let address = environment["MESH_CLIENT_ADMIN_ADDRESS"], !address.isEmpty {

@@ -243,6 +243,11 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
       let error =
         self.closeError ?? MeshHTTP2Error(.unavailable, "The connection is not open.")
       for command in commands { Self.refuse(command, error) }
+      // Told to go away before HTTP/2 started (still in its TLS handshake): it carries no RPC,
+      // so it closes now.
+      if commands.contains(where: { if case .goAway = $0 { true } else { false } }) {
+        self.context?.close(promise: nil)
+      }
       return
     }
     for command in commands {

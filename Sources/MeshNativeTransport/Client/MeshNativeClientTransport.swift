@@ -96,6 +96,14 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     while self.state.withLock({ $0.connecting() }) {
       do {
         let connection = try await self.makeConnection()
+        if connection.goingAway.hasFired {
+          // It came up and already went away (a server's GOAWAY at its maximum age, say):
+          // not a failure for the waiting RPCs, which wait for the next one, after a backoff
+          // (a server that sends every connection away must not be redialled in a loop).
+          let delay = backoff.next()
+          await self.shutdownRequested.cancelling { try? await Task.sleep(for: delay) }
+          continue
+        }
         backoff.reset()
         let waiters = self.state.withLock { $0.ready(connection) }
         for waiter in waiters { waiter.resume(returning: connection) }
@@ -186,6 +194,7 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
               tls: tls.configuration,
               role: .client,
               serverName: serverName,
+              handshakeTimeout: self.settings.connectTimeout,
               outcome: tls.outcome
             )
             try channel.pipeline.syncOperations.addHandler(handler)
@@ -217,7 +226,8 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
           await inner.next()
           inner.cancelAll()
         }
-        return connection.ready.hasFired && !connection.closed.hasFired
+        // Ready, even if it has closed since: the run loop then makes the next one.
+        return connection.ready.hasFired
       }
       group.addTask {
         try? await Task.sleep(for: self.settings.connectTimeout)
@@ -248,7 +258,9 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
-    let connection = try await self.connection(waitForReady: options.waitForReady ?? true)
+    // gRPC's default: an RPC waits while the first connection is being made, and fails once an
+    // attempt has failed, unless it asked to wait for readiness.
+    let connection = try await self.connection(waitForReady: options.waitForReady ?? false)
     let stream = connection.makeStream(descriptor: descriptor, options: options)
     defer { stream.release() }
     let rpc = RPCStream(

@@ -209,6 +209,11 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     guard let session = self.session else {
       let error = MeshHTTP2Error(.unavailable, "The client's connection closed.")
       for command in commands { Self.refuse(command, error) }
+      // Told to go away before HTTP/2 started (still in its TLS handshake): it carries no RPC,
+      // so it closes now.
+      if commands.contains(where: { if case .goAway = $0 { true } else { false } }) {
+        self.context?.close(promise: nil)
+      }
       return
     }
     for command in commands { self.run(command, on: session) }

@@ -198,7 +198,12 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
         return channel.eventLoop.makeCompletedFuture {
           if let tls {
             try channel.pipeline.syncOperations.addHandler(
-              MeshNativeTLSHandler(tls: tls, role: .server, serverName: nil)
+              MeshNativeTLSHandler(
+                tls: tls,
+                role: .server,
+                serverName: nil,
+                handshakeTimeout: settings.connectTimeout
+              )
             )
           }
           try channel.pipeline.syncOperations.addHandler(connection)

@@ -34,9 +34,11 @@ internal import X509
 /// verifies against its latest trust bundle; open connections keep theirs. A server's handlers
 /// read the caller with `MeshCaller.current(in:)`.
 ///
-/// Verification runs once the handshake completes and before a byte of application data is
-/// read or written: swift-certificates' verifier is asynchronous and OpenSSL 3.0 suspends a
-/// handshake for it only on a client. A rejected peer's connection is closed.
+/// A client verifies its server during the handshake (OpenSSL 3's retry-verify suspends it while
+/// swift-certificates' asynchronous verifier runs): a server it does not accept gets an alert
+/// and never sees the client's certificate. A server verifies its client once the handshake
+/// completes (OpenSSL 3.0 suspends a handshake only on a client) and before a byte of application
+/// data is read or written; a client it does not accept is disconnected.
 public struct MeshNativeTLS: Sendable {
   /// The credentials presented, and whose trust bundle verifies the peer.
   public let credentials: MeshCredentials
@@ -97,9 +99,13 @@ final class MeshOpenSSLContexts: Sendable {
     if let (made, context) = self.cached.withLock({ $0[role] }), made == generation {
       return context
     }
-    // Made outside the lock (it parses the key); two connections racing make one each.
+    // Made outside the lock (it parses the key); two connections racing make one each, and an
+    // older rotation's never replaces a newer one.
     let context = try MeshOpenSSLContext(role: role, credentials: loaded)
-    self.cached.withLock { $0[role] = (generation, context) }
+    self.cached.withLock { cached in
+      if let (made, _) = cached[role], made > generation { return }
+      cached[role] = (generation, context)
+    }
     return context
   }
 }
@@ -129,7 +135,10 @@ final class MeshOpenSSLContext: @unchecked Sendable {
     }
     try Self.present(credentials, in: context)
     mesh_ssl_ctx_require_peer_certificate(context)
-    if role == .server { mesh_ssl_ctx_select_h2(context) }
+    switch role {
+    case .client: mesh_ssl_ctx_verify_server_later(context)
+    case .server: mesh_ssl_ctx_select_h2(context)
+    }
   }
 
   deinit {
@@ -140,10 +149,11 @@ final class MeshOpenSSLContext: @unchecked Sendable {
     _ credentials: MeshLoadedCredentials,
     in context: OpaquePointer
   ) throws(MeshTLSError) {
-    let certificates = try credentials.chain.map { certificate throws(MeshTLSError) in
-      try MeshOpenSSL.certificate(der: MeshOpenSSL.der(certificate))
-    }
+    var certificates: [OpaquePointer] = []
     defer { for certificate in certificates { X509_free(certificate) } }
+    for certificate in credentials.chain {
+      certificates.append(try MeshOpenSSL.certificate(der: MeshOpenSSL.der(certificate)))
+    }
     guard SSL_CTX_use_certificate(context, certificates[0]) == 1 else {
       throw MeshOpenSSL.error(.invalidConfiguration, "OpenSSL refused the certificate")
     }
@@ -179,9 +189,12 @@ final class MeshOpenSSLContext: @unchecked Sendable {
       SSL_free(ssl)
       throw MeshOpenSSL.error(.invalidConfiguration, "OpenSSL could not make a buffer")
     }
-    // The SSL owns both buffers from here.
+    // The SSL owns both buffers from here, and the connection owns the SSL.
     SSL_set_bio(ssl, input, output)
     let connection = MeshOpenSSLConnection(ssl: ssl, input: input, output: output)
+    guard mesh_ssl_set_verdict_slot(ssl, connection.verdict) == 1 else {
+      throw MeshOpenSSL.error(.invalidConfiguration, "OpenSSL could not keep a verdict")
+    }
     switch self.role {
     case .client:
       SSL_set_connect_state(ssl)
@@ -198,22 +211,29 @@ final class MeshOpenSSLContext: @unchecked Sendable {
   }
 }
 
-/// One connection's `SSL` and its memory BIOs, freed together.
+/// One connection's `SSL`, its memory BIOs and its client's verdict on the server, freed
+/// together.
 final class MeshOpenSSLConnection {
   let ssl: OpaquePointer
   /// Bytes from the network, for OpenSSL to read.
   let input: OpaquePointer
   /// Bytes OpenSSL wrote, for the network.
   let output: OpaquePointer
+  /// A client's verdict on its server (`MESH_SSL_VERDICT_*`), read by the verify callback
+  /// during the handshake: it lives as long as the SSL.
+  let verdict: UnsafeMutablePointer<Int32>
 
   init(ssl: OpaquePointer, input: OpaquePointer, output: OpaquePointer) {
     self.ssl = ssl
     self.input = input
     self.output = output
+    self.verdict = .allocate(capacity: 1)
+    self.verdict.initialize(to: MESH_SSL_VERDICT_NONE)
   }
 
   deinit {
     SSL_free(self.ssl)
+    self.verdict.deallocate()
   }
 }
 

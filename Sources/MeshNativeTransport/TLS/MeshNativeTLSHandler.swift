@@ -15,6 +15,7 @@
  */
 
 internal import CMeshOpenSSL
+internal import MeshCore
 internal import MeshTransport
 internal import NIOCore
 
@@ -34,10 +35,11 @@ final class MeshNativeTLSOutcome: Sendable {
 /// The TLS layer of a native connection: OpenSSL over memory buffers, between the socket and the
 /// HTTP/2 connection handler.
 ///
-/// The handshake starts when the channel becomes active. Once it completes, the peer's chain is
-/// verified (asynchronously: swift-certificates' verifier); only then is ``Established`` fired
-/// and plaintext passed either way. Bytes the peer sends meanwhile wait, encrypted, in OpenSSL's
-/// input buffer. A failure closes the connection with a ``MeshTLSError``, kept in its outcome.
+/// The handshake starts when the channel becomes active and must end within the handshake
+/// timeout. A client's handshake waits for the mesh's verifier to accept the server; a server
+/// verifies its client once the handshake completes, reading nothing more from the socket
+/// meanwhile. Only then is ``Established`` fired and plaintext passed either way. A failure closes
+/// the connection with a ``MeshTLSError``, kept in its outcome.
 final class MeshNativeTLSHandler: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
   typealias InboundOut = ByteBuffer
@@ -60,29 +62,42 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
   private let connection: MeshOpenSSLConnection
   private let tls: MeshNativeTLS
   private let role: MeshOpenSSLContext.Role
+  private let handshakeTimeout: Duration
+  private let outcome: MeshNativeTLSOutcome
   private var state = State.idle
   private var context: ChannelHandlerContext?
+  private var timeout: Scheduled<Void>?
+  /// A client's verified server, between the verifier's answer and the handshake's end.
+  private var verifiedPeer: MeshVerifiedPeer?
+  /// Why a client's verifier refused the server (the handshake then fails with an alert).
+  private var rejection: MeshTLSError?
   /// Writes before the peer was verified (none are expected: the HTTP/2 handler starts on
   /// ``Established``).
   private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
   private var flushPending = false
-  /// Whether the peer was verified, and whether any plaintext came from it since.
+  /// A read asked for while the peer was being verified, issued once it is.
+  private var readHeld = false
   private var wasEstablished = false
   private var receivedPlaintext = false
-  private let outcome: MeshNativeTLSOutcome
+  private var closedLocally = false
+  /// Decrypted bytes, reused from read to read.
+  private var plaintext = ByteBuffer()
 
   private static let readChunk = 16 * 1024
+  private static let maxPlaintextRead = 64 * 1024
 
   init(
     tls: MeshNativeTLS,
     role: MeshOpenSSLContext.Role,
     serverName: String?,
+    handshakeTimeout: Duration,
     outcome: MeshNativeTLSOutcome = MeshNativeTLSOutcome()
   ) throws(MeshTLSError) {
     let context = try tls.contexts.context(for: role, credentials: tls.credentials)
     self.connection = try context.makeConnection(serverName: serverName)
     self.tls = tls
     self.role = role
+    self.handshakeTimeout = handshakeTimeout
     self.outcome = outcome
   }
 
@@ -92,11 +107,13 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.plaintext = context.channel.allocator.buffer(capacity: Self.readChunk)
     if context.channel.isActive { self.startHandshake(context: context) }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
     self.context = nil
+    self.timeout?.cancel()
     self.state = .closed
     self.failPendingWrites(ChannelError.ioOnClosedChannel)
   }
@@ -107,9 +124,10 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
   }
 
   func channelInactive(context: ChannelHandlerContext) {
+    self.timeout?.cancel()
     switch self.state {
     case .idle, .handshaking, .verifying:
-      self.record(
+      self.outcome.record(
         MeshTLSError(
           code: .handshakeFailed,
           message: "The \(self.peerRole) closed the connection during the TLS handshake."
@@ -118,8 +136,8 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
     case .established, .closed:
       // A server refuses a client's certificate after the handshake (OpenSSL 3.0 suspends a
       // handshake for verification only on a client): the client sees it close at once.
-      if self.role == .client, self.wasEstablished, !self.receivedPlaintext {
-        self.record(
+      if self.role == .client, self.wasEstablished, !self.receivedPlaintext, !self.closedLocally {
+        self.outcome.record(
           MeshTLSError(
             code: .handshakeFailed,
             message: "The server closed the connection right after the TLS handshake, before "
@@ -135,8 +153,7 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard self.state != .closed else { return }
-    let bytes = self.unwrapInboundIn(data)
-    guard self.feed(bytes) else {
+    guard self.feed(self.unwrapInboundIn(data)) else {
       self.fail(context: context, MeshOpenSSL.error(.handshakeFailed, "OpenSSL's buffer is full"))
       return
     }
@@ -154,6 +171,15 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
 
   func channelReadComplete(context: ChannelHandlerContext) {
     if self.state == .established { context.fireChannelReadComplete() }
+  }
+
+  func read(context: ChannelHandlerContext) {
+    // Nothing more is read from an unverified peer.
+    if self.state == .verifying {
+      self.readHeld = true
+    } else {
+      context.read()
+    }
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -178,8 +204,11 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
 
   func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
     if mode == .all {
+      self.closedLocally = true
+      self.timeout?.cancel()
       if self.state == .established {
         // close_notify, best effort: gRPC does not depend on it.
+        self.state = .closed
         ERR_clear_error()
         _ = SSL_shutdown(self.connection.ssl)
         _ = MeshOpenSSL.drainErrors()
@@ -197,27 +226,56 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
   private func startHandshake(context: ChannelHandlerContext) {
     guard self.state == .idle else { return }
     self.state = .handshaking
+    let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+    let limit = self.handshakeTimeout
+    self.timeout = context.eventLoop.scheduleTask(
+      in: .nanoseconds(MeshInput.nanoseconds(clamping: limit))
+    ) {
+      handler.value.timedOut(after: limit)
+    }
     self.advanceHandshake(context: context)
+  }
+
+  private func timedOut(after limit: Duration) {
+    guard self.state == .handshaking || self.state == .verifying, let context = self.context
+    else { return }
+    self.fail(
+      context: context,
+      MeshTLSError(
+        code: .handshakeFailed,
+        message: "The TLS handshake with the \(self.peerRole) did not complete within \(limit)."
+      )
+    )
   }
 
   private func advanceHandshake(context: ChannelHandlerContext) {
     ERR_clear_error()
     let result = SSL_do_handshake(self.connection.ssl)
-    if result == 1 {
-      self.writeNetworkBytes(context: context, promise: nil)
-      context.flush()
-      self.handshakeCompleted(context: context)
-      return
+    let code = result == 1 ? SSL_ERROR_NONE : SSL_get_error(self.connection.ssl, result)
+    // The reason, read before a write can clear this thread's error queue.
+    var failure: MeshTLSError?
+    switch code {
+    case SSL_ERROR_NONE, SSL_ERROR_WANT_READ, SSL_ERROR_WANT_RETRY_VERIFY:
+      break
+    default:
+      let reasons = MeshOpenSSL.error(
+        .handshakeFailed,
+        "The TLS handshake with the \(self.peerRole) failed"
+      )
+      failure = self.rejection ?? reasons
     }
-    let code = SSL_get_error(self.connection.ssl, result)
     // Whatever the handshake wrote (its next flight, or the alert it failed with) goes out.
     self.writeNetworkBytes(context: context, promise: nil)
     context.flush()
-    if code == SSL_ERROR_WANT_READ { return }
-    self.fail(
-      context: context,
-      MeshOpenSSL.error(.handshakeFailed, "The TLS handshake with the \(self.peerRole) failed")
-    )
+    guard self.state == .handshaking else { return }  // the write closed the channel
+    if let failure {
+      self.fail(context: context, failure)
+    } else if code == SSL_ERROR_NONE {
+      self.handshakeCompleted(context: context)
+    } else if code == SSL_ERROR_WANT_RETRY_VERIFY {
+      // A client's handshake waits here for the verifier (the server sent its chain).
+      self.verify(self.peerChain(), context: context)
+    }
   }
 
   private func handshakeCompleted(context: ChannelHandlerContext) {
@@ -238,7 +296,27 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
       )
       return
     }
-    let chain = self.peerChain()
+    switch self.role {
+    case .client:
+      // Verified during the handshake.
+      guard let peer = self.verifiedPeer else {
+        self.fail(
+          context: context,
+          MeshTLSError(
+            code: .handshakeFailed,
+            message: "The TLS handshake with the server ended without verifying it."
+          )
+        )
+        return
+      }
+      self.establish(peer, context: context)
+    case .server:
+      self.verify(self.peerChain(), context: context)
+    }
+  }
+
+  /// Runs the mesh's verifier on `chain`; the answer comes back to ``verified(_:)``.
+  private func verify(_ chain: [[UInt8]]?, context: ChannelHandlerContext) {
     self.state = .verifying
     let credentials = self.tls.credentials
     let policy = self.tls.peers
@@ -249,11 +327,13 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
     // `completeWithTask`), and its outcome comes back to this event loop. Nothing is read or
     // written meanwhile; the handler drops the outcome if the connection closed.
     verified.completeWithTask {
-      guard let chain else {
+      guard let chain, !chain.isEmpty else {
         return .failure(
           MeshTLSError(
-            code: .malformedPEM,
-            message: "OpenSSL could not encode the \(peerRole)'s certificate chain."
+            code: chain == nil ? .malformedPEM : .untrustedCertificate,
+            message: chain == nil
+              ? "OpenSSL could not encode the \(peerRole)'s certificate chain."
+              : "The \(peerRole) presented no certificate."
           )
         )
       }
@@ -288,32 +368,61 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
   private func verified(_ result: Result<MeshVerifiedPeer, MeshTLSError>) {
     guard self.state == .verifying, let context = self.context else { return }
     self.tls.onPeer?(result)
-    switch result {
-    case .success(let peer):
-      self.state = .established
-      self.wasEstablished = true
-      context.fireUserInboundEventTriggered(Established(peer: peer))
-      // Writes made before (none expected), then what the peer sent meanwhile.
-      let pending = self.pendingWrites
-      self.pendingWrites.removeAll()
-      for (bytes, promise) in pending {
-        guard self.state == .established else {
-          promise?.fail(ChannelError.ioOnClosedChannel)
-          continue
-        }
-        self.encrypt(bytes, context: context, promise: promise)
-      }
-      if self.flushPending || !pending.isEmpty {
-        self.flushPending = false
-        context.flush()
-      }
-      if self.state == .established {
-        self.readPlaintext(context: context)
-        if self.state == .established { context.fireChannelReadComplete() }
-      }
-    case .failure(let error):
+    switch (self.role, result) {
+    case (.client, .success(let peer)):
+      self.verifiedPeer = peer
+      self.connection.verdict.pointee = MESH_SSL_VERDICT_ACCEPTED
+      self.resumeHandshake(context: context)
+    case (.client, .failure(let error)):
+      // The handshake fails with an alert to the server, and with this error here.
+      self.rejection = error
+      self.connection.verdict.pointee = MESH_SSL_VERDICT_REJECTED
+      self.resumeHandshake(context: context)
+    case (.server, .success(let peer)):
+      self.establish(peer, context: context)
+    case (.server, .failure(let error)):
       self.fail(context: context, error)
     }
+  }
+
+  private func resumeHandshake(context: ChannelHandlerContext) {
+    self.state = .handshaking
+    self.advanceHandshake(context: context)
+    self.releaseHeldRead(context: context)
+  }
+
+  private func establish(_ peer: MeshVerifiedPeer, context: ChannelHandlerContext) {
+    self.timeout?.cancel()
+    self.timeout = nil
+    self.state = .established
+    self.wasEstablished = true
+    // Writes made before (none expected) go first, then the HTTP/2 handler starts.
+    let pending = self.pendingWrites
+    self.pendingWrites.removeAll()
+    for (bytes, promise) in pending {
+      guard self.state == .established else {
+        promise?.fail(ChannelError.ioOnClosedChannel)
+        continue
+      }
+      self.encrypt(bytes, context: context, promise: promise)
+    }
+    if self.state == .established, self.flushPending || !pending.isEmpty {
+      self.flushPending = false
+      context.flush()
+    }
+    guard self.state == .established else { return }
+    context.fireUserInboundEventTriggered(Established(peer: peer))
+    // What the peer sent meanwhile.
+    guard self.state == .established else { return }
+    self.readPlaintext(context: context)
+    if self.state == .established { context.fireChannelReadComplete() }
+    self.releaseHeldRead(context: context)
+  }
+
+  private func releaseHeldRead(context: ChannelHandlerContext) {
+    guard self.readHeld, self.state != .closed, self.state != .verifying else { return }
+    self.readHeld = false
+    context.read()
   }
 
   // MARK: Bytes
@@ -332,23 +441,35 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
     }
   }
 
-  /// Decrypts what OpenSSL can and passes it on in one read.
+  /// Decrypts what OpenSSL can and passes it on, at most 64 KiB a read.
   private func readPlaintext(context: ChannelHandlerContext) {
     let ssl = self.connection.ssl
-    var plaintext = context.channel.allocator.buffer(capacity: Self.readChunk)
     var outcome: Int32 = 1
     while outcome == 1 {
-      ERR_clear_error()
-      plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) { buffer in
-        var read = 0
-        outcome = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
-        return outcome == 1 ? read : 0
+      self.plaintext.clear()
+      while outcome == 1, self.plaintext.readableBytes < Self.maxPlaintextRead {
+        ERR_clear_error()
+        self.plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) {
+          buffer in
+          var read = 0
+          outcome = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
+          return outcome == 1 ? read : 0
+        }
+      }
+      if self.plaintext.readableBytes > 0 {
+        self.receivedPlaintext = true
+        context.fireChannelRead(self.wrapInboundOut(self.plaintext))
+        guard self.state == .established else { return }
       }
     }
     let code = SSL_get_error(ssl, outcome)
-    if plaintext.readableBytes > 0 {
-      self.receivedPlaintext = true
-      context.fireChannelRead(self.wrapInboundOut(plaintext))
+    // The reason, read before a write can clear this thread's error queue.
+    let failure: MeshTLSError?
+    switch code {
+    case SSL_ERROR_WANT_READ, SSL_ERROR_ZERO_RETURN:
+      failure = nil
+    default:
+      failure = MeshOpenSSL.error(.handshakeFailed, "TLS with the \(self.peerRole) failed")
     }
     // Reading can make OpenSSL write (a key update's answer, an alert).
     if BIO_ctrl_pending(self.connection.output) > 0 {
@@ -356,18 +477,12 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
       context.flush()
     }
     guard self.state == .established else { return }
-    switch code {
-    case SSL_ERROR_WANT_READ:
-      return
-    case SSL_ERROR_ZERO_RETURN:
+    if let failure {
+      self.fail(context: context, failure)
+    } else if code == SSL_ERROR_ZERO_RETURN {
       // The peer's close_notify: nothing more will come.
       self.state = .closed
       context.close(promise: nil)
-    default:
-      self.fail(
-        context: context,
-        MeshOpenSSL.error(.handshakeFailed, "TLS with the \(self.peerRole) failed")
-      )
     }
   }
 
@@ -398,14 +513,11 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
     self.writeNetworkBytes(context: context, promise: promise)
   }
 
-  /// Writes what OpenSSL has for the network (not flushed); `promise` completes with it.
+  /// Writes what OpenSSL has for the network (not flushed); `promise` completes with it, in order
+  /// with the writes before it.
   private func writeNetworkBytes(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
     let output = self.connection.output
     var pending = Int(BIO_ctrl_pending(output))
-    guard pending > 0 else {
-      promise?.succeed()
-      return
-    }
     var ciphertext = context.channel.allocator.buffer(capacity: pending)
     while pending > 0 {
       let read = ciphertext.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { buffer in
@@ -414,18 +526,16 @@ final class MeshNativeTLSHandler: ChannelDuplexHandler {
       guard read > 0 else { break }
       pending = Int(BIO_ctrl_pending(output))
     }
+    if ciphertext.readableBytes == 0 && promise == nil { return }
     context.write(self.wrapOutboundOut(ciphertext), promise: promise)
   }
 
   // MARK: Failure
 
-  private func record(_ error: MeshTLSError) {
-    self.outcome.record(error)
-  }
-
   private func fail(context: ChannelHandlerContext, _ error: MeshTLSError) {
     guard self.state != .closed else { return }
-    self.record(error)
+    self.outcome.record(error)
+    self.timeout?.cancel()
     self.state = .closed
     self.failPendingWrites(error)
     context.fireErrorCaught(error)

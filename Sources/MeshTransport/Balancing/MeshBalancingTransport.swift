@@ -92,7 +92,7 @@ public final class MeshBalancingTransport<
   /// The clock of its timers, backoffs, deadlines and ejections.
   public let clock: Clock
   let discovery: any MeshDiscovery
-  let factory: Factory
+  package let factory: Factory
   let logger: Logger
   let state: MeshMutex<State>
   private let events: AsyncStream<Event>

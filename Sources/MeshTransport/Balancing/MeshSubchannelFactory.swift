@@ -141,11 +141,14 @@ extension MeshHTTP2SubchannelFactory {
   }
 }
 
-/// The last verification failure of each endpoint's server, until one is accepted.
-private final class MeshVerificationFailures: Sendable {
+/// The last verification failure of each endpoint's server (by `host:port`), until one is
+/// accepted.
+package final class MeshVerificationFailures: Sendable {
   private let failures = MeshMutex<[String: MeshTLSError]>([:])
 
-  func record(_ failure: MeshTLSError?, for key: String) {
+  package init() {}
+
+  package func record(_ failure: MeshTLSError?, for key: String) {
     self.failures.withLock { failures in
       if let failure {
         if failures.count >= 4096 { failures.removeAll() }
@@ -156,7 +159,7 @@ private final class MeshVerificationFailures: Sendable {
     }
   }
 
-  func failure(for key: String) -> MeshTLSError? {
+  package func failure(for key: String) -> MeshTLSError? {
     self.failures.withLock { $0[key] }
   }
 }
