@@ -66,8 +66,8 @@ let traits: Set<Trait> = [
   ),
   .trait(
     name: "Native",
-    description: "The native transport as MeshClient's choice (MeshClientConfiguration."
-      + "transportKind, MESH_TRANSPORT=native): builds MeshNativeTransport, which needs "
+    description: "The native transport as MeshClient's and MeshServer's choice (transportKind, "
+      + "MESH_TRANSPORT=native): builds MeshNativeTransport, which needs "
       + "libnghttp2 and OpenSSL 3 (Debian: libnghttp2-dev, libssl-dev)."
   ),
   .default(enabledTraits: ["Consul", "YAML", "Admin", "OTLP", "Native"]),
@@ -289,6 +289,9 @@ var targets: [Target] = [
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .target(name: "MeshAdmin", condition: .when(traits: ["Admin"])),
       .target(name: "MeshNativeTransport", condition: .when(traits: ["Native"])),
+      // Its C modules, named too: a package depending on this one builds them only if listed.
+      .target(name: "CMeshNGHTTP2", condition: .when(traits: ["Native"])),
+      .target(name: "CMeshOpenSSL", condition: .when(traits: ["Native"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
@@ -309,6 +312,10 @@ var targets: [Target] = [
       .target(name: "MeshHealth"),
       .target(name: "MeshConsul", condition: .when(traits: ["Consul"])),
       .target(name: "MeshAdmin", condition: .when(traits: ["Admin"])),
+      .target(name: "MeshNativeTransport", condition: .when(traits: ["Native"])),
+      // Its C modules, named too: a package depending on this one builds them only if listed.
+      .target(name: "CMeshNGHTTP2", condition: .when(traits: ["Native"])),
+      .target(name: "CMeshOpenSSL", condition: .when(traits: ["Native"])),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "Logging", package: "swift-log"),
@@ -545,6 +552,7 @@ targets.append(
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
       .target(name: "MeshServer"),
+      .target(name: "MeshNativeTransport"),
       .target(name: "MeshTestKit"),
       .target(name: "MeshTransport"),
       .target(name: "MeshAdmin"),

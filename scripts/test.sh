@@ -84,13 +84,14 @@ python3 scripts/check-deploy.py --mesh "$(swift build --show-bin-path)/mesh"
 
 # MeshClient and MeshServer with none of the package's traits, as a service on static or DNS
 # discovery that reads JSON and runs no admin endpoint builds them: they must compile, and build
-# neither Consul's client (async-http-client), Yams nor the admin endpoint (Hummingbird).
-step "Building MeshClient and MeshServer with the traits off (no Consul, no YAML, no admin)"
+# neither Consul's client (async-http-client), Yams, the admin endpoint (Hummingbird) nor the
+# native transport (libnghttp2, OpenSSL).
+step "Building MeshClient and MeshServer with the traits off (no Consul, YAML, admin, native)"
 for target in MeshClient MeshServer; do
   swift build --scratch-path .build-notraits --disable-default-traits --target "$target"
 done
 # SwiftPM plans (and makes folders for) every module; only compiled ones have object files.
-for module in MeshConsul AsyncHTTPClient Yams MeshAdmin Hummingbird; do
+for module in MeshConsul AsyncHTTPClient Yams MeshAdmin Hummingbird MeshNativeTransport; do
   if compgen -G ".build-notraits/debug/$module.build/*.o" >/dev/null; then
     echo "The traits are off, yet $module was built" >&2
     exit 1

@@ -32,6 +32,9 @@ internal import Tracing
 #if Admin
   public import MeshAdmin
 #endif
+#if Native
+  internal import MeshNativeTransport
+#endif
 
 /// A service's gRPC server in the mesh: mTLS from the mesh credentials (rotated while it runs),
 /// the grpc.health.v1 service, the caller's identity and deadline propagation for every handler,
@@ -58,8 +61,8 @@ public final class MeshServer: Service, Sendable {
   /// The credentials (mTLS), or nil (plaintext).
   public let credentials: MeshCredentials?
 
-  private let transport: HTTP2ServerTransport.Posix
-  private let server: GRPCServer<MeshServerMetricsTransport<HTTP2ServerTransport.Posix>>
+  private let transport: MeshServerListener
+  private let server: GRPCServer<MeshServerMetricsTransport<MeshServerListener>>
   /// The fully qualified names of the served services, for the health service.
   private let servedServices: [String]
   private let clock: any Clock<Duration>
@@ -109,30 +112,15 @@ public final class MeshServer: Service, Sendable {
     self.configuration = configuration
     self.clock = clock
     self.logger = logger
-    let security: HTTP2ServerTransport.Posix.TransportSecurity
     let credentials: MeshCredentials?
     if let tls = configuration.tls {
-      let loaded = try await MeshCredentials(tls.credentials, logger: logger)
-      credentials = loaded
-      security = try loaded.serverTransportSecurity(clients: tls.clients)
+      credentials = try await MeshCredentials(tls.credentials, logger: logger)
     } else {
       credentials = nil
-      security = .plaintext
       logger.warning("The mesh server is configured without TLS: connections are plaintext")
     }
     self.credentials = credentials
-    let host = try MeshHost(configuration.host, field: "host")
-    let address: GRPCNIOTransportCore.SocketAddress =
-      if case .ipv6(let text) = host {
-        .ipv6(host: text, port: configuration.port)
-      } else {
-        .ipv4(host: host.text, port: configuration.port)
-      }
-    let transport = HTTP2ServerTransport.Posix(
-      address: address,
-      transportSecurity: security,
-      config: Self.transportConfig(configuration, credentials: credentials)
-    )
+    let transport = try Self.makeListener(configuration, credentials: credentials)
     self.transport = transport
     // Until it listens, nothing is SERVING.
     let health = MeshHealthService()
@@ -142,7 +130,7 @@ public final class MeshServer: Service, Sendable {
     self.gauges =
       metrics is NOOPMetricsHandler
       ? nil : MeshServerGauges(health: health, credentials: credentials, factory: metrics)
-    var router = RPCRouter<HTTP2ServerTransport.Posix>()
+    var router = RPCRouter<MeshServerListener>()
     for service in services { service.registerMethods(with: &router) }
     self.servedServices = Array(Set(router.methods.map(\.service.fullyQualifiedService))).sorted()
     health.registerMethods(with: &router)
@@ -227,6 +215,66 @@ public final class MeshServer: Service, Sendable {
     return interceptors + [MeshCallerInterceptor(), MeshDeadlinePropagationInterceptor()]
   }
 
+  /// The transport `configuration.transportKind` names, secured by `credentials` (mTLS) if any.
+  private static func makeListener(
+    _ configuration: MeshServerConfiguration,
+    credentials: MeshCredentials?
+  ) throws -> MeshServerListener {
+    let host = try MeshHost(configuration.host, field: "host")
+    switch configuration.transportKind {
+    case .nio:
+      let security: HTTP2ServerTransport.Posix.TransportSecurity =
+        if let credentials, let tls = configuration.tls {
+          try credentials.serverTransportSecurity(clients: tls.clients)
+        } else {
+          .plaintext
+        }
+      let address: GRPCNIOTransportCore.SocketAddress =
+        if case .ipv6(let text) = host {
+          .ipv6(host: text, port: configuration.port)
+        } else {
+          .ipv4(host: host.text, port: configuration.port)
+        }
+      return .nio(
+        HTTP2ServerTransport.Posix(
+          address: address,
+          transportSecurity: security,
+          config: Self.transportConfig(configuration, credentials: credentials)
+        )
+      )
+    #if Native
+      case .native(var settings):
+        let connections = configuration.connections
+        if configuration.transport != nil || connections.maxIdleTime != nil
+          || connections.maxAge != nil
+        {
+          throw MeshServerError(
+            code: .invalidConfiguration,
+            message: "The native transport does not take grpc-swift's transport settings, nor "
+              + "connections.maxIdleTime or connections.maxAge (not supported yet): unset them "
+              + "or use the NIO transport."
+          )
+        }
+        settings.maxConcurrentStreams = connections.maxConcurrentStreams
+        let security: MeshNativeTransportSecurity =
+          if let credentials, let tls = configuration.tls {
+            .mTLS(try .mTLS(credentials, peers: tls.clients))
+          } else {
+            .plaintext
+          }
+        return .native(
+          try MeshNativeServerTransport(
+            host: host.text,
+            port: configuration.port,
+            security: security,
+            settings: settings,
+            maxRequestMessageBytes: connections.maxRequestMessageBytes
+          )
+        )
+    #endif
+    }
+  }
+
   /// grpc-swift's settings: the configuration's own, or the TLS tuning (or grpc-swift's
   /// defaults) with ``MeshServerConfiguration/connections`` applied.
   private static func transportConfig(
@@ -271,9 +319,9 @@ public final class MeshServer: Service, Sendable {
   /// The bound port, from the transport.
   private var boundPort: Int {
     get async throws {
-      let address: GRPCNIOTransportCore.SocketAddress
+      let address: (described: String, port: Int?)
       do {
-        address = try await self.transport.listeningAddress
+        address = try await self.transport.listeningPort
       } catch {
         throw MeshServerError(
           code: .bindFailed,
@@ -281,8 +329,11 @@ public final class MeshServer: Service, Sendable {
           cause: error
         )
       }
-      if let port = address.ipv4?.port ?? address.ipv6?.port { return port }
-      throw MeshServerError(code: .bindFailed, message: "Listening on \(address), not an IP port.")
+      if let port = address.port { return port }
+      throw MeshServerError(
+        code: .bindFailed,
+        message: "Listening on \(address.described), not an IP port."
+      )
     }
   }
 

@@ -25,6 +25,9 @@ public import Tracing
 #if Consul
   public import MeshConsul
 #endif
+#if Native
+  internal import MeshNativeTransport
+#endif
 #if Admin
   public import MeshAdmin
 #endif
@@ -215,6 +218,10 @@ public struct MeshServerConfiguration: Sendable {
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
   /// ``connections`` is not applied.
   public var transport: HTTP2ServerTransport.Posix.Config?
+  /// Which HTTP/2 implementation the server listens with: grpc-swift's NIO transport (`.nio`, the
+  /// default) or, with the Native trait, the mesh's native one (`.native(settings)`).
+  /// `MESH_TRANSPORT` sets it.
+  public var transportKind: MeshServerTransportKind = .nio
   #if Admin
     /// The process's admin endpoint (``MeshAdmin``: `/metrics`, `/clusters`, `/config_dump`,
     /// `/certs`, `/healthz`, `/ready`, `/logging`), run with the server; nil (the default): none.
@@ -402,6 +409,7 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches (they replace the file's authorization rules) |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
   /// | `MESH_ADMIN_ADDRESS` | the admin endpoint's `host:port` (port 0: any free one); none when unset |
+  /// | `MESH_TRANSPORT` | `nio` (the default) or `native` (with the Native trait): which HTTP/2 transport listens (``transportKind``) |
   /// | `MESH_CONFIG_FILE` | a configuration file whose `server` section (`MeshConfigurationFile.Server`) is applied first; the variables above override it |
   ///
   /// - Throws: ``MeshServerError`` naming the variable (or the file's field) for a missing or
@@ -444,6 +452,18 @@ public struct MeshServerConfiguration: Sendable {
           cause: error
         )
       }
+    }
+    do {
+      switch try MeshTransportChoice(value("MESH_TRANSPORT"), field: "MESH_TRANSPORT") {
+      case .nio:
+        configuration.transportKind = .nio
+      case .native:
+        #if Native
+          configuration.transportKind = .native(.defaults)
+        #endif
+      }
+    } catch {
+      throw MeshServerError(code: .invalidConfiguration, message: "\(error).", cause: error)
     }
     do {
       if let host = value("MESH_SERVER_HOST") { configuration.host = host }

@@ -27,6 +27,7 @@ import MeshConsulAgent
 import MeshCore
 import MeshDiscovery
 import MeshHealth
+import MeshNativeTransport
 import MeshProto
 import MeshTestKit
 import MeshTransport
@@ -435,6 +436,68 @@ struct MeshServerTests {
       }
     }
     #expect(echo.calls == 1)
+  }
+
+  @Test(
+    "Native server (and client): the handler sees the caller; the authorization refuses others",
+    arguments: [false, true]
+  )
+  func nativeTransport(nativeClient: Bool) async throws {
+    let directory = try Self.makePKI()
+    defer { try? FileManager.default.removeItem(atPath: directory.path) }
+    let echo = EchoService()
+    var configuration = Self.echoServer(directory)
+    configuration.transportKind = .native(.defaults)
+    configuration.authorization = MeshAuthorizationPolicy(
+      rules: [.allow(from: .service("checkout"), to: .service("test.Echo"))],
+      defaultAction: .deny
+    )
+    try await withMeshServer(configuration, services: [echo]) { server in
+      let port = try await server.listeningPort
+      func client(_ service: String) -> MeshClientConfiguration {
+        var client = Self.echoClient(service, directory, port: port)
+        if nativeClient { client.transportKind = .native(.defaults) }
+        return client
+      }
+      try await withMeshClient(client("checkout")) { mesh in
+        let reply = try await mesh.client(for: "echo").echo("hi")
+        #expect(reply == "spiffe://mesh.local/ns/default/svc/checkout: hi")
+      }
+      try await withMeshClient(client("billing")) { mesh in
+        let error = await #expect(throws: RPCError.self) {
+          try await mesh.client(for: "echo").echo("hi")
+        }
+        #expect(error?.code == .permissionDenied)
+        let health = Grpc_Health_V1_Health.Client(wrapping: try mesh.client(for: "echo"))
+        let status = try await health.check(.init()).status
+        #expect(status == .serving)
+      }
+    }
+    #expect(echo.calls == 1)
+  }
+
+  @Test("The native server refuses settings it does not support yet, and bad MESH_TRANSPORT")
+  func nativeUnsupported() async throws {
+    var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.transportKind = .native(.defaults)
+    configuration.connections.maxAge = .seconds(60)
+    let error = await #expect(throws: MeshServerError.self) {
+      try await MeshServer(configuration: configuration, services: [])
+    }
+    #expect(error?.message.contains("connections.maxAge") == true)
+
+    let environment = ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "h3"]
+    let bad = #expect(throws: MeshServerError.self) {
+      try MeshServerConfiguration.fromEnvironment(environment)
+    }
+    #expect(bad?.message.contains("MESH_TRANSPORT") == true)
+    let native = try MeshServerConfiguration.fromEnvironment(
+      ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "native"]
+    )
+    guard case .native = native.transportKind else {
+      Issue.record("MESH_TRANSPORT=native did not choose the native transport")
+      return
+    }
   }
 
   @Test("Metrics: gRFC A66's server call instruments, calls the authorization denies included")

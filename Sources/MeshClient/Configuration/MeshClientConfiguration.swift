@@ -330,24 +330,22 @@ public struct MeshClientConfiguration: Sendable {
         )
       }
     }
-    switch environment["MESH_TRANSPORT"] ?? "" {
-    case "", "nio":
-      configuration.transportKind = .nio
-    #if Native
-      case "native":
-        configuration.transportKind = .native(.defaults)
-    #endif
-    case let other:
-      #if Native
-        let choices = "'nio' or 'native'"
-      #else
-        let choices = "'nio' (the native transport needs the package's Native trait)"
-      #endif
+    do {
+      switch try MeshTransportChoice(environment["MESH_TRANSPORT"], field: "MESH_TRANSPORT") {
+      case .nio:
+        configuration.transportKind = .nio
+      case .native:
+        #if Native
+          configuration.transportKind = .native(.defaults)
+        #endif
+      }
+    } catch {
       let setting = MeshConfigurationError(
         code: .invalidValue,
         file: MeshConfigurationError.environment,
-        field: "MESH_TRANSPORT",
-        message: "must be \(choices), not '\(other)'"
+        field: error.field,
+        message: error.message,
+        cause: error
       )
       throw MeshClientError(
         code: .invalidConfiguration,
