@@ -70,6 +70,8 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     while (try? channel.readOutbound(as: ByteBuffer.self)) ?? nil != nil {}
   }
   _ = try? channel.finish(acceptAlreadyClosed: true)
+  // What the server transport does when the channel has closed.
+  connection.closedPromise.succeed()
   loop.run()
 
   // Closed: each request's reader gets what arrived, then the end; none waits.
@@ -83,6 +85,8 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     }
     request.stream.release()
   }
+  // The box is the connection's callback's, and its streams hold the connection: let go.
+  accepted.withLockedValue { $0.removeAll() }
   loop.run()
   return 0
 }
