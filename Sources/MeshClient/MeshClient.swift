@@ -263,9 +263,18 @@ public final class MeshClient: Sendable {
       }
       return .nio(try .mTLS(credentials, server: server, config: config))
     #if Native
-      case .native(let nativeSettings):
+      case .native(var nativeSettings):
         guard let credentials = self.credentials, let server else {
           return .native(tls: nil, settings: nativeSettings)
+        }
+        // As on the NIO path: the TLS configuration's keepalive unless the settings have one.
+        if nativeSettings.keepalive == nil {
+          let keepalive = credentials.configuration.keepalive
+          nativeSettings.keepalive = .init(
+            interval: keepalive.clientPingInterval,
+            timeout: keepalive.pingTimeout,
+            withoutCalls: keepalive.pingWithoutCalls
+          )
         }
         return .native(tls: try .mTLS(credentials, peers: server), settings: nativeSettings)
     #endif

@@ -34,6 +34,35 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
   public var connectTimeout: Duration
   /// The wait between failed attempts to connect.
   public var backoff: Backoff
+  /// Keepalive pings (clients): a connection whose peer does not answer one in time is closed, so
+  /// that RPCs move to a new one instead of waiting on a dead peer. Nil (the default): none.
+  public var keepalive: Keepalive?
+  /// How long a server keeps a connection (gRFC A9 `MAX_CONNECTION_AGE`): then it sends GOAWAY,
+  /// lets the streams in flight finish for ``maxConnectionAgeGrace``, and closes. Nil (the
+  /// default): no limit.
+  public var maxConnectionAge: Duration?
+  /// After ``maxConnectionAge``, how long the streams in flight may take before the connection
+  /// closes. Nil: no limit.
+  public var maxConnectionAgeGrace: Duration?
+  /// How long a server keeps a connection with no stream (`MAX_CONNECTION_IDLE`): then it sends
+  /// GOAWAY and closes. Nil (the default): no limit.
+  public var maxConnectionIdle: Duration?
+
+  /// Keepalive pings.
+  public struct Keepalive: Sendable, Hashable {
+    /// The time between pings.
+    public var interval: Duration
+    /// How long an answer may take before the connection is closed.
+    public var timeout: Duration
+    /// Whether to ping a connection with no stream open.
+    public var withoutCalls: Bool
+
+    public init(interval: Duration, timeout: Duration, withoutCalls: Bool = false) {
+      self.interval = interval
+      self.timeout = timeout
+      self.withoutCalls = withoutCalls
+    }
+  }
 
   /// gRPC's connection backoff.
   public struct Backoff: Sendable, Hashable {
@@ -112,10 +141,19 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
     try check(self.maxFrameSize, 16_384...16_777_215, "maxFrameSize")
     try check(self.maxHeaderListSize, 1_024...Int(Int32.max), "maxHeaderListSize")
     try check(self.maxConcurrentStreams, 1...Int(Int32.max), "maxConcurrentStreams")
-    for (duration, field) in [
-      (self.connectTimeout, "connectTimeout"), (self.backoff.initial, "backoff.initial"),
-      (self.backoff.maximum, "backoff.maximum"),
-    ] where duration <= .zero || duration > .seconds(86_400) {
+    let optional: [(Duration?, String)] = [
+      (self.keepalive?.interval, "keepalive.interval"),
+      (self.keepalive?.timeout, "keepalive.timeout"),
+      (self.maxConnectionAge, "maxConnectionAge"),
+      (self.maxConnectionAgeGrace, "maxConnectionAgeGrace"),
+      (self.maxConnectionIdle, "maxConnectionIdle"),
+    ]
+    let durations =
+      [
+        (self.connectTimeout, "connectTimeout"), (self.backoff.initial, "backoff.initial"),
+        (self.backoff.maximum, "backoff.maximum"),
+      ] + optional.compactMap { duration, field in duration.map { ($0, field) } }
+    for (duration, field) in durations where duration <= .zero || duration > .seconds(86_400) {
       throw MeshInputError(
         code: .outOfRange,
         field: field,

@@ -245,17 +245,18 @@ public final class MeshServer: Service, Sendable {
     #if Native
       case .native(var settings):
         let connections = configuration.connections
-        if configuration.transport != nil || connections.maxIdleTime != nil
-          || connections.maxAge != nil
-        {
+        if configuration.transport != nil {
           throw MeshServerError(
             code: .invalidConfiguration,
-            message: "The native transport does not take grpc-swift's transport settings, nor "
-              + "connections.maxIdleTime or connections.maxAge (not supported yet): unset them "
-              + "or use the NIO transport."
+            message: "The native transport does not take grpc-swift's transport settings "
+              + "(transport): unset them, or use the NIO transport."
           )
         }
         settings.maxConcurrentStreams = connections.maxConcurrentStreams
+        settings.maxConnectionIdle = connections.maxIdleTime
+        // ±10 %, drawn once per server, as on the NIO path.
+        settings.maxConnectionAge = connections.maxAge.map { $0 * Double.random(in: 0.9...1.1) }
+        settings.maxConnectionAgeGrace = connections.maxAgeGrace
         let security: MeshNativeTransportSecurity =
           if let credentials, let tls = configuration.tls {
             .mTLS(try .mTLS(credentials, peers: tls.clients))

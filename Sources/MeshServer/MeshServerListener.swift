@@ -28,8 +28,8 @@ public enum MeshServerTransportKind: Sendable {
   case nio
   #if Native
     /// The mesh's native transport on libnghttp2 and OpenSSL 3 (`MeshNativeTransport`), with
-    /// these settings; ``MeshServerConfiguration/connections``' stream limit and message size
-    /// apply, its idle and age limits are not supported yet.
+    /// these settings and ``MeshServerConfiguration/connections``' limits (streams, idle time,
+    /// age and its grace, message size).
     case native(MeshNativeTransportSettings)
   #endif
 }

@@ -260,31 +260,7 @@ struct NativeClientTests {
       }
     ) { port in
       try await withNativeClient(port: port) { client, transport in
-        // Calls keep succeeding across several of the server's GOAWAYs. A call that picks the
-        // connection in the instant its GOAWAY is read fails UNAVAILABLE without having been
-        // sent: safe to retry, as a retry policy (or the mesh's balancer) does.
-        var options = CallOptions.defaults
-        options.executionPolicy = .retry(
-          RetryPolicy(
-            maxAttempts: 3,
-            initialBackoff: .milliseconds(1),
-            maxBackoff: .milliseconds(10),
-            backoffMultiplier: 2,
-            retryableStatusCodes: [.unavailable]
-          )
-        )
-        // Until the server has ended three connections (each lives 100 ms), at most 20 s.
-        let clock = ContinuousClock()
-        let until = clock.now.advanced(by: .seconds(20))
-        var calls = 0
-        while transport.connectionsMade < 3, clock.now < until {
-          let message = [UInt8(truncatingIfNeeded: calls)]
-          let echoed = try await client.call("Echo", message, options: options)
-          #expect(echoed.message == message)
-          calls += 1
-        }
-        #expect(calls > 0)
-        #expect(transport.connectionsMade >= 3, "the server's GOAWAYs made new connections")
+        try await client.callAcrossGoAways(transport)
       }
     }
   }
@@ -497,6 +473,121 @@ struct NativeEdgeTests {
         }
         #expect(error?.code == .unimplemented)
       }
+    }
+  }
+}
+
+@Suite("Native transport: keepalive and connection limits", .timeLimit(.minutes(2)))
+struct NativeConnectionLimitTests {
+  /// Sends `bytes` when its connection opens, then ignores whatever comes.
+  private final class SilentPeer: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let bytes: [UInt8]
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    func channelActive(context: ChannelHandlerContext) {
+      context.writeAndFlush(
+        NIOAny(context.channel.allocator.buffer(bytes: self.bytes)),
+        promise: nil
+      )
+      context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+  }
+
+  /// An HTTP/2 peer that sends its SETTINGS and then nothing, whatever it is sent (no PING is
+  /// answered); `closed` completes when its first connection closes.
+  private func withSilentServer(
+    sending bytes: [UInt8],
+    _ body: (_ port: Int, _ closed: EventLoopFuture<Void>) async throws -> Void
+  ) async throws {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let closed = loop.makePromise(of: Void.self)
+    let first = MeshMutex(true)
+    let server = try await ServerBootstrap(group: loop)
+      .childChannelInitializer { channel in
+        if first.withLock({ isFirst in
+          defer { isFirst = false }; return isFirst
+        }) {
+          channel.closeFuture.cascade(to: closed)
+        }
+        return channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(SilentPeer(bytes: bytes))
+        }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+    defer { server.close(promise: nil) }
+    try await body(server.localAddress?.port ?? 0, closed.futureResult)
+  }
+
+  /// Waits for `channel` to close; unlike `closeFuture.get()`, a cancelled test (its time limit)
+  /// stops waiting, and the test fails.
+  private func closing(_ future: EventLoopFuture<Void>) async throws {
+    let closed = MeshSignal()
+    future.whenComplete { _ in closed.fire() }
+    await closed.wait()
+    try #require(closed.hasFired, "the connection did not close")
+  }
+
+  @Test(
+    "A client closes a connection whose server does not answer its keepalive ping",
+    .timeLimit(.minutes(1))
+  )
+  func keepaliveTimeout() async throws {
+    let settings: [UInt8] = [0, 0, 0, 4, 0, 0, 0, 0, 0]  // an empty SETTINGS frame
+    try await withSilentServer(sending: settings) { port, closed in
+      let keepalive = MeshNativeTransportSettings.defaults {
+        $0.keepalive = .init(
+          interval: .milliseconds(50),
+          timeout: .milliseconds(100),
+          withoutCalls: true
+        )
+      }
+      try await withNativeClient(port: port, settings: keepalive) { _, _ in
+        // The server answers nothing: the ping times out and the client closes.
+        try await self.closing(closed)
+      }
+    }
+  }
+
+  @Test("A server closes a connection idle for maxConnectionIdle (GOAWAY, then the close)")
+  func idleConnection() async throws {
+    let settings = MeshNativeTransportSettings.defaults { $0.maxConnectionIdle = .milliseconds(50) }
+    let transport = try MeshNativeServerTransport(host: "127.0.0.1", port: 0, settings: settings)
+    let server = GRPCServer(transport: transport, services: [NativeTestService()])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.serve() }
+      let port = try await transport.listeningPort
+      // A client that says hello (preface and SETTINGS) and opens no stream.
+      let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: "127.0.0.1", port: port).get()
+      let hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0]
+      // The server may have given up on it already (then the write fails): either way it closes.
+      try? await client.writeAndFlush(client.allocator.buffer(bytes: hello))
+      try await self.closing(client.closeFuture)
+      server.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
+  @Test("A server's maximum connection age: GOAWAY, and the client moves to new connections")
+  func maxConnectionAge() async throws {
+    let settings = MeshNativeTransportSettings.defaults {
+      $0.maxConnectionAge = .milliseconds(100)
+      $0.maxConnectionAgeGrace = .seconds(5)
+    }
+    let transport = try MeshNativeServerTransport(host: "127.0.0.1", port: 0, settings: settings)
+    let server = GRPCServer(transport: transport, services: [NativeTestService()])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.serve() }
+      let port = try await transport.listeningPort
+      try await withNativeClient(port: port) { client, transport in
+        try await client.callAcrossGoAways(transport)
+      }
+      server.beginGracefulShutdown()
+      try await group.waitForAll()
     }
   }
 }

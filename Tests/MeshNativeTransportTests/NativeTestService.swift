@@ -19,6 +19,7 @@ import GRPCNIOTransportHTTP2Posix
 import MeshCore
 import MeshNativeTransport
 import MeshTransport
+import Testing
 
 /// Messages as raw bytes.
 struct RawSerializer: MessageSerializer, MessageDeserializer {
@@ -324,5 +325,35 @@ extension GRPCClient {
       for try await ok in group where ok { echoed += 1 }
       return echoed
     }
+  }
+}
+
+extension GRPCClient<MeshNativeClientTransport> {
+  /// Calls `Echo` until `transport` has made three connections (a server ending each at its
+  /// maximum age), at most 20 s; each call must succeed. A call that picks the connection in the
+  /// instant its GOAWAY is read fails UNAVAILABLE without having been sent: safe to retry, as a
+  /// retry policy (or the mesh's balancer) does.
+  func callAcrossGoAways(_ transport: MeshNativeClientTransport) async throws {
+    var options = CallOptions.defaults
+    options.executionPolicy = .retry(
+      RetryPolicy(
+        maxAttempts: 3,
+        initialBackoff: .milliseconds(1),
+        maxBackoff: .milliseconds(10),
+        backoffMultiplier: 2,
+        retryableStatusCodes: [.unavailable]
+      )
+    )
+    let clock = ContinuousClock()
+    let until = clock.now.advanced(by: .seconds(20))
+    var calls = 0
+    while transport.connectionsMade < 3, clock.now < until {
+      let message = [UInt8(truncatingIfNeeded: calls)]
+      let echoed = try await self.call("Echo", message, options: options)
+      #expect(echoed.message == message)
+      calls += 1
+    }
+    #expect(calls > 0)
+    #expect(transport.connectionsMade >= 3, "the server's GOAWAYs made new connections")
   }
 }

@@ -476,15 +476,21 @@ struct MeshServerTests {
     #expect(echo.calls == 1)
   }
 
-  @Test("The native server refuses settings it does not support yet, and bad MESH_TRANSPORT")
+  @Test("The native server refuses settings it does not take, and bad MESH_TRANSPORT")
   func nativeUnsupported() async throws {
     var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
     configuration.transportKind = .native(.defaults)
-    configuration.connections.maxAge = .seconds(60)
+    configuration.transport = .defaults
     let error = await #expect(throws: MeshServerError.self) {
       try await MeshServer(configuration: configuration, services: [])
     }
-    #expect(error?.message.contains("connections.maxAge") == true)
+    #expect(error?.message.contains("grpc-swift's transport settings") == true)
+    // Limits the native transport cannot hold are typed errors too.
+    configuration.transport = nil
+    configuration.connections.maxAge = .seconds(10 * 86_400)
+    await #expect(throws: MeshInputError.self) {
+      try await MeshServer(configuration: configuration, services: [])
+    }
 
     let environment = ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "h3"]
     let bad = #expect(throws: MeshServerError.self) {

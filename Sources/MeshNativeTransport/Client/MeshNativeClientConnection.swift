@@ -69,6 +69,8 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   private var closeError: MeshHTTP2Error?
   private var isGoingAway = false
   private var readPending = false
+  /// The next keepalive ping, or the wait for its answer.
+  private var keepaliveTimer: Scheduled<Void>?
 
   init(
     settings: MeshNativeTransportSettings,
@@ -150,6 +152,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
+    self.keepaliveTimer?.cancel()
     // The pipeline is torn down (also for a channel that never became active): no reference
     // to it may outlive it.
     self.context = nil
@@ -181,10 +184,47 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
         allocator: context.channel.allocator
       )
       self.flushSession()
+      self.scheduleKeepalive()
     } catch {
       self.closeError = error
       context.close(promise: nil)
     }
+  }
+
+  // MARK: Keepalive (event loop)
+
+  private func scheduleKeepalive() {
+    guard let keepalive = self.settings.keepalive else { return }
+    self.keepaliveTimer = self.eventLoop.scheduleTask(
+      in: .nanoseconds(MeshInput.nanoseconds(clamping: keepalive.interval))
+    ) {
+      self.sendKeepalive(keepalive)
+    }
+  }
+
+  private func sendKeepalive(_ keepalive: MeshNativeTransportSettings.Keepalive) {
+    guard let session = self.session else { return }
+    guard keepalive.withoutCalls || !self.streams.isEmpty else {
+      self.scheduleKeepalive()
+      return
+    }
+    session.ping()
+    self.flushSession()
+    self.keepaliveTimer = self.eventLoop.scheduleTask(
+      in: .nanoseconds(MeshInput.nanoseconds(clamping: keepalive.timeout))
+    ) {
+      // No answer: the peer (or the path to it) is gone; its streams fail and RPCs move on.
+      self.closeError = MeshHTTP2Error(
+        .unavailable,
+        "\(self.authority) did not answer a keepalive ping within \(keepalive.timeout)."
+      )
+      self.context?.close(promise: nil)
+    }
+  }
+
+  func sessionReceivedPingAcknowledgement() {
+    self.keepaliveTimer?.cancel()
+    self.scheduleKeepalive()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -210,6 +250,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func channelInactive(context: ChannelHandlerContext) {
+    self.keepaliveTimer?.cancel()
     let error =
       self.closeError
       ?? MeshHTTP2Error(.unavailable, "The connection to \(self.authority) closed.")

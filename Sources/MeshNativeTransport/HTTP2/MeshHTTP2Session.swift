@@ -54,10 +54,14 @@ protocol MeshHTTP2SessionDelegate: AnyObject {
 
   /// The peer's SETTINGS arrived (the first one completes its connection preface).
   func sessionReceivedSettings()
+
+  /// The peer answered one of our PINGs.
+  func sessionReceivedPingAcknowledgement()
 }
 
 extension MeshHTTP2SessionDelegate {
   func session(streamOpenedByPeer stream: Int32) {}
+  func sessionReceivedPingAcknowledgement() {}
 }
 
 /// An nghttp2 session: HTTP/2 framing, HPACK and flow control over bytes read from and written to
@@ -444,6 +448,10 @@ final class MeshHTTP2Session {
       case NGHTTP2_SETTINGS.rawValue:
         if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 {
           session.delegate.sessionReceivedSettings()
+        }
+      case NGHTTP2_PING.rawValue:
+        if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+          session.delegate.sessionReceivedPingAcknowledgement()
         }
       case NGHTTP2_GOAWAY.rawValue:
         let goAway = frame.pointee.goaway

@@ -73,6 +73,10 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   private var readPending = false
   private var draining = false
   private var finalGoAwaySent = false
+  /// The connection's age and idle limits, and the grace after its age.
+  private var ageTimer: Scheduled<Void>?
+  private var graceTimer: Scheduled<Void>?
+  private var idleTimer: Scheduled<Void>?
   private var remotePeer = "unknown"
   private var localPeer = "unknown"
   private var verifiedPeer: MeshVerifiedPeer?
@@ -127,6 +131,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
+    self.cancelTimers()
     // The pipeline is torn down (also for a channel that never became active): no reference
     // to it may outlive it.
     self.context = nil
@@ -158,6 +163,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
         allocator: context.channel.allocator
       )
       self.flushSession()
+      self.startTimers()
     } catch {
       context.close(promise: nil)
     }
@@ -184,6 +190,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func channelInactive(context: ChannelHandlerContext) {
+    self.cancelTimers()
     let error = MeshHTTP2Error(.unavailable, "The client's connection closed.")
     for command in self.queue.close(error) { Self.refuse(command, error) }
     let streams = self.streams.values
@@ -341,6 +348,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   /// and a stream no handler has is forgotten.
   private func remove(_ stream: MeshNativeServerStream, on session: MeshHTTP2Session) {
     self.streams[stream.id] = nil
+    self.updateIdleTimer()
     if stream.heldBack > 0 {
       session.consumeConnection(count: stream.heldBack)
       stream.heldBack = 0
@@ -356,6 +364,54 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       self.reset(stream, code: .noError, on: session)
       self.flushSession()
     }
+  }
+
+  // MARK: Age and idle limits (event loop)
+
+  private func startTimers() {
+    if let age = self.settings.maxConnectionAge {
+      self.ageTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(age)) {
+        self.drainForLimit()
+        guard let grace = self.settings.maxConnectionAgeGrace else { return }
+        self.graceTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(grace)) {
+          // The grace is over: the streams still open are cancelled by the close.
+          self.context?.close(promise: nil)
+        }
+      }
+    }
+    self.updateIdleTimer()
+  }
+
+  /// Idle (no stream) for `maxConnectionIdle`: the connection goes away.
+  private func updateIdleTimer() {
+    guard let idle = self.settings.maxConnectionIdle, self.session != nil else { return }
+    if self.streams.isEmpty {
+      guard self.idleTimer == nil else { return }
+      self.idleTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(idle)) {
+        self.idleTimer = nil
+        if self.streams.isEmpty { self.drainForLimit() }
+      }
+    } else {
+      self.idleTimer?.cancel()
+      self.idleTimer = nil
+    }
+  }
+
+  private func drainForLimit() {
+    guard let session = self.session else { return }
+    self.beginDraining(on: session)
+    self.flushSession()
+  }
+
+  private func cancelTimers() {
+    for timer in [self.ageTimer, self.graceTimer, self.idleTimer] { timer?.cancel() }
+    self.ageTimer = nil
+    self.graceTimer = nil
+    self.idleTimer = nil
+  }
+
+  private static func timeAmount(_ duration: Duration) -> TimeAmount {
+    .nanoseconds(MeshInput.nanoseconds(clamping: duration))
   }
 
   /// Graceful shutdown: a GOAWAY announcing it; streams in flight finish, then a final GOAWAY and
@@ -407,6 +463,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       connection: self,
       maxRequestBytes: self.maxRequestBytes
     )
+    self.updateIdleTimer()
   }
 
   func session(stream id: Int32, header name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
