@@ -141,12 +141,26 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
     try check(self.maxFrameSize, 16_384...16_777_215, "maxFrameSize")
     try check(self.maxHeaderListSize, 1_024...Int(Int32.max), "maxHeaderListSize")
     try check(self.maxConcurrentStreams, 1...Int(Int32.max), "maxConcurrentStreams")
+    // Connection limits: positive (a grace may be zero), at most ten years.
+    let limits: [(Duration?, String, Bool)] = [
+      (self.maxConnectionAge, "maxConnectionAge", false),
+      (self.maxConnectionAgeGrace, "maxConnectionAgeGrace", true),
+      (self.maxConnectionIdle, "maxConnectionIdle", false),
+    ]
+    for case (let duration?, let field, let zeroAllowed) in limits
+    where duration < .zero || (duration == .zero && !zeroAllowed)
+      || duration > .seconds(10 * 365 * 86_400)
+    {
+      throw MeshInputError(
+        code: .outOfRange,
+        field: field,
+        message: zeroAllowed
+          ? "must be at least 0 and at most ten years" : "must be more than 0 and at most ten years"
+      )
+    }
     let optional: [(Duration?, String)] = [
       (self.keepalive?.interval, "keepalive.interval"),
       (self.keepalive?.timeout, "keepalive.timeout"),
-      (self.maxConnectionAge, "maxConnectionAge"),
-      (self.maxConnectionAgeGrace, "maxConnectionAgeGrace"),
-      (self.maxConnectionIdle, "maxConnectionIdle"),
     ]
     let durations =
       [

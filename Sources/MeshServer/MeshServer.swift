@@ -252,26 +252,38 @@ public final class MeshServer: Service, Sendable {
               + "(transport): unset them, or use the NIO transport."
           )
         }
+        // The server's connection policy, as on the NIO path; the native settings' own limits
+        // stay where `connections` has none.
         settings.maxConcurrentStreams = connections.maxConcurrentStreams
-        settings.maxConnectionIdle = connections.maxIdleTime
-        // ±10 %, drawn once per server, as on the NIO path.
-        settings.maxConnectionAge = connections.maxAge.map { $0 * Double.random(in: 0.9...1.1) }
-        settings.maxConnectionAgeGrace = connections.maxAgeGrace
+        if let idle = connections.maxIdleTime { settings.maxConnectionIdle = idle }
+        // ±10 %, drawn once per server: a fleet's connections don't all age out together.
+        if let age = connections.maxAge {
+          settings.maxConnectionAge = age * Double.random(in: 0.9...1.1)
+        }
+        if let grace = connections.maxAgeGrace { settings.maxConnectionAgeGrace = grace }
         let security: MeshNativeTransportSecurity =
           if let credentials, let tls = configuration.tls {
             .mTLS(try .mTLS(credentials, peers: tls.clients))
           } else {
             .plaintext
           }
-        return .native(
-          try MeshNativeServerTransport(
-            host: host.text,
-            port: configuration.port,
-            security: security,
-            settings: settings,
-            maxRequestMessageBytes: connections.maxRequestMessageBytes
+        do {
+          return .native(
+            try MeshNativeServerTransport(
+              host: host.text,
+              port: configuration.port,
+              security: security,
+              settings: settings,
+              maxRequestMessageBytes: connections.maxRequestMessageBytes
+            )
           )
-        )
+        } catch {
+          throw MeshServerError(
+            code: .invalidConfiguration,
+            message: "The native transport's settings: \(error)",
+            cause: error
+          )
+        }
     #endif
     }
   }

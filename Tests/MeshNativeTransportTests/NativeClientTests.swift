@@ -255,7 +255,7 @@ struct NativeClientTests {
     try await withNIOServer(
       services: [NativeTestService()],
       configure: {
-        $0.connection.maxAge = .milliseconds(100)
+        $0.connection.maxAge = .milliseconds(300)
         $0.connection.maxGraceTime = .seconds(5)
       }
     ) { port in
@@ -479,18 +479,26 @@ struct NativeEdgeTests {
 
 @Suite("Native transport: keepalive and connection limits", .timeLimit(.minutes(2)))
 struct NativeConnectionLimitTests {
-  /// Sends `bytes` when its connection opens, then ignores whatever comes.
+  /// Sends `bytes` when its connection opens, then ignores whatever comes (or, with `thenClose`,
+  /// closes the connection).
   private final class SilentPeer: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let bytes: [UInt8]
+    let thenClose: Bool
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(bytes: [UInt8], thenClose: Bool) {
+      self.bytes = bytes
+      self.thenClose = thenClose
+    }
 
     func channelActive(context: ChannelHandlerContext) {
-      context.writeAndFlush(
-        NIOAny(context.channel.allocator.buffer(bytes: self.bytes)),
-        promise: nil
+      let written = context.writeAndFlush(
+        NIOAny(context.channel.allocator.buffer(bytes: self.bytes))
       )
+      if self.thenClose {
+        let channel = context.channel
+        written.whenComplete { _ in channel.close(promise: nil) }
+      }
       context.fireChannelActive()
     }
 
@@ -501,6 +509,7 @@ struct NativeConnectionLimitTests {
   /// answered); `closed` completes when its first connection closes.
   private func withSilentServer(
     sending bytes: [UInt8],
+    thenClose: Bool = false,
     _ body: (_ port: Int, _ closed: EventLoopFuture<Void>) async throws -> Void
   ) async throws {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
@@ -514,7 +523,9 @@ struct NativeConnectionLimitTests {
           channel.closeFuture.cascade(to: closed)
         }
         return channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(SilentPeer(bytes: bytes))
+          try channel.pipeline.syncOperations.addHandler(
+            SilentPeer(bytes: bytes, thenClose: thenClose)
+          )
         }
       }
       .bind(host: "127.0.0.1", port: 0).get()
@@ -552,6 +563,45 @@ struct NativeConnectionLimitTests {
     }
   }
 
+  @Test("A server that closes each connection as soon as it is made: RPCs fail, not wait")
+  func closedAtOnce() async throws {
+    let settings: [UInt8] = [0, 0, 0, 4, 0, 0, 0, 0, 0]
+    try await withSilentServer(sending: settings, thenClose: true) { port, _ in
+      try await withNativeClient(port: port) { client, _ in
+        var options = CallOptions.defaults
+        options.waitForReady = false
+        options.timeout = .seconds(60)
+        let error = await #expect(throws: RPCError.self) {
+          try await client.call("Echo", [1], options: options)
+        }
+        // A failed attempt, not a wait for the deadline.
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+      }
+    }
+  }
+
+  @Test("Connection limits: a zero grace and long ages are accepted; non-positive ones are not")
+  func limitSettings() throws {
+    var settings = MeshNativeTransportSettings.defaults
+    settings.maxConnectionAgeGrace = .zero
+    settings.maxConnectionAge = .seconds(26 * 3_600)
+    settings.maxConnectionIdle = .seconds(30 * 86_400)
+    try settings.validate()
+    var zeroAge = settings
+    zeroAge.maxConnectionAge = .zero
+    var negativeGrace = settings
+    negativeGrace.maxConnectionAgeGrace = .seconds(-1)
+    var centuryIdle = settings
+    centuryIdle.maxConnectionIdle = .seconds(100 * 365 * 86_400)
+    for (bad, field) in [
+      (zeroAge, "maxConnectionAge"), (negativeGrace, "maxConnectionAgeGrace"),
+      (centuryIdle, "maxConnectionIdle"),
+    ] {
+      let error = #expect(throws: MeshInputError.self) { try bad.validate() }
+      #expect(error?.field == field)
+    }
+  }
+
   @Test("A server closes a connection idle for maxConnectionIdle (GOAWAY, then the close)")
   func idleConnection() async throws {
     let settings = MeshNativeTransportSettings.defaults { $0.maxConnectionIdle = .milliseconds(50) }
@@ -575,7 +625,7 @@ struct NativeConnectionLimitTests {
   @Test("A server's maximum connection age: GOAWAY, and the client moves to new connections")
   func maxConnectionAge() async throws {
     let settings = MeshNativeTransportSettings.defaults {
-      $0.maxConnectionAge = .milliseconds(100)
+      $0.maxConnectionAge = .milliseconds(300)
       $0.maxConnectionAgeGrace = .seconds(5)
     }
     let transport = try MeshNativeServerTransport(host: "127.0.0.1", port: 0, settings: settings)

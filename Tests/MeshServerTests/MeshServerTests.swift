@@ -485,12 +485,13 @@ struct MeshServerTests {
       try await MeshServer(configuration: configuration, services: [])
     }
     #expect(error?.message.contains("grpc-swift's transport settings") == true)
-    // Limits the native transport cannot hold are typed errors too.
+    // Native settings out of range are the server's typed error too.
     configuration.transport = nil
-    configuration.connections.maxAge = .seconds(10 * 86_400)
-    await #expect(throws: MeshInputError.self) {
+    configuration.transportKind = .native(.defaults { $0.maxFrameSize = 1 })
+    let outOfRange = await #expect(throws: MeshServerError.self) {
       try await MeshServer(configuration: configuration, services: [])
     }
+    #expect(outOfRange?.message.contains("maxFrameSize") == true)
 
     let environment = ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "h3"]
     let bad = #expect(throws: MeshServerError.self) {

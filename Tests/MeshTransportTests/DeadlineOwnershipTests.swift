@@ -86,12 +86,13 @@ func timed(_ body: () async throws -> Void) async rethrows -> Duration {
 /// waited minutes). Under a sanitizer (`MESH_SANITIZED=1`, set by scripts/sanitize.sh) everything
 /// runs at a fraction of its speed while the interop suites start their Python peers, and a CI
 /// run saw a timer wake 3.2 s late there: those runs look for memory errors and races, the
-/// timing is checked by the other two.
+/// timing is checked by the other two. The parallel run's bound is 6 s: a CI run whose suites
+/// included the native transport's TLS and gRPC C++ interop saw a call end 3.4 s late.
 let deadlineSlack: Duration = {
   let environment = ProcessInfo.processInfo.environment
   if environment["MESH_STRICT_TIMING"] == "1" { return .milliseconds(100) }
   if environment["MESH_SANITIZED"] == "1" { return .seconds(15) }
-  return .seconds(3)
+  return .seconds(6)
 }()
 
 /// Expects a call that took `elapsed` to have ended at `deadline`: not before `earliest` (the

@@ -60,6 +60,12 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   /// Fired once the channel is closed and every stream ended.
   let closed = MeshSignal()
   private let peers = MeshMutex((remote: "unknown", local: "unknown"))
+  /// The error code of the peer's first GOAWAY, if it sent one.
+  private let peerGoAway = MeshMutex<UInt32?>(nil)
+
+  /// Whether the peer ended the connection cleanly: a GOAWAY with NO_ERROR (a server's maximum
+  /// age, or its graceful stop), rather than an error GOAWAY or a bare close.
+  var wentAwayCleanly: Bool { self.peerGoAway.withLock { $0 } == 0 }
 
   // MARK: Event loop only
 
@@ -71,6 +77,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   private var readPending = false
   /// The next keepalive ping, or the wait for its answer.
   private var keepaliveTimer: Scheduled<Void>?
+  private var pingOutstanding = false
 
   init(
     settings: MeshNativeTransportSettings,
@@ -209,6 +216,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
       return
     }
     session.ping()
+    self.pingOutstanding = true
     self.flushSession()
     self.keepaliveTimer = self.eventLoop.scheduleTask(
       in: .nanoseconds(MeshInput.nanoseconds(clamping: keepalive.timeout))
@@ -223,6 +231,9 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func sessionReceivedPingAcknowledgement() {
+    // An answer to our ping; one we did not send (a peer's stray ACK) changes nothing.
+    guard self.pingOutstanding else { return }
+    self.pingOutstanding = false
     self.keepaliveTimer?.cancel()
     self.scheduleKeepalive()
   }
@@ -588,6 +599,7 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
   }
 
   func session(goAwayWithLastStream lastStreamID: Int32, errorCode: UInt32) {
+    self.peerGoAway.withLock { $0 = $0 ?? errorCode }
     self.isGoingAway = true
     self.wentAway()
     self.closeIfIdle()

@@ -97,9 +97,16 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
       do {
         let connection = try await self.makeConnection()
         if connection.goingAway.hasFired {
-          // It came up and already went away (a server's GOAWAY at its maximum age, say):
-          // not a failure for the waiting RPCs, which wait for the next one, after a backoff
-          // (a server that sends every connection away must not be redialled in a loop).
+          guard connection.wentAwayCleanly else {
+            // Closed, or sent away with an error, as soon as it was made: a failed attempt.
+            throw MeshHTTP2Error(
+              .unavailable,
+              "\(self.host.authority(port: self.port)) closed the connection as soon as it was made."
+            )
+          }
+          // It came up and was sent away cleanly (a server's GOAWAY at its maximum age): not a
+          // failure for the waiting RPCs, which wait for the next one, after a backoff (a
+          // server that sends every connection away must not be redialled in a loop).
           let delay = backoff.next()
           await self.shutdownRequested.cancelling { try? await Task.sleep(for: delay) }
           continue

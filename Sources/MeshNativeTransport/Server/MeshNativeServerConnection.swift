@@ -372,11 +372,6 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     if let age = self.settings.maxConnectionAge {
       self.ageTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(age)) {
         self.drainForLimit()
-        guard let grace = self.settings.maxConnectionAgeGrace else { return }
-        self.graceTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(grace)) {
-          // The grace is over: the streams still open are cancelled by the close.
-          self.context?.close(promise: nil)
-        }
       }
     }
     self.updateIdleTimer()
@@ -420,6 +415,13 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     guard !self.draining else { return }
     self.draining = true
     session.goAway(graceful: true)
+    if let grace = self.settings.maxConnectionAgeGrace {
+      // However the drain began (age, idleness, the server's stop), the streams in flight get
+      // the grace; then the close cancels those still open.
+      self.graceTimer = self.eventLoop.scheduleTask(in: Self.timeAmount(grace)) {
+        self.context?.close(promise: nil)
+      }
+    }
     // Streams the client opened before it saw the notice are still served; a second later the
     // final GOAWAY names the last one.
     self.eventLoop.scheduleTask(in: .seconds(1)) {
