@@ -59,7 +59,7 @@ for kind in "${kinds[@]}"; do
     # risks causing data races" error in its OTelBatchLogRecordProcessor, under TSan only): this
     # run builds without the OTLP trait, so MeshOTel and its tests are empty here. The
     # AddressSanitizer run and the plain run cover them.
-    thread) scratch=.build-tsan; flags=(-Xswiftc -DMESH_TSAN --traits Consul,YAML,Admin) ;;
+    thread) scratch=.build-tsan; flags=(-Xswiftc -DMESH_TSAN --traits Consul,YAML,Admin,Native) ;;
     address) scratch=.build-asan; flags=() ;;
   esac
   printf '\n==> Building the tests with --sanitize=%s in %s\n' "$kind" "$scratch"
