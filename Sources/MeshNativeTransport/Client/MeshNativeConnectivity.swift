@@ -44,8 +44,6 @@ struct MeshNativeConnectivity<Connection: AnyObject, Waiter> {
 
   init() {}
 
-  var waiting: Int { self.waiters.count }
-
   /// An RPC asks for a connection.
   mutating func admit(id: UInt64, waiter: Waiter, waitForReady: Bool) -> Admission {
     switch self.state {

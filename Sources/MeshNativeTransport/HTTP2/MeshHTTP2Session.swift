@@ -341,24 +341,9 @@ final class MeshHTTP2Session {
     }
   }
 
-  /// Sends the final GOAWAY after a shutdown notice (servers).
-  func terminate(code: MeshHTTP2ErrorCode = .noError) {
-    _ = nghttp2_session_terminate_session(self.pointer, code.rawValue)
-  }
-
   /// Sends a PING (its ACK comes from the peer; nghttp2 answers the peer's pings itself).
   func ping() {
     _ = nghttp2_submit_ping(self.pointer, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
-  }
-
-  /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS.
-  var remoteMaxConcurrentStreams: Int {
-    Int(
-      nghttp2_session_get_remote_settings(
-        self.pointer,
-        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-      )
-    )
   }
 
   // MARK: Callbacks

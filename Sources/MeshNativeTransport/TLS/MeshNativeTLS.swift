@@ -63,9 +63,10 @@ public struct MeshNativeTLS: Sendable {
     peers: MeshIdentityPolicy = .anyIdentity
   ) throws(MeshTLSError) -> Self {
     let tls = Self(credentials: credentials, peers: peers)
-    // Fail here, not at the first connection.
+    // Fail here, not at the first connection. Both roles load the same credentials, so one
+    // context checks them; the other role's is made when first used (a client never needs the
+    // server's, and a mesh client makes one configuration per target).
     _ = try tls.contexts.context(for: .client, credentials: credentials)
-    _ = try tls.contexts.context(for: .server, credentials: credentials)
     return tls
   }
 
