@@ -49,6 +49,28 @@ struct MeshGRPCWireTests {
   }
 
   @Test(
+    "The request's grpc-timeout: the nearer of the options' and the metadata's (grpc-swift's executors and the mesh put the time left there); one that does not parse is not sent",
+    arguments: [
+      (nil, nil, nil), (Duration.seconds(60), nil, "60000000u"), (.seconds(60), "2S", "2000000u"),
+      (.seconds(1), "5S", "1000000u"), (nil, "250m", "250000u"), (nil, "soon", nil),
+      (.seconds(3), "99999999999H", "3000000u"),
+    ] as [(Duration?, String?, String?)]
+  )
+  func requestTimeout(options: Duration?, metadata value: String?, sent: String?) throws {
+    var metadata: Metadata = ["x-trace": "1"]
+    if let value { metadata.addString(value, forKey: "grpc-timeout") }
+    let headers = try MeshGRPCWire.requestHeaders(
+      path: "/svc/Method",
+      scheme: "http",
+      authority: "example:1",
+      timeout: options,
+      metadata: metadata
+    )
+    #expect(headers.values(named: "grpc-timeout") == (sent.map { [$0] } ?? []))
+    #expect(headers.values(named: "x-trace") == ["1"])
+  }
+
+  @Test(
     "grpc-message round-trips through percent-encoding; bad escapes stay as they are",
     arguments: ["plain", "100%", "ünï\ncode\r", "%", "tab\there", ""]
   )

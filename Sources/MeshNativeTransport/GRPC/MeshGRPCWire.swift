@@ -40,6 +40,14 @@ struct MeshHTTP2Headers {
     self.fields.append((nameStart..<valueStart, valueStart..<self.bytes.count))
   }
 
+  /// The values of the fields called `name` (lower case), in order.
+  func values(named name: String) -> [String] {
+    self.fields.compactMap { field in
+      guard self.bytes[field.name].elementsEqual(name.utf8) else { return nil }
+      return String(decoding: self.bytes[field.value], as: UTF8.self)
+    }
+  }
+
   /// Adds `metadata` (binary values in base64), refusing what HTTP/2 cannot carry and what the
   /// transport sets itself.
   mutating func add(metadata: Metadata) throws(MeshHTTP2Error) {
@@ -127,9 +135,23 @@ enum MeshGRPCWire {
     headers.add("content-type", "application/grpc")
     headers.add("te", "trailers")
     headers.add("user-agent", Self.userAgent)
-    if let timeout { headers.add("grpc-timeout", Self.encodeTimeout(timeout)) }
+    if let timeout = Self.timeout(options: timeout, metadata: metadata) {
+      headers.add("grpc-timeout", Self.encodeTimeout(timeout))
+    }
     try headers.add(metadata: metadata)
     return headers
+  }
+
+  /// The request's timeout: the nearer of the call options' and the `grpc-timeout` in its
+  /// metadata, where grpc-swift's executors put the time left before the call's deadline (at
+  /// this attempt) and the mesh a propagated deadline or a method's shorter timeout. A value
+  /// there that does not parse is not sent.
+  static func timeout(options timeout: Duration?, metadata: Metadata) -> Duration? {
+    var values = metadata[stringValues: "grpc-timeout"].makeIterator()
+    guard let text = values.next(), let fromMetadata = Self.decodeTimeout(Substring(text)) else {
+      return timeout
+    }
+    return timeout.map { min($0, fromMetadata) } ?? fromMetadata
   }
 
   /// grpc-timeout: at most 8 digits, in the finest unit that holds the duration (rounded up).

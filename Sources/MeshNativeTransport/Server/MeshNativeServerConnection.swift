@@ -55,6 +55,8 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
 
   let settings: MeshNativeTransportSettings
   let maxRequestBytes: Int
+  /// The server's methods by path; others get a descriptor made from the path.
+  let methods: [String: MethodDescriptor]
   /// Over TLS: the connection starts when the TLS handler has verified the client.
   let secured: Bool
   let eventLoop: any EventLoop
@@ -84,12 +86,14 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   init(
     settings: MeshNativeTransportSettings,
     maxRequestBytes: Int,
+    methods: [String: MethodDescriptor] = [:],
     secured: Bool,
     eventLoop: any EventLoop,
     onStream: @escaping @Sendable (Accepted) -> Void
   ) {
     self.settings = settings
     self.maxRequestBytes = maxRequestBytes
+    self.methods = methods
     self.secured = secured
     self.eventLoop = eventLoop
     self.onStream = onStream
@@ -513,7 +517,8 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       self.answer(stream, refusal, on: session)
       return
     }
-    guard let path = stream.path, let descriptor = Self.descriptor(path) else {
+    guard let path = stream.path, let descriptor = self.methods[path] ?? Self.descriptor(path)
+    else {
       self.answer(
         stream,
         .grpc(.unimplemented, "Malformed method name: '\(stream.path ?? "")'."),

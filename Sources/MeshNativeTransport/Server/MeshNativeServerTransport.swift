@@ -40,6 +40,10 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
   private let security: MeshNativeTransportSecurity
 
   private struct State {
+    /// The server's methods by path (``configure(context:)``): requests for them carry the
+    /// server's own descriptors (with their RPC types), which interceptors and the mesh's
+    /// metrics compare with the ones they were given.
+    var methods: [String: MethodDescriptor] = [:]
     var bound: Result<Int, any Error>?
     var server: (any Channel)?
     var connections: [ObjectIdentifier: MeshNativeServerConnection] = [:]
@@ -85,6 +89,13 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
       guard let bound = self.state.withLock({ $0.bound }) else { throw CancellationError() }
       return try bound.get()
     }
+  }
+
+  public func configure(context: GRPCServerContext) {
+    var methods: [String: MethodDescriptor] = [:]
+    methods.reserveCapacity(context.methods.count)
+    for method in context.methods { methods["/" + method.fullyQualifiedMethod] = method }
+    self.state.withLock { $0.methods = methods }
   }
 
   public func listen(
@@ -167,6 +178,7 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
   ) async throws -> any Channel {
     let settings = self.settings
     let maxRequestBytes = self.maxRequestBytes
+    let methods = self.state.withLock { $0.methods }
     let tls: MeshNativeTLS?
     switch self.security {
     case .plaintext: tls = nil
@@ -180,6 +192,7 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
         let connection = MeshNativeServerConnection(
           settings: settings,
           maxRequestBytes: maxRequestBytes,
+          methods: methods,
           secured: tls != nil,
           eventLoop: channel.eventLoop,
           onStream: onStream
