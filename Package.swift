@@ -520,6 +520,8 @@ var targets: [Target] = [
       .target(name: "MeshHealth"),
       .target(name: "MeshProto"),
       .target(name: "MeshTransport"),
+      .target(name: "MeshClient"),
+      .target(name: "MeshNativeTransport"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),

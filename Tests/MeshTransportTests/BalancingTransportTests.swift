@@ -17,6 +17,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InteropSupport
+import MeshClient
 import MeshDiscovery
 import MeshHealth
 import MeshProto
@@ -34,11 +35,13 @@ struct PeerReply: Decodable {
 
 /// `count` plaintext loopback servers, each counting its RPCs.
 struct LoopbackFleet {
+  /// The servers' transport.
+  var transport: TestTransport = .nio
   var endpoints: [MeshEndpoint] = []
   var counters: [RPCCounter] = []
   var healths: [MeshHealthService] = []
   var faults: [MeshFaultInjector] = []
-  var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+  var stops: [@Sendable () -> Void] = []
 
   /// Starts one more server in `group`.
   mutating func add(
@@ -49,17 +52,11 @@ struct LoopbackFleet {
     let counter = RPCCounter()
     let fault = MeshFaultInjector()
     let health = MeshHealthService()
-    let transport = HTTP2ServerTransport.Posix(
-      address: .ipv4(host: "127.0.0.1", port: 0),
-      transportSecurity: .plaintext
-    )
-    let server = GRPCServer(
-      transport: transport,
+    let (port, stop) = try await self.transport.startServer(
       services: [health],
-      interceptors: [counter, fault]
+      interceptors: [counter, fault],
+      in: &group
     )
-    group.addTask { try await server.serve() }
-    let port = try #require(try await transport.listeningAddress.ipv4?.port)
     self.endpoints.append(
       MeshEndpoint(
         id: "instance-\(self.endpoints.count)",
@@ -72,11 +69,11 @@ struct LoopbackFleet {
     self.counters.append(counter)
     self.healths.append(health)
     self.faults.append(fault)
-    self.servers.append(server)
+    self.stops.append(stop)
   }
 
   func stop() {
-    for server in self.servers { server.beginGracefulShutdown() }
+    for stop in self.stops { stop() }
   }
 }
 
@@ -88,15 +85,16 @@ func withBalancedClient(
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   waitForPickable: Int? = nil,
   defaultTimeout: Duration? = nil,
+  on subchannels: TestTransport = .nio,
   _ body: (
-    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
-    MeshHTTP2BalancingTransport
+    Grpc_Health_V1_Health.Client<MeshClientBalancingTransport>,
+    MeshClientBalancingTransport
   ) async throws -> Void
 ) async throws {
   let transport = try MeshBalancingTransport(
     service: "greeter",
     discovery: discovery,
-    factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
+    factory: subchannels.plaintextFactory,
     configuration: .testing(
       policy: policy,
       defaultTimeout: defaultTimeout,
@@ -114,14 +112,22 @@ func withBalancedClient(
 
 @Suite("Balancing transport over loopback servers", .timeLimit(.minutes(2)))
 struct BalancingTransportTests {
-  @Test("Round robin spreads RPCs exactly evenly over three servers")
-  func roundRobin() async throws {
+  @Test(
+    "Round robin spreads RPCs exactly evenly over three servers",
+    arguments: TestTransport.allCases
+  )
+  func roundRobin(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<3 { try await fleet.add(in: &group) }
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
       var stats: MeshTransportStats?
-      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3) {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        waitForPickable: 3,
+        on: kind
+      ) {
         health,
         transport in
         for _ in 0..<300 {
@@ -146,15 +152,20 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("Weighted and least-request policies over real servers")
-  func weightedAndLeastRequest() async throws {
+  @Test("Weighted and least-request policies over real servers", arguments: TestTransport.allCases)
+  func weightedAndLeastRequest(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       try await fleet.add(in: &group, weight: 6)
       try await fleet.add(in: &group, weight: 2)
       try await fleet.add(in: &group, weight: 2)
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
-      try await withBalancedClient(discovery: discovery, policy: .weighted, waitForPickable: 3) {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .weighted,
+        waitForPickable: 3,
+        on: kind
+      ) {
         health,
         _ in
         for _ in 0..<1000 { _ = try await health.check(.init()) }
@@ -163,8 +174,12 @@ struct BalancingTransportTests {
       #expect((500...700).contains(weighted[0]), "\(weighted)")
       #expect((120...280).contains(weighted[1]) && (120...280).contains(weighted[2]), "\(weighted)")
 
-      try await withBalancedClient(discovery: discovery, policy: .leastRequest, waitForPickable: 3)
-      { health, _ in
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .leastRequest,
+        waitForPickable: 3,
+        on: kind
+      ) { health, _ in
         for _ in 0..<900 { _ = try await health.check(.init()) }
       }
       let leastRequest = zip(fleet.counters.map(\.value), weighted).map { $0 - $1 }
@@ -174,10 +189,13 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("Endpoint churn under load: added, removed, replaced; no RPC fails")
-  func churnUnderLoad() async throws {
+  @Test(
+    "Endpoint churn under load: added, removed, replaced; no RPC fails",
+    arguments: TestTransport.allCases
+  )
+  func churnUnderLoad(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { servers in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<4 { try await fleet.add(in: &servers) }
       let discovery = MeshStaticDiscovery(["greeter": Array(fleet.endpoints[0..<2])])
       let failures = Counter()
@@ -186,8 +204,12 @@ struct BalancingTransportTests {
       let (milestones, milestone) = AsyncStream.makeStream(of: Int.self)
       let counters = fleet.counters
 
-      try await withBalancedClient(discovery: discovery, policy: .leastRequest, waitForPickable: 2)
-      {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .leastRequest,
+        waitForPickable: 2,
+        on: kind
+      ) {
         health,
         transport in
         try await withThrowingTaskGroup(of: Void.self) { workers in
@@ -254,10 +276,13 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("A killed endpoint stops being picked; RPCs go on to the others without failing")
-  func stoppedEndpointAvoided() async throws {
+  @Test(
+    "A killed endpoint stops being picked; RPCs go on to the others without failing",
+    arguments: TestTransport.allCases
+  )
+  func stoppedEndpointAvoided(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<2 { try await fleet.add(in: &group) }
       // The endpoint that dies is a real process (a grpcio server), killed with SIGKILL.
       let doomed = try PythonPeer<PeerReply>(
@@ -268,7 +293,12 @@ struct BalancingTransportTests {
       let endpoints = fleet.endpoints + [MeshEndpoint(id: "doomed", host: "127.0.0.1", port: port)]
       let discovery = MeshStaticDiscovery(["greeter": endpoints])
 
-      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 3) {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        waitForPickable: 3,
+        on: kind
+      ) {
         health,
         transport async throws in
         for _ in 0..<30 { _ = try await health.check(.init()) }
@@ -285,17 +315,21 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("Client-side health checking picks only SERVING endpoints (gRFC A17)")
-  func clientSideHealthChecking() async throws {
+  @Test(
+    "Client-side health checking picks only SERVING endpoints (gRFC A17)",
+    arguments: TestTransport.allCases
+  )
+  func clientSideHealthChecking(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<3 { try await fleet.add(in: &group) }
       let discovery = MeshStaticDiscovery(["greeter": fleet.endpoints])
       try await withBalancedClient(
         discovery: discovery,
         policy: .roundRobin,
         healthChecking: .init(serviceName: ""),
-        waitForPickable: 3
+        waitForPickable: 3,
+        on: kind
       ) { health, transport async throws in
         fleet.healths[1].setNotServing()
         await transport.waitForPickableEndpoints(2)
@@ -312,25 +346,25 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("A full connection opens another to the same endpoint instead of queueing")
-  func connectionPool() async throws {
+  @Test(
+    "A full connection opens another to the same endpoint instead of queueing",
+    arguments: TestTransport.allCases
+  )
+  func connectionPool(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
       let health = MeshHealthService()
-      let serverTransport = HTTP2ServerTransport.Posix(
-        address: .ipv4(host: "127.0.0.1", port: 0),
-        transportSecurity: .plaintext,
-        config: .defaults { $0.http2.maxConcurrentStreams = 1 }  // one stream per connection
+      let (port, stopServer) = try await kind.startServer(
+        services: [health],
+        maxConcurrentStreams: 1,  // one stream per connection
+        in: &group
       )
-      let server = GRPCServer(transport: serverTransport, services: [health])
-      group.addTask { try await server.serve() }
-      let port = try #require(try await serverTransport.listeningAddress.ipv4?.port)
 
       let transport = try MeshBalancingTransport(
         service: "greeter",
         discovery: MeshStaticDiscovery([
           "greeter": [MeshEndpoint(id: "only", host: "127.0.0.1", port: port)]
         ]),
-        factory: MeshHTTP2SubchannelFactory.plaintext,
+        factory: kind.plaintextFactory,
         configuration: .testing(maxStreamsPerConnection: 1)
       )
       try await withGRPCClient(transport: transport) { client in
@@ -363,7 +397,7 @@ struct BalancingTransportTests {
         for _ in 0..<5 { _ = try await healthClient.check(.init()) }
         #expect(transport.connectionCount(forEndpoint: "only") == 4)
       }
-      server.beginGracefulShutdown()
+      stopServer()
       try await group.waitForAll()
     }
   }

@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import InteropSupport
+import MeshClient
 import MeshCore
 import MeshDiscovery
 import MeshProto
@@ -51,7 +52,7 @@ final class SteadyLoad: Sendable {
   }
 
   func run(
-    _ health: Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>
+    _ health: Grpc_Health_V1_Health.Client<MeshClientBalancingTransport>
   ) async {
     while !self.state.withLock({ $0.stopped }) {
       do {
@@ -66,8 +67,11 @@ final class SteadyLoad: Sendable {
 
 @Suite("Chaos over real loopback servers", .timeLimit(.minutes(2)))
 struct ChaosTests {
-  @Test("One killed, one slow, one failing half its calls: no idempotent RPC fails")
-  func killedSlowAndFlaky() async throws {
+  @Test(
+    "One killed, one slow, one failing half its calls: no idempotent RPC fails",
+    arguments: TestTransport.allCases
+  )
+  func killedSlowAndFlaky(kind: TestTransport) async throws {
     let (doomed, doomedEndpoint) = try await startFaultPeer("doomed")
     let (slow, slowEndpoint) = try await startFaultPeer("slow", ["--delay-ms", "50"])
     let (flaky, flakyEndpoint) = try await startFaultPeer("flaky", ["--fail-every", "2"])
@@ -101,7 +105,8 @@ struct ChaosTests {
       discovery: discovery,
       policy: .roundRobin,
       resilience: resilience,
-      waitForPickable: 3
+      waitForPickable: 3,
+      on: kind
     ) { health, transport in
       let load = SteadyLoad()
       await withTaskGroup(of: Void.self) { workers in
@@ -132,8 +137,11 @@ struct ChaosTests {
     _ = await flaky.kill()
   }
 
-  @Test("A server that goes away (GOAWAY) under load: its RPCs finish or move, none fails")
-  func goaway() async throws {
+  @Test(
+    "A server that goes away (GOAWAY) under load: its RPCs finish or move, none fails",
+    arguments: TestTransport.allCases
+  )
+  func goaway(kind: TestTransport) async throws {
     let (leaving, leavingEndpoint) = try await startFaultPeer("leaving")
     let (staying, stayingEndpoint) = try await startFaultPeer("staying")
     let discovery = MeshStaticDiscovery(["greeter": [leavingEndpoint, stayingEndpoint]])
@@ -146,7 +154,8 @@ struct ChaosTests {
       discovery: discovery,
       policy: .roundRobin,
       resilience: resilience,
-      waitForPickable: 2
+      waitForPickable: 2,
+      on: kind
     ) { health, transport in
       let load = SteadyLoad()
       try await withThrowingTaskGroup(of: Void.self) { workers in

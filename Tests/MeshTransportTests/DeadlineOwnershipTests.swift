@@ -18,6 +18,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InteropSupport
+import MeshClient
 import MeshCore
 import MeshDiscovery
 import MeshProto
@@ -36,13 +37,14 @@ func withMTLSBalancedClient(
   discovery: any MeshDiscovery,
   resilience: MeshResiliencePolicy = MeshResiliencePolicy(),
   defaultTimeout: Duration? = nil,
+  on subchannels: TestTransport = .nio,
   _ body: (
-    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
-    MeshHTTP2BalancingTransport
+    Grpc_Health_V1_Health.Client<MeshClientBalancingTransport>,
+    MeshClientBalancingTransport
   ) async throws -> Void
 ) async throws {
   let credentials = try await pki.credentials(for: "frontend")
-  let factory = try MeshHTTP2SubchannelFactory.mTLS(
+  let factory = try subchannels.mTLSFactory(
     credentials,
     server: .exactly(try pki.identity(of: "greeter"))
   )
@@ -117,8 +119,11 @@ func expectEnded(
 
 @Suite("The mesh owns every RPC's deadline", .timeLimit(.minutes(2)))
 struct DeadlineOwnershipTests {
-  @Test("A call whose only endpoint never connects ends at its deadline, saying why")
-  func neverConnects() async throws {
+  @Test(
+    "A call whose only endpoint never connects ends at its deadline, saying why",
+    arguments: TestTransport.allCases
+  )
+  func neverConnects(kind: TestTransport) async throws {
     // Nothing listens on port 1: every connection is refused. Retries are on (the default
     // policy) and the caller waits for readiness: grpc-swift's retry executor waited forever.
     // The deadline is the mesh's own (the target's timeout, as `client(for:timeout:)` sets it).
@@ -128,7 +133,8 @@ struct DeadlineOwnershipTests {
     try await withBalancedClient(
       discovery: discovery,
       policy: .roundRobin,
-      defaultTimeout: .seconds(1)
+      defaultTimeout: .seconds(1),
+      on: kind
     ) { health, transport in
       // The reason the caller reads is the endpoint's last connection error: known once the
       // first connection attempt failed.
@@ -147,15 +153,20 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("A caller's own timeout ends a call that never connects at its deadline, too")
-  func neverConnectsCallerTimeout() async throws {
+  @Test(
+    "A caller's own timeout ends a call that never connects at its deadline, too",
+    arguments: TestTransport.allCases
+  )
+  func neverConnectsCallerTimeout(kind: TestTransport) async throws {
     // CallOptions.timeout is enforced by grpc-swift's executor as well as by the mesh, which
     // ends the call a few milliseconds first so that the caller usually reads why; which of
     // the two messages arrives depends on scheduling, the code and the time do not.
     let discovery = MeshStaticDiscovery([
       "greeter": [MeshEndpoint(id: "closed", host: "127.0.0.1", port: 1)]
     ])
-    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health, transport in
+    try await withBalancedClient(discovery: discovery, policy: .roundRobin, on: kind) {
+      health,
+      transport in
       var error: RPCError?
       let elapsed = await timed {
         error = await #expect(throws: RPCError.self) {
@@ -168,12 +179,17 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("Without waitForReady, an endpoint that cannot be connected to fails the call at once")
-  func failsFastWithoutWaitForReady() async throws {
+  @Test(
+    "Without waitForReady, an endpoint that cannot be connected to fails the call at once",
+    arguments: TestTransport.allCases
+  )
+  func failsFastWithoutWaitForReady(kind: TestTransport) async throws {
     let discovery = MeshStaticDiscovery([
       "greeter": [MeshEndpoint(id: "closed", host: "127.0.0.1", port: 1)]
     ])
-    try await withBalancedClient(discovery: discovery, policy: .roundRobin) { health, transport in
+    try await withBalancedClient(discovery: discovery, policy: .roundRobin, on: kind) {
+      health,
+      transport in
       await transport.waitForStats { $0.connectionErrors["closed"] != nil }
       let error = await #expect(throws: RPCError.self) {
         try await health.check(.init(), options: .waiting(.seconds(30), waitForReady: false))
@@ -183,21 +199,25 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("A server with the wrong identity: the caller reads both identities, at the deadline")
-  func identityMismatch() async throws {
+  @Test(
+    "A server with the wrong identity: the caller reads both identities, at the deadline",
+    arguments: TestTransport.allCases
+  )
+  func identityMismatch(kind: TestTransport) async throws {
     let pki = try TestPKI()
     defer { pki.remove() }
     try pki.issue("frontend")
     try pki.issue("billing")
     let billing = try await pki.credentials(for: "billing")
-    try await withMTLSServer(billing) { port in
+    try await withMTLSServer(billing, on: kind) { port in
       let discovery = MeshStaticDiscovery([
         "greeter": [MeshEndpoint(id: "impostor", host: "127.0.0.1", port: port)]
       ])
       try await withMTLSBalancedClient(
         pki,
         discovery: discovery,
-        defaultTimeout: .milliseconds(800)
+        defaultTimeout: .milliseconds(800),
+        on: kind
       ) { health, transport in
         await transport.waitForStats { $0.connectionErrors["impostor"] != nil }
         let presented = try pki.identity(of: "billing").description
@@ -224,8 +244,11 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("A server whose certificate comes from another CA is named as such")
-  func untrustedServer() async throws {
+  @Test(
+    "A server whose certificate comes from another CA is named as such",
+    arguments: TestTransport.allCases
+  )
+  func untrustedServer(kind: TestTransport) async throws {
     let pki = try TestPKI()
     let other = try TestPKI()
     defer {
@@ -235,14 +258,15 @@ struct DeadlineOwnershipTests {
     try pki.issue("frontend")
     try other.issue("greeter")
     let stranger = try await other.credentials(for: "greeter")
-    try await withMTLSServer(stranger) { port in
+    try await withMTLSServer(stranger, on: kind) { port in
       let discovery = MeshStaticDiscovery([
         "greeter": [MeshEndpoint(id: "stranger", host: "127.0.0.1", port: port)]
       ])
       try await withMTLSBalancedClient(
         pki,
         discovery: discovery,
-        defaultTimeout: .milliseconds(500)
+        defaultTimeout: .milliseconds(500),
+        on: kind
       ) { health, transport in
         await transport.waitForStats { $0.connectionErrors["stranger"] != nil }
         let error = await #expect(throws: RPCError.self) {
@@ -257,8 +281,11 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("A retry refused by the budget or the max-retries breaker fails at once")
-  func refusedRetriesFailAtOnce() async throws {
+  @Test(
+    "A retry refused by the budget or the max-retries breaker fails at once",
+    arguments: TestTransport.allCases
+  )
+  func refusedRetriesFailAtOnce(kind: TestTransport) async throws {
     // A long backoff (a jittered wait of up to 50 s, inside the 60 s deadline): a retry that is
     // refused must fail the RPC at once, neither at its deadline nor after the backoff.
     let slow = MeshMethodPolicy(
@@ -270,7 +297,7 @@ struct DeadlineOwnershipTests {
       )
     )
     let budget = MeshRetryBudgetPolicy(ratio: 0, minRetriesPerSecond: 0)
-    try await withFleet(2, resilience: .testing(slow, budget: budget)) {
+    try await withFleet(2, resilience: .testing(slow, budget: budget), on: kind) {
       fleet,
       health,
       transport in
@@ -289,7 +316,7 @@ struct DeadlineOwnershipTests {
       #expect(transport.stats.breakerRejections[.retryBudget] == 3)
       #expect(transport.stats.attemptsInFlight == 0)
     }
-    try await withFleet(2, resilience: .testing(slow, breakers: .init(maxRetries: 0))) {
+    try await withFleet(2, resilience: .testing(slow, breakers: .init(maxRetries: 0)), on: kind) {
       fleet,
       health,
       transport in
@@ -308,11 +335,14 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("Retries belong to their RPC: nothing carries over to the next RPC of the same task")
-  func retriesBelongToTheirRPC() async throws {
+  @Test(
+    "Retries belong to their RPC: nothing carries over to the next RPC of the same task",
+    arguments: TestTransport.allCases
+  )
+  func retriesBelongToTheirRPC(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
     retry.maxAttempts = 2
-    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry))) {
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry)), on: kind) {
       fleet,
       health,
       transport in
@@ -333,12 +363,16 @@ struct DeadlineOwnershipTests {
     }
   }
 
-  @Test("A waiter that is cancelled leaves the pending count, and the breaker with it")
-  func cancelledWaitersLeaveTheQueue() async throws {
+  @Test(
+    "A waiter that is cancelled leaves the pending count, and the breaker with it",
+    arguments: TestTransport.allCases
+  )
+  func cancelledWaitersLeaveTheQueue(kind: TestTransport) async throws {
     try await withBalancedClient(
       discovery: MeshScriptedDiscovery(),
       policy: .roundRobin,
-      resilience: .testing(breakers: .init(maxPendingRequests: 1))
+      resilience: .testing(breakers: .init(maxPendingRequests: 1)),
+      on: kind
     ) { health, transport in
       for _ in 0..<20 {
         await withThrowingTaskGroup(of: Void.self) { waiting in
@@ -355,10 +389,13 @@ struct DeadlineOwnershipTests {
 
 @Suite("Discovery output is checked before NIO sees it", .timeLimit(.minutes(2)))
 struct DiscoveryValidationTests {
-  @Test("Invalid endpoints are skipped and counted; the rest of the set is used")
-  func invalidEndpointsSkipped() async throws {
+  @Test(
+    "Invalid endpoints are skipped and counted; the rest of the set is used",
+    arguments: TestTransport.allCases
+  )
+  func invalidEndpointsSkipped(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<2 { try await fleet.add(in: &group) }
       let bad = [
         MeshEndpoint(id: "huge-port", host: "127.0.0.1", port: 99_999_999),
@@ -368,7 +405,12 @@ struct DiscoveryValidationTests {
         MeshEndpoint(id: "signed", host: "+127.0.0.1", port: 8080),
       ]
       let discovery = MeshStaticDiscovery(["greeter": bad + fleet.endpoints])
-      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 2) {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        waitForPickable: 2,
+        on: kind
+      ) {
         health,
         transport in
         for _ in 0..<10 {
@@ -383,10 +425,13 @@ struct DiscoveryValidationTests {
     }
   }
 
-  @Test("Instances with the same service ID on two nodes are both used")
-  func sameIDOnTwoNodes() async throws {
+  @Test(
+    "Instances with the same service ID on two nodes are both used",
+    arguments: TestTransport.allCases
+  )
+  func sameIDOnTwoNodes(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       for _ in 0..<2 { try await fleet.add(in: &group) }
       let endpoints = fleet.endpoints.enumerated().map { index, endpoint in
         var endpoint = endpoint
@@ -395,7 +440,12 @@ struct DiscoveryValidationTests {
         return endpoint
       }
       let discovery = MeshStaticDiscovery(["greeter": endpoints])
-      try await withBalancedClient(discovery: discovery, policy: .roundRobin, waitForPickable: 2) {
+      try await withBalancedClient(
+        discovery: discovery,
+        policy: .roundRobin,
+        waitForPickable: 2,
+        on: kind
+      ) {
         health,
         _ in
         for _ in 0..<10 { _ = try await health.check(.init()) }
@@ -406,14 +456,18 @@ struct DiscoveryValidationTests {
     }
   }
 
-  @Test("A discovery that throws is reported, kept out of the way, and watched again")
-  func discoveryErrorsReported() async throws {
+  @Test(
+    "A discovery that throws is reported, kept out of the way, and watched again",
+    arguments: TestTransport.allCases
+  )
+  func discoveryErrorsReported(kind: TestTransport) async throws {
     let discovery = MeshScriptedDiscovery()
     discovery.failEveryWatch(of: "greeter", with: DiscoveryRefused())
     try await withBalancedClient(
       discovery: discovery,
       policy: .roundRobin,
-      defaultTimeout: .milliseconds(200)
+      defaultTimeout: .milliseconds(200),
+      on: kind
     ) { health, transport in
       await transport.waitForStats { $0.discoveryError != nil }
       #expect(transport.stats.discoveryError?.contains("403") == true)
@@ -431,8 +485,11 @@ struct DiscoveryValidationTests {
 
 @Suite("Chaos: bad endpoints join a set under load", .timeLimit(.minutes(2)))
 struct BadEndpointChaosTests {
-  @Test("An invalid registration and an impostor join three servers under load: nothing fails")
-  func badEndpointsJoinUnderLoad() async throws {
+  @Test(
+    "An invalid registration and an impostor join three servers under load: nothing fails",
+    arguments: TestTransport.allCases
+  )
+  func badEndpointsJoinUnderLoad(kind: TestTransport) async throws {
     let pki = try TestPKI()
     defer { pki.remove() }
     try pki.issue("frontend")
@@ -440,10 +497,10 @@ struct BadEndpointChaosTests {
     try pki.issue("billing")
     let greeter = try await pki.credentials(for: "greeter")
     let billing = try await pki.credentials(for: "billing")
-    try await withMTLSServer(greeter) { first in
-      try await withMTLSServer(greeter) { second in
-        try await withMTLSServer(greeter) { third in
-          try await withMTLSServer(billing) { impostor in
+    try await withMTLSServer(greeter, on: kind) { first in
+      try await withMTLSServer(greeter, on: kind) { second in
+        try await withMTLSServer(greeter, on: kind) { third in
+          try await withMTLSServer(billing, on: kind) { impostor in
             let good = [first, second, third].enumerated().map { index, port in
               MeshEndpoint(id: "greeter-\(index)", host: "127.0.0.1", port: port, node: "n\(index)")
             }
@@ -453,7 +510,12 @@ struct BadEndpointChaosTests {
             let resilience = MeshResiliencePolicy(
               circuitBreakers: MeshCircuitBreakerThresholds(maxRetries: workers)
             )
-            try await withMTLSBalancedClient(pki, discovery: discovery, resilience: resilience) {
+            try await withMTLSBalancedClient(
+              pki,
+              discovery: discovery,
+              resilience: resilience,
+              on: kind
+            ) {
               health,
               transport in
               await transport.waitForPickableEndpoints(3)

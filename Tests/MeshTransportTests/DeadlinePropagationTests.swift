@@ -16,6 +16,7 @@
 
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import MeshClient
 import MeshDiscovery
 import MeshProto
 import MeshTestKit
@@ -25,7 +26,7 @@ import Testing
 /// Service B of A → B → C: answers Check by calling C through the mesh, with no deadline or
 /// cancellation code of its own.
 struct RelayHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
-  let downstream: Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>
+  let downstream: Grpc_Health_V1_Health.Client<MeshClientBalancingTransport>
 
   func check(
     request: Grpc_Health_V1_HealthCheckRequest,
@@ -52,41 +53,39 @@ struct RelayHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
 
 @Suite("Deadline propagation across hops", .timeLimit(.minutes(2)))
 struct DeadlinePropagationTests {
-  @Test("A → B → C: C sees A's deadline less B's margin; A's cancellation and deadline reach C")
-  func threeHops() async throws {
+  @Test(
+    "A → B → C: C sees A's deadline less B's margin; A's cancellation and deadline reach C",
+    arguments: TestTransport.allCases
+  )
+  func threeHops(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-      var fleetC = LoopbackFleet()
+      var fleetC = LoopbackFleet(transport: kind)
       try await fleetC.add(in: &group)
       let c = fleetC.faults[0]
       let margin = Duration.milliseconds(50)
       let toC = try MeshBalancingTransport(
         service: "c",
         discovery: MeshStaticDiscovery(["c": fleetC.endpoints]),
-        factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
+        factory: kind.plaintextFactory,
         configuration: .testing(
           policy: .roundRobin,
           resilience: .testing(MeshMethodPolicy(), propagationMargin: margin)
         )
       )
       try await withGRPCClient(transport: toC) { clientC in
-        let transportB = HTTP2ServerTransport.Posix(
-          address: .ipv4(host: "127.0.0.1", port: 0),
-          transportSecurity: .plaintext
-        )
-        let serverB = GRPCServer(
-          transport: transportB,
+        let (portB, stopB) = try await kind.startServer(
           services: [RelayHealthService(downstream: .init(wrapping: clientC))],
-          interceptors: [MeshDeadlinePropagationInterceptor()]
+          interceptors: [MeshDeadlinePropagationInterceptor()],
+          in: &group
         )
-        group.addTask { try await serverB.serve() }
-        let portB = try #require(try await transportB.listeningAddress.ipv4?.port)
         let b = MeshEndpoint(id: "b", host: "127.0.0.1", port: portB)
 
         try await withBalancedClient(
           discovery: MeshStaticDiscovery(["greeter": [b]]),
           policy: .roundRobin,
           resilience: .testing(MeshMethodPolicy()),
-          waitForPickable: 1
+          waitForPickable: 1,
+          on: kind
         ) { a, _ in
           // The deadline: A gives 2 s; C is told what B had left, less B's margin.
           var options = CallOptions.defaults
@@ -115,7 +114,7 @@ struct DeadlinePropagationTests {
           await c.waitForCancellations(2)
           #expect(c.calls == 3)
         }
-        serverB.beginGracefulShutdown()
+        stopB()
       }
       fleetC.stop()
     }

@@ -17,6 +17,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import MeshClient
 import MeshCore
 import MeshDiscovery
 import MeshProto
@@ -73,24 +74,27 @@ extension MeshBalancingConfiguration {
   }
 }
 
-/// Runs `body` with `count` loopback servers behind a round-robin client with `resilience`.
+/// Runs `body` with `count` loopback servers behind a round-robin client with `resilience`, all on
+/// `transport`.
 func withFleet(
   _ count: Int,
   resilience: MeshResiliencePolicy = .testing(),
+  on kind: TestTransport = .nio,
   _ body: (
     LoopbackFleet,
-    Grpc_Health_V1_Health.Client<MeshHTTP2BalancingTransport>,
-    MeshHTTP2BalancingTransport
+    Grpc_Health_V1_Health.Client<MeshClientBalancingTransport>,
+    MeshClientBalancingTransport
   ) async throws -> Void
 ) async throws {
   try await withThrowingTaskGroup(of: Void.self) { group in
-    var fleet = LoopbackFleet()
+    var fleet = LoopbackFleet(transport: kind)
     for _ in 0..<count { try await fleet.add(in: &group) }
     try await withBalancedClient(
       discovery: MeshStaticDiscovery(["greeter": fleet.endpoints]),
       policy: .roundRobin,
       resilience: resilience,
-      waitForPickable: count
+      waitForPickable: count,
+      on: kind
     ) { health, transport in
       try await body(fleet, health, transport)
     }
@@ -107,9 +111,12 @@ extension Metadata {
 
 @Suite("Resilience over loopback servers", .timeLimit(.minutes(2)))
 struct ResilienceTests {
-  @Test("A failed attempt is retried on another endpoint, which is told it is a retry")
-  func retryGoesElsewhere() async throws {
-    try await withFleet(3) { fleet, health, transport in
+  @Test(
+    "A failed attempt is retried on another endpoint, which is told it is a retry",
+    arguments: TestTransport.allCases
+  )
+  func retryGoesElsewhere(kind: TestTransport) async throws {
+    try await withFleet(3, on: kind) { fleet, health, transport in
       fleet.faults[0].set(.fail(.unavailable))
       for _ in 0..<30 {
         _ = try await health.check(.init())  // every RPC succeeds
@@ -128,9 +135,12 @@ struct ResilienceTests {
     }
   }
 
-  @Test("Server pushback: a negative value stops retries, a delay is honoured")
-  func pushback() async throws {
-    try await withFleet(2) { fleet, health, transport in
+  @Test(
+    "Server pushback: a negative value stops retries, a delay is honoured",
+    arguments: TestTransport.allCases
+  )
+  func pushback(kind: TestTransport) async throws {
+    try await withFleet(2, on: kind) { fleet, health, transport in
       for fault in fleet.faults { fault.set(.fail(.unavailable, pushback: "-1")) }
       let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
       #expect(error?.code == .unavailable)
@@ -144,15 +154,18 @@ struct ResilienceTests {
     }
   }
 
-  @Test("An attempt past its per-try timeout is abandoned (and cancelled) and retried elsewhere")
-  func perTryTimeout() async throws {
+  @Test(
+    "An attempt past its per-try timeout is abandoned (and cancelled) and retried elsewhere",
+    arguments: TestTransport.allCases
+  )
+  func perTryTimeout(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
     // Long enough for the healthy server to answer the retry. Under a sanitizer, with the other
     // suites starting, a CI run saw it take longer than 500 ms: every attempt timed out.
     retry.perTryTimeout =
       ProcessInfo.processInfo.environment["MESH_SANITIZED"] == "1"
       ? .seconds(5) : .milliseconds(500)
-    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry))) {
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry)), on: kind) {
       fleet,
       health,
       transport in
@@ -168,11 +181,15 @@ struct ResilienceTests {
     }
   }
 
-  @Test("The retry budget refuses retries past its cap, naming itself")
-  func retryBudget() async throws {
+  @Test(
+    "The retry budget refuses retries past its cap, naming itself",
+    arguments: TestTransport.allCases
+  )
+  func retryBudget(kind: TestTransport) async throws {
     try await withFleet(
       2,
-      resilience: .testing(budget: MeshRetryBudgetPolicy(ratio: 0.5, minRetriesPerSecond: 0))
+      resilience: .testing(budget: MeshRetryBudgetPolicy(ratio: 0.5, minRetriesPerSecond: 0)),
+      on: kind
     ) { fleet, health, transport in
       for fault in fleet.faults { fault.set(.fail(.unavailable)) }
       // One request allows half a retry: none. Two allow one.
@@ -186,17 +203,20 @@ struct ResilienceTests {
     }
   }
 
-  @Test("An RPC in flight when the client shuts down gracefully finishes on its connection")
-  func gracefulShutdownDrains() async throws {
+  @Test(
+    "An RPC in flight when the client shuts down gracefully finishes on its connection",
+    arguments: TestTransport.allCases
+  )
+  func gracefulShutdownDrains(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { servers in
-      var fleet = LoopbackFleet()
+      var fleet = LoopbackFleet(transport: kind)
       try await fleet.add(in: &servers)
       let release = MeshSignal()
       fleet.faults[0].set(.holdUntil(release))
       let transport = try MeshBalancingTransport(
         service: "greeter",
         discovery: MeshStaticDiscovery(["greeter": fleet.endpoints]),
-        factory: MeshHTTP2SubchannelFactory(transportSecurity: .plaintext),
+        factory: kind.plaintextFactory,
         configuration: .testing(policy: .roundRobin)
       )
       let client = GRPCClient(transport: transport)
@@ -221,9 +241,16 @@ struct ResilienceTests {
     }
   }
 
-  @Test("Breakers fail fast with UNAVAILABLE naming them: max requests, retries, pending")
-  func breakers() async throws {
-    try await withFleet(2, resilience: .testing(breakers: .init(maxRequests: 2, maxRetries: 0))) {
+  @Test(
+    "Breakers fail fast with UNAVAILABLE naming them: max requests, retries, pending",
+    arguments: TestTransport.allCases
+  )
+  func breakers(kind: TestTransport) async throws {
+    try await withFleet(
+      2,
+      resilience: .testing(breakers: .init(maxRequests: 2, maxRetries: 0)),
+      on: kind
+    ) {
       fleet,
       health,
       transport in
@@ -256,7 +283,8 @@ struct ResilienceTests {
     try await withBalancedClient(
       discovery: MeshScriptedDiscovery(),
       policy: .roundRobin,
-      resilience: .testing(breakers: .init(maxPendingRequests: 1))
+      resilience: .testing(breakers: .init(maxPendingRequests: 1)),
+      on: kind
     ) { health, transport in
       await withThrowingTaskGroup(of: Void.self) { waiting in
         waiting.addTask { _ = try? await health.check(.init()) }
@@ -271,10 +299,13 @@ struct ResilienceTests {
     }
   }
 
-  @Test("Hedging: a slow first attempt is overtaken by a hedge on another endpoint")
-  func hedging() async throws {
+  @Test(
+    "Hedging: a slow first attempt is overtaken by a hedge on another endpoint",
+    arguments: TestTransport.allCases
+  )
+  func hedging(kind: TestTransport) async throws {
     let hedging = MeshHedgingPolicy(maxAttempts: 2, hedgingDelay: .milliseconds(20))
-    try await withFleet(2, resilience: .testing(MeshMethodPolicy(hedging: hedging))) {
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(hedging: hedging)), on: kind) {
       fleet,
       health,
       _ in
@@ -297,9 +328,12 @@ struct ResilienceTests {
     }
   }
 
-  @Test("An expired propagated deadline fails at once with DEADLINE_EXCEEDED, never sent on")
-  func expiredDeadline() async throws {
-    try await withFleet(1) { fleet, health, _ in
+  @Test(
+    "An expired propagated deadline fails at once with DEADLINE_EXCEEDED, never sent on",
+    arguments: TestTransport.allCases
+  )
+  func expiredDeadline(kind: TestTransport) async throws {
+    try await withFleet(1, on: kind) { fleet, health, _ in
       let past = ContinuousClock.now.advanced(by: .milliseconds(-1))
       await MeshPropagatedDeadline.withDeadline(past) {
         let error = await #expect(throws: RPCError.self) { try await health.check(.init()) }
@@ -315,13 +349,16 @@ struct ResilienceTests {
     }
   }
 
-  @Test("A method's timeout wins over a longer one from the caller; the server is told")
-  func methodTimeoutCapsCaller() async throws {
+  @Test(
+    "A method's timeout wins over a longer one from the caller; the server is told",
+    arguments: TestTransport.allCases
+  )
+  func methodTimeoutCapsCaller(kind: TestTransport) async throws {
     let resilience = MeshResiliencePolicy.testing(
       MeshMethodPolicy(),
       methods: ["grpc.health.v1.Health/Check": MeshMethodPolicy(timeout: .seconds(2))]
     )
-    try await withFleet(1, resilience: resilience) { fleet, health, _ in
+    try await withFleet(1, resilience: resilience, on: kind) { fleet, health, _ in
       fleet.faults[0].set(.hang)
       var options = CallOptions.defaults
       options.timeout = .seconds(60)
@@ -336,8 +373,11 @@ struct ResilienceTests {
     }
   }
 
-  @Test("Consecutive failures eject an endpoint; a failed probe ejects it for longer; it returns")
-  func outlierEjection() async throws {
+  @Test(
+    "Consecutive failures eject an endpoint; a failed probe ejects it for longer; it returns",
+    arguments: TestTransport.allCases
+  )
+  func outlierEjection(kind: TestTransport) async throws {
     let detection = MeshOutlierDetectionPolicy(
       consecutiveFailures: 3,
       interval: .seconds(60),
@@ -345,7 +385,7 @@ struct ResilienceTests {
       maxEjectionTime: .milliseconds(800),
       successRateStdevFactor: nil
     )
-    try await withFleet(3, resilience: .testing(outlierDetection: detection)) {
+    try await withFleet(3, resilience: .testing(outlierDetection: detection), on: kind) {
       fleet,
       health,
       transport in
@@ -379,9 +419,12 @@ struct ResilienceTests {
 
 @Suite("Streaming retries", .timeLimit(.minutes(2)))
 struct StreamingRetryTests {
-  @Test("A server stream that fails before its first message is retried on another endpoint")
-  func serverStreamRetriedBeforeFirstMessage() async throws {
-    try await withFleet(2) { fleet, health, transport in
+  @Test(
+    "A server stream that fails before its first message is retried on another endpoint",
+    arguments: TestTransport.allCases
+  )
+  func serverStreamRetriedBeforeFirstMessage(kind: TestTransport) async throws {
+    try await withFleet(2, on: kind) { fleet, health, transport in
       // From now on every Watch on the first server fails before answering.
       fleet.faults[0].set(.fail(.unavailable), includingWatch: true)
       for _ in 0..<4 {
@@ -400,12 +443,13 @@ struct StreamingRetryTests {
 @Suite("Retry bookkeeping", .timeLimit(.minutes(2)))
 struct RetryBookkeepingTests {
   @Test(
-    "A retryable code that is the application's answer is retried elsewhere, not held against the endpoint"
+    "A retryable code that is the application's answer is retried elsewhere, not held against the endpoint",
+    arguments: TestTransport.allCases
   )
-  func applicationCodeRetried() async throws {
+  func applicationCodeRetried(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
     retry.retryableStatusCodes = [.resourceExhausted]
-    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry))) {
+    try await withFleet(2, resilience: .testing(MeshMethodPolicy(retry: retry)), on: kind) {
       fleet,
       health,
       transport in

@@ -20,6 +20,7 @@ import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
 import MeshCore
 import MeshHealth
+import MeshNativeTransport
 import MeshProto
 import MeshTransport
 import NIOCore
@@ -107,27 +108,46 @@ final class CallerRecorder: ServerInterceptor, Sendable {
   }
 }
 
-/// Runs `body` with the port of an mTLS health server on 127.0.0.1 (port 0).
+/// Runs `body` with the port of an mTLS health server on 127.0.0.1 (port 0), on `transport`.
 func withMTLSServer(
   _ credentials: MeshCredentials,
   clients: MeshIdentityPolicy = .anyIdentity,
   recorder: CallerRecorder = CallerRecorder(),
+  on kind: TestTransport = .nio,
   _ body: (_ port: Int) async throws -> Void
 ) async throws {
-  let transport = HTTP2ServerTransport.Posix(
-    address: .ipv4(host: "127.0.0.1", port: 0),
-    transportSecurity: try credentials.serverTransportSecurity(clients: clients),
-    config: credentials.serverConfig()
-  )
-  try await withGRPCServer(
-    transport: transport,
-    services: [MeshHealthService()],
-    interceptors: [MeshCallerInterceptor(), recorder]
-  ) { _ in
-    guard let port = try await transport.listeningAddress.ipv4?.port else {
-      throw RPCError(code: .internalError, message: "The server did not bind an IPv4 address.")
+  let services = [MeshHealthService()]
+  let interceptors: [any ServerInterceptor] = [MeshCallerInterceptor(), recorder]
+  switch kind {
+  case .nio:
+    let transport = HTTP2ServerTransport.Posix(
+      address: .ipv4(host: "127.0.0.1", port: 0),
+      transportSecurity: try credentials.serverTransportSecurity(clients: clients),
+      config: credentials.serverConfig()
+    )
+    try await withGRPCServer(
+      transport: transport,
+      services: services,
+      interceptors: interceptors
+    ) { _ in
+      guard let port = try await transport.listeningAddress.ipv4?.port else {
+        throw RPCError(code: .internalError, message: "The server did not bind an IPv4 address.")
+      }
+      try await body(port)
     }
-    try await body(port)
+  case .native:
+    let transport = try MeshNativeServerTransport(
+      host: "127.0.0.1",
+      port: 0,
+      security: .mTLS(try MeshNativeTLS.mTLS(credentials, peers: clients))
+    )
+    try await withGRPCServer(
+      transport: transport,
+      services: services,
+      interceptors: interceptors
+    ) { _ in
+      try await body(try await transport.listeningPort)
+    }
   }
 }
 
