@@ -47,6 +47,29 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
   /// How long a server keeps a connection with no stream (`MAX_CONNECTION_IDLE`): then it sends
   /// GOAWAY and closes. Nil (the default): no limit.
   public var maxConnectionIdle: Duration?
+  /// How often a client may ping a server's connection (servers; gRFC A8): a client that pings
+  /// more often is sent away. gRPC's defaults: 5 minutes apart, none without calls.
+  public var permittedPings: PermittedPings
+
+  /// The pings a server permits a client (gRFC A8's `PERMIT_KEEPALIVE_TIME` and
+  /// `PERMIT_KEEPALIVE_WITHOUT_CALLS`). A ping sooner than permitted after the last permitted
+  /// one is a strike; the third strike closes the connection with GOAWAY `ENHANCE_YOUR_CALM`
+  /// ("too_many_pings"). Sending the client headers or data clears the strikes.
+  public struct PermittedPings: Sendable, Hashable {
+    /// The shortest time between a client's pings. 5 minutes by default.
+    public var minInterval: Duration
+    /// Whether that interval applies while no call is open; if not (the default), a client
+    /// may ping an idle connection only every two hours.
+    public var withoutCalls: Bool
+
+    /// gRPC's defaults: every 5 minutes, not without calls.
+    public static var defaults: Self { Self(minInterval: .seconds(300), withoutCalls: false) }
+
+    public init(minInterval: Duration, withoutCalls: Bool = false) {
+      self.minInterval = minInterval
+      self.withoutCalls = withoutCalls
+    }
+  }
 
   /// Keepalive pings.
   public struct Keepalive: Sendable, Hashable {
@@ -121,6 +144,7 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
     self.maxConcurrentStreams = maxConcurrentStreams
     self.connectTimeout = connectTimeout
     self.backoff = backoff
+    self.permittedPings = .defaults
   }
 
   /// Checks every field against what HTTP/2 allows.
@@ -146,6 +170,7 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
       (self.maxConnectionAge, "maxConnectionAge", false),
       (self.maxConnectionAgeGrace, "maxConnectionAgeGrace", true),
       (self.maxConnectionIdle, "maxConnectionIdle", false),
+      (self.permittedPings.minInterval, "permittedPings.minInterval", true),
     ]
     for case (let duration?, let field, let zeroAllowed) in limits
     where duration < .zero || (duration == .zero && !zeroAllowed)

@@ -261,6 +261,14 @@ public final class MeshServer: Service, Sendable {
           settings.maxConnectionAge = age * Double.random(in: 0.9...1.1)
         }
         if let grace = connections.maxAgeGrace { settings.maxConnectionAgeGrace = grace }
+        // The pings clients may send, from the TLS configuration's keepalive, as on the NIO path.
+        if let credentials {
+          let keepalive = credentials.configuration.keepalive
+          settings.permittedPings = .init(
+            minInterval: keepalive.serverMinimumPingInterval,
+            withoutCalls: keepalive.pingWithoutCalls
+          )
+        }
         let security: MeshNativeTransportSecurity =
           if let credentials, let tls = configuration.tls {
             .mTLS(try .mTLS(credentials, peers: tls.clients))

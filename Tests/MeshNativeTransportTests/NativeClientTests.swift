@@ -580,10 +580,13 @@ struct NativeConnectionLimitTests {
     }
   }
 
-  @Test("Connection limits: a zero grace and long ages are accepted; non-positive ones are not")
+  @Test(
+    "Connection limits: a zero grace (or ping interval) and long ages are accepted; non-positive ones are not"
+  )
   func limitSettings() throws {
     var settings = MeshNativeTransportSettings.defaults
     settings.maxConnectionAgeGrace = .zero
+    settings.permittedPings.minInterval = .zero
     settings.maxConnectionAge = .seconds(26 * 3_600)
     settings.maxConnectionIdle = .seconds(30 * 86_400)
     try settings.validate()
@@ -593,9 +596,11 @@ struct NativeConnectionLimitTests {
     negativeGrace.maxConnectionAgeGrace = .seconds(-1)
     var centuryIdle = settings
     centuryIdle.maxConnectionIdle = .seconds(100 * 365 * 86_400)
+    var negativePings = settings
+    negativePings.permittedPings.minInterval = .seconds(-1)
     for (bad, field) in [
       (zeroAge, "maxConnectionAge"), (negativeGrace, "maxConnectionAgeGrace"),
-      (centuryIdle, "maxConnectionIdle"),
+      (centuryIdle, "maxConnectionIdle"), (negativePings, "permittedPings.minInterval"),
     ] {
       let error = #expect(throws: MeshInputError.self) { try bad.validate() }
       #expect(error?.field == field)

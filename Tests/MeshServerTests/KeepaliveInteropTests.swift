@@ -30,9 +30,13 @@ struct HealthWatchReply: Decodable {
 
 @Suite("Keepalive enforcement with grpcio clients (gRFC A8)", .timeLimit(.minutes(2)))
 struct KeepaliveInteropTests {
-  @Test("A grpcio client pinging every 100 ms loses its connection; a polite one keeps its stream")
-  func pingFlood() async throws {
+  @Test(
+    "A grpcio client pinging every 100 ms loses its connection; a polite one keeps its stream",
+    arguments: TestTransport.allCases
+  )
+  func pingFlood(kind: TestTransport) async throws {
     var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)
+    configuration.transportKind = kind.server
     configuration.drain = .init(delay: .zero, gracePeriod: .seconds(5))
     try await withMeshServer(configuration, services: [EchoService()]) { server in
       let port = try await server.listeningPort

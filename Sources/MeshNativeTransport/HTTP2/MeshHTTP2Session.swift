@@ -57,11 +57,15 @@ protocol MeshHTTP2SessionDelegate: AnyObject {
 
   /// The peer answered one of our PINGs.
   func sessionReceivedPingAcknowledgement()
+
+  /// The peer sent a PING (nghttp2 answers it).
+  func sessionReceivedPing()
 }
 
 extension MeshHTTP2SessionDelegate {
   func session(streamOpenedByPeer stream: Int32) {}
   func sessionReceivedPingAcknowledgement() {}
+  func sessionReceivedPing() {}
 }
 
 /// An nghttp2 session: HTTP/2 framing, HPACK and flow control over bytes read from and written to
@@ -324,20 +328,24 @@ final class MeshHTTP2Session {
 
   /// Sends GOAWAY: no stream above the last the peer opened will be processed (servers), or no
   /// new stream will be opened (clients).
-  func goAway(code: MeshHTTP2ErrorCode = .noError, graceful: Bool) {
+  func goAway(code: MeshHTTP2ErrorCode = .noError, graceful: Bool, debugData: String = "") {
     if graceful, self.role == .server {
       // A first GOAWAY with the largest ID; streams already on their way are still served.
       _ = nghttp2_submit_shutdown_notice(self.pointer)
     } else {
       let last = nghttp2_session_get_last_proc_stream_id(self.pointer)
-      _ = nghttp2_submit_goaway(
-        self.pointer,
-        UInt8(NGHTTP2_FLAG_NONE.rawValue),
-        last,
-        code.rawValue,
-        nil,
-        0
-      )
+      // nghttp2 copies the debug data.
+      var debug = Array(debugData.utf8)
+      _ = debug.withUnsafeMutableBufferPointer { bytes in
+        nghttp2_submit_goaway(
+          self.pointer,
+          UInt8(NGHTTP2_FLAG_NONE.rawValue),
+          last,
+          code.rawValue,
+          bytes.baseAddress,
+          bytes.count
+        )
+      }
     }
   }
 
@@ -437,6 +445,8 @@ final class MeshHTTP2Session {
       case NGHTTP2_PING.rawValue:
         if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
           session.delegate.sessionReceivedPingAcknowledgement()
+        } else {
+          session.delegate.sessionReceivedPing()
         }
       case NGHTTP2_GOAWAY.rawValue:
         let goAway = frame.pointee.goaway

@@ -79,6 +79,10 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   private var ageTimer: Scheduled<Void>?
   private var graceTimer: Scheduled<Void>?
   private var idleTimer: Scheduled<Void>?
+  /// The client's pings, policed (gRFC A8).
+  private var pings: MeshNativePingStrikes
+  /// Sent away for pinging too often: the GOAWAY is out and the channel closing.
+  private var calmed = false
   private var remotePeer = "unknown"
   private var localPeer = "unknown"
   private var verifiedPeer: MeshVerifiedPeer?
@@ -94,6 +98,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     self.settings = settings
     self.maxRequestBytes = maxRequestBytes
     self.methods = methods
+    self.pings = MeshNativePingStrikes(settings.permittedPings)
     self.secured = secured
     self.eventLoop = eventLoop
     self.onStream = onStream
@@ -289,6 +294,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       try headers.add(metadata: metadata)
       try session.submitResponse(stream: stream.id, headers, endStream: false)
       stream.responseStarted = true
+      self.pings.reset()
     } catch {
       self.reset(stream, code: .internalError, on: session)
     }
@@ -462,6 +468,18 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   // MARK: Session events (event loop)
 
   func sessionReceivedSettings() {}
+
+  func sessionReceivedPing() {
+    guard self.pings.received(at: .now, callsOpen: !self.streams.isEmpty) else { return }
+    // Too many: GOAWAY ENHANCE_YOUR_CALM, then the close (after this callback: nghttp2 must not
+    // be re-entered). Streams still open are cancelled by the close.
+    self.eventLoop.execute {
+      guard !self.calmed, let session = self.session else { return }
+      self.calmed = true
+      session.goAway(code: .enhanceYourCalm, graceful: false, debugData: "too_many_pings")
+      self.flushSession(thenClose: true)
+    }
+  }
 
   func session(streamOpenedByPeer id: Int32) {
     self.streams[id] = MeshNativeServerStream(
@@ -663,7 +681,10 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
   {
     guard let stream = self.streams[id], let session = self.session else { return (0, .endStream) }
     let count = MeshNativeData.move(from: &stream.data, into: buffer)
-    if count > 0 { stream.framed(count) }
+    if count > 0 {
+      stream.framed(count)
+      self.pings.reset()
+    }
     guard stream.data == nil, let trailers = stream.trailers else {
       return count == 0 ? nil : (count, .more)
     }
