@@ -120,6 +120,25 @@ public final class MeshClient: Sendable {
       try target.resilience?.validate()
     }
     try configuration.validate()
+    #if Native
+      // The native transport has settings of its own; grpc-swift's would be silently ignored.
+      if case .native = configuration.transportKind {
+        let named =
+          configuration.transport != nil
+          ? "transport"
+          : configuration.targets.keys.sorted().first {
+            configuration.targets[$0]?.transport != nil
+          }
+          .map { "targets.\($0).transport" }
+        if let named {
+          throw MeshClientError(
+            code: .invalidConfiguration,
+            message: "The native transport does not take grpc-swift's transport settings "
+              + "(\(named)): unset them, or use the NIO transport."
+          )
+        }
+      }
+    #endif
     #if Admin
       var logger = logger
       if let settings = configuration.admin {

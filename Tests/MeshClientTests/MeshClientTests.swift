@@ -137,6 +137,31 @@ struct MeshClientTests {
     #expect(error?.message.contains("'nio' or 'native'") == true)
   }
 
+  @Test("On the native transport, grpc-swift's transport settings are refused, naming where")
+  func nativeRefusesNIOSettings() async throws {
+    let discovery = MeshStaticDiscovery(["echo": []])
+    var configuration = MeshClientConfiguration(discovery: discovery)
+    configuration.transportKind =
+      try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": "native"]).transportKind
+    configuration.transport = .defaults
+    let error = await #expect(throws: MeshClientError.self) {
+      _ = try await MeshClient(configuration: configuration)
+    }
+    #expect(error?.code == .invalidConfiguration)
+    #expect(error?.message.contains("(transport)") == true, "\(String(describing: error))")
+
+    configuration.transport = nil
+    configuration.targets["billing"] = .init(transport: .defaults)
+    let targetError = await #expect(throws: MeshClientError.self) {
+      _ = try await MeshClient(configuration: configuration)
+    }
+    #expect(targetError?.message.contains("targets.billing.transport") == true)
+
+    // On NIO they are grpc-swift's settings, taken as they are.
+    configuration.transportKind = .nio
+    _ = try await MeshClient(configuration: configuration)
+  }
+
   @Test("MESH_DEFAULT_TIMEOUT takes seconds or Go durations")
   func environmentTimeout() throws {
     for (text, expected) in [
