@@ -87,6 +87,8 @@ let package = Package(
       name: "transport-benchmark",
       dependencies: [
         .target(name: "BenchmarkSupport"),
+        .product(name: "MeshClient", package: "swift-grpc-mesh"),
+        .product(name: "MeshDiscovery", package: "swift-grpc-mesh"),
         .product(name: "MeshNativeTransport", package: "swift-grpc-mesh"),
         .product(name: "MeshTransport", package: "swift-grpc-mesh"),
         .product(name: "MeshCertificates", package: "swift-grpc-mesh"),

@@ -19,7 +19,9 @@
 // Every method echoes: each request message is written back as a response
 // message, and the call ends with OK when the client half-closes. A call whose
 // metadata has `echo-status: <code>` ends at once with that code and the
-// message `echo-message` (default "requested"). See README.md.
+// message `echo-message` (default "requested"). grpc.health.v1's methods are
+// UNIMPLEMENTED, as on a server without a health service (an echoed Watch
+// would look like a health stream that ends). See README.md.
 
 #include <grpc/grpc.h>
 #include <grpcpp/generic/async_generic_service.h>
@@ -173,8 +175,14 @@ Options ParseOptions(int argc, char** argv) {
 // Whether the client asked for a status with `echo-status: <code>`; if so
 // sets *status (INVALID_ARGUMENT when the value is not a code in 0...16).
 bool RequestedStatus(
+    const std::string& method,
     const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
     grpc::Status* status) {
+  if (method.rfind("/grpc.health.v1.Health/", 0) == 0) {
+    *status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                           "this echo server has no health service");
+    return true;
+  }
   auto it = metadata.find("echo-status");
   if (it == metadata.end()) return false;
   std::string text(it->second.data(), it->second.size());
@@ -200,7 +208,8 @@ class EchoReactor final : public grpc::ServerGenericBidiReactor {
  public:
   explicit EchoReactor(grpc::GenericCallbackServerContext* context) {
     grpc::Status status;
-    if (RequestedStatus(context->client_metadata(), &status)) {
+    if (RequestedStatus(context->method(), context->client_metadata(),
+                        &status)) {
       Finish(status);
       return;
     }
@@ -258,7 +267,8 @@ class AsyncCall {
         }
         new AsyncCall(service_, cq_);  // serve the next call
         grpc::Status status;
-        if (RequestedStatus(context_.client_metadata(), &status)) {
+        if (RequestedStatus(context_.method(), context_.client_metadata(),
+                            &status)) {
           Finish(status);
           return;
         }

@@ -16,9 +16,11 @@
 
 // Client transports against a gRPC C++ echo server (the fast server, so that the client's cost
 // shows): gRPC C++'s own client (the baseline), grpc-swift's NIO transport and the mesh's native
-// transport on libnghttp2 and OpenSSL. Unary, 64-byte messages, closed loop, at 1 and 64 in
-// flight, plaintext and mTLS (certificates from the mesh CA, each side verifying the other); each
-// figure the median of interleaved runs, and a ratio against gRPC C++ in the same run.
+// transport on libnghttp2 and OpenSSL, bare and under the mesh client (MeshClient with static
+// discovery, with its default resilience and with resilience off: the mesh's own cost is their
+// ratio to the bare transport). Unary, 64-byte messages, closed loop, at 1 and 64 in flight,
+// plaintext and mTLS (certificates from the mesh CA, each side verifying the other); each figure
+// the median of interleaved runs, and a ratio against gRPC C++ in the same run.
 //
 // Run: Benchmarks/cpp/build.sh && swift run -c release --package-path Benchmarks transport-benchmark
 // Settings: BENCH_DURATION (default 5s), BENCH_RUNS (3), BENCH_SIZE (64), BENCH_CPP (folder of
@@ -29,6 +31,8 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
+import MeshClient
+import MeshDiscovery
 import MeshNativeTransport
 import MeshTransport
 
@@ -150,28 +154,69 @@ func runSwift<Transport: ClientTransport>(
   concurrency: Int
 ) async throws -> Result {
   try await withGRPCClient(transport: transport) { client in
-    let payload = [UInt8](repeating: 1, count: size)
-    @Sendable func call() async throws {
-      _ = try await client.unary(
-        request: ClientRequest(message: payload),
-        descriptor: echo,
-        serializer: RawSerializer(),
-        deserializer: RawSerializer(),
-        options: .defaults
-      ) { try $0.message }
-    }
-    // Warm up: connections, caches.
-    _ = try await measure(concurrency: concurrency, for: .milliseconds(500), call)
-    let cpuBefore = processCPU()
-    let measured = try await measure(concurrency: concurrency, for: duration, call)
-    let cpu = processCPU() - cpuBefore
-    return Result(
-      rps: measured.throughput,
-      p50: measured.percentile(0.5),
-      p99: measured.percentile(0.99),
-      cpuPerRPC: cpu / .microseconds(1) / Double(max(measured.calls, 1))
+    try await measureClient(client, concurrency: concurrency)
+  }
+}
+
+/// One run of the mesh client with `configuration`, calling `echo-server`.
+func runMesh(_ configuration: MeshClientConfiguration, concurrency: Int) async throws -> Result {
+  try await withMeshClient(configuration) { mesh in
+    try await measureClient(try mesh.client(for: "echo-server"), concurrency: concurrency)
+  }
+}
+
+/// Unary calls with `client`, `concurrency` at a time: a warm-up, then a measured run.
+func measureClient<Transport: ClientTransport>(
+  _ client: GRPCClient<Transport>,
+  concurrency: Int
+) async throws -> Result {
+  let payload = [UInt8](repeating: 1, count: size)
+  @Sendable func call() async throws {
+    _ = try await client.unary(
+      request: ClientRequest(message: payload),
+      descriptor: echo,
+      serializer: RawSerializer(),
+      deserializer: RawSerializer(),
+      options: .defaults
+    ) { try $0.message }
+  }
+  // Warm up: connections, caches.
+  _ = try await measure(concurrency: concurrency, for: .milliseconds(500), call)
+  let cpuBefore = processCPU()
+  let measured = try await measure(concurrency: concurrency, for: duration, call)
+  let cpu = processCPU() - cpuBefore
+  return Result(
+    rps: measured.throughput,
+    p50: measured.percentile(0.5),
+    p99: measured.percentile(0.99),
+    cpuPerRPC: cpu / .microseconds(1) / Double(max(measured.calls, 1))
+  )
+}
+
+/// A mesh client of the C++ server on `port` over the native transport: static discovery,
+/// least-request, mTLS expecting the server's SPIFFE ID with `tls`; the mesh's default
+/// resilience (the Envoy sidecars' retries, budget, breakers, outlier detection), or none.
+func meshConfiguration(port: Int, tls: Bool, resilience: Bool) -> MeshClientConfiguration {
+  var configuration = MeshClientConfiguration(
+    serviceName: "echo-client",
+    discovery: MeshStaticDiscovery([
+      "echo-server": [MeshEndpoint(id: "cpp", host: "127.0.0.1", port: port)]
+    ]),
+    tls: tls
+      ? .init(
+        credentials: .directory(pki.directory.path, service: "echo-client"),
+        trustDomain: "bench.local"
+      ) : nil
+  )
+  configuration.transportKind = .native(.defaults)
+  if !resilience {
+    configuration.resilience = MeshResiliencePolicy(
+      defaults: MeshMethodPolicy(),
+      retryBudget: nil,
+      outlierDetection: nil
     )
   }
+  return configuration
 }
 
 /// One run of the C++ client (mTLS with `tls`).
@@ -300,7 +345,12 @@ func swiftClient(_ name: String, port: Int, tls: Bool) throws -> any ClientTrans
   }
 }
 
-let clients = ["gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)"]
+// The bare native transport, and the mesh client on it (default resilience, and resilience off):
+// the mesh's own cost is the ratio of those rows.
+let clients = [
+  "gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)", "mesh client (native)",
+  "mesh client, resilience off (native)",
+]
 print("\(size)-byte unary; \(runs) interleaved runs of \(duration)")
 for tls in [false, true] {
   let (server, port) = try startServer(tls: tls)
@@ -314,6 +364,11 @@ for tls in [false, true] {
         switch name {
         case "gRPC C++":
           result = try runCPP(port: port, concurrency: concurrency, tls: tls)
+        case "mesh client (native)", "mesh client, resilience off (native)":
+          result = try await runMesh(
+            meshConfiguration(port: port, tls: tls, resilience: name == "mesh client (native)"),
+            concurrency: concurrency
+          )
         default:
           result = try await runSwift(
             try swiftClient(name, port: port, tls: tls),
@@ -336,6 +391,19 @@ for tls in [false, true] {
       print(
         "\(name) | \(format(rps)) | \(format(rps / baseline, 2)) | \(format(median(runs.map(\.p50)))) "
           + "| \(format(median(runs.map(\.p99)))) | \(format(cpu, 1)) | \(format(cpu / baselineCPU, 1))"
+      )
+    }
+    // The mesh's own cost: each run's mesh client against the bare transport of the same round
+    // (interleaved, so both saw the same machine), then the median of those ratios.
+    let bare = results["mesh native (nghttp2)"]!
+    for name in ["mesh client (native)", "mesh client, resilience off (native)"] {
+      let mesh = results[name]!
+      let throughput = median(zip(mesh, bare).map { $0.rps / $1.rps })
+      let p99 = median(zip(mesh, bare).map { $0.p99 / $1.p99 })
+      let cpu = median(zip(mesh, bare).map { $0.cpuPerRPC / $1.cpuPerRPC })
+      print(
+        "\(name) / bare native transport: throughput \(format(throughput, 3))×, "
+          + "p99 \(format(p99, 3))×, CPU per RPC \(format(cpu, 3))×"
       )
     }
   }
