@@ -351,6 +351,31 @@ let clients = [
   "gRPC C++", "grpc-swift (NIO)", "mesh native (nghttp2)", "mesh client (native)",
   "mesh client, resilience off (native)",
 ]
+// Profiling: BENCH_PROFILE=<client> runs that client alone against the plaintext C++ server at
+// BENCH_PROFILE_IN_FLIGHT (64) for BENCH_DURATION, prints its figures and stops (for `perf record`).
+if let profiled = ProcessInfo.processInfo.environment["BENCH_PROFILE"] {
+  let inFlight = environmentInteger("BENCH_PROFILE_IN_FLIGHT", default: 64, in: 1...1024)
+  let (server, port) = try startServer(tls: false)
+  let result: Result
+  switch profiled {
+  case "mesh client (native)", "mesh client, resilience off (native)":
+    result = try await runMesh(
+      meshConfiguration(port: port, tls: false, resilience: profiled == "mesh client (native)"),
+      concurrency: inFlight
+    )
+  case "grpc-swift (NIO)", "mesh native (nghttp2)":
+    result = try await runSwift(
+      try swiftClient(profiled, port: port, tls: false),
+      concurrency: inFlight
+    )
+  default:
+    throw RPCError(code: .invalidArgument, message: "BENCH_PROFILE: no client '\(profiled)'")
+  }
+  print("\(profiled): \(format(result.rps)) RPC/s, CPU \(format(result.cpuPerRPC, 1)) µs/RPC")
+  server.terminate()
+  exit(0)
+}
+
 print("\(size)-byte unary; \(runs) interleaved runs of \(duration)")
 for tls in [false, true] {
   let (server, port) = try startServer(tls: tls)
