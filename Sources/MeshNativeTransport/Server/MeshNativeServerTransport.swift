@@ -203,7 +203,12 @@ public final class MeshNativeServerTransport: ServerTransport, Sendable {
           state.connections[id] = connection
           return true
         }
-        guard accepted else { return channel.close() }
+        guard accepted else {
+          // Accepted as the server stops: the connection is never used, and its promise must
+          // not be dropped uncompleted (NIO traps on that in debug builds).
+          connection.closedPromise.succeed()
+          return channel.close()
+        }
         channel.closeFuture.whenComplete { _ in
           _ = self.state.withLock { $0.connections.removeValue(forKey: id) }
           connection.closedPromise.succeed()
