@@ -42,7 +42,24 @@ step "Building the gRPC C++ peers (Benchmarks/cpp/build.sh)"
 export MESH_CPP_PEERS="$root/Benchmarks/.build-cpp"
 
 step "Running the tests"
-limited swift test --skip-build
+# At most 32 tests at a time: the whole suite at once held 830 descriptors at its peak (servers,
+# clients, agents, Python and gRPC C++ peers on both transports) and starved two cores; 32 at a
+# time hold under 300 and finish sooner (22 s against 26 s here).
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-32}"
+# A run takes under a minute. On a loaded machine a run has stalled whole (no test progressed
+# and no test's time limit fired, as if the process's timers had stopped; see the note of
+# 2026-12-07): such a run is killed after 5 minutes, reported, and run once more. A run that
+# fails is not rerun.
+limit=${MESH_TEST_RUN_LIMIT:-300}
+rc=0
+limited swift test --skip-build || rc=$?
+if [ "$rc" = 137 ]; then
+  echo "==> The test run did not finish within ${limit}s and was killed: running it once more" >&2
+  limited swift test --skip-build
+elif [ "$rc" != 0 ]; then
+  exit "$rc"
+fi
+limit=${MESH_TEST_TIME_LIMIT:-900}
 
 # The alert and recording rules Prometheus loads, and a unit test of every alert.
 step "Checking the Prometheus rules, their unit tests and the Grafana dashboards (promtool)"

@@ -44,8 +44,8 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
     var failures = 0
     var cancellations = 0
     var metadata: [Metadata] = []
-    var cancellationWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
-    var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
+    var cancellationWaiters: [(Int, MeshSignal)] = []
+    var callWaiters: [(Int, MeshSignal)] = []
   }
 
   private let state: MeshMutex<State>
@@ -80,28 +80,28 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
   /// The request metadata of each RPC, in order.
   public var metadata: [Metadata] { self.state.withLock { $0.metadata } }
 
-  /// Returns once `count` hanging RPCs were cancelled.
+  /// Returns once `count` hanging RPCs were cancelled (or the task is cancelled).
   public func waitForCancellations(_ count: Int) async {
-    await withCheckedContinuation { continuation in
-      let ready = self.state.withLock { state in
-        if state.cancellations >= count { return true }
-        state.cancellationWaiters.append((count, continuation))
-        return false
-      }
-      if ready { continuation.resume() }
+    let signal = MeshSignal()
+    let ready = self.state.withLock { state in
+      if state.cancellations >= count { return true }
+      state.cancellationWaiters.append((count, signal))
+      return false
     }
+    // A signal's wait ends when the task is cancelled too: a test whose RPCs are never
+    // cancelled fails at its time limit instead of holding up the whole run.
+    if !ready { await signal.wait() }
   }
 
-  /// Returns once `count` RPCs arrived.
+  /// Returns once `count` RPCs arrived (or the task is cancelled).
   public func waitForCalls(_ count: Int) async {
-    await withCheckedContinuation { continuation in
-      let ready = self.state.withLock { state in
-        if state.calls >= count { return true }
-        state.callWaiters.append((count, continuation))
-        return false
-      }
-      if ready { continuation.resume() }
+    let signal = MeshSignal()
+    let ready = self.state.withLock { state in
+      if state.calls >= count { return true }
+      state.callWaiters.append((count, signal))
+      return false
     }
+    if !ready { await signal.wait() }
   }
 
   private enum Action {
@@ -141,7 +141,7 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
       return try await next(request, context)
     }
     let (action, arrived) = self.state.withLock {
-      state -> (Action, [CheckedContinuation<Void, Never>]) in
+      state -> (Action, [MeshSignal]) in
       state.calls += 1
       state.metadata.append(request.metadata)
       let calls = state.calls
@@ -149,7 +149,7 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
       state.callWaiters.removeAll { $0.0 <= calls }
       return (Self.action(&state), arrived)
     }
-    for waiter in arrived { waiter.resume() }
+    for waiter in arrived { waiter.fire() }
     switch action {
     case .answer:
       return try await next(request, context)
@@ -179,7 +179,7 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
         state.cancellationWaiters.removeAll { $0.0 <= state.cancellations }
         return ready.map(\.1)
       }
-      for waiter in waiters { waiter.resume() }
+      for waiter in waiters { waiter.fire() }
       throw RPCError(code: .cancelled, message: "cancelled while hanging")
     }
   }
