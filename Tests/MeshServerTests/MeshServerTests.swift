@@ -232,6 +232,20 @@ struct MeshServerTests {
     return configuration
   }
 
+  /// ``echoClient(_:_:port:on:)`` without retries: each call reaches the server once, as the
+  /// metrics test counts them (under ThreadSanitizer an attempt outlived its per-try timeout and
+  /// its retry was counted too).
+  static func meteredClient(
+    _ service: String,
+    _ directory: MeshCertificateDirectory,
+    port: Int,
+    on kind: TestTransport
+  ) -> MeshClientConfiguration {
+    var configuration = Self.echoClient(service, directory, port: port, on: kind)
+    configuration.resilience.defaults.retry = nil
+    return configuration
+  }
+
   @Test("Under mTLS, one client connection holds 300 Watch streams: no stream limit by default")
   func manyStreamsOnOneConnection() async throws {
     let directory = try Self.makePKI()
@@ -570,7 +584,7 @@ struct MeshServerTests {
     )
     try await withMeshServer(configuration, services: [EchoService(), WaitService()]) { server in
       let port = try await server.listeningPort
-      try await withMeshClient(Self.echoClient("checkout", directory, port: port, on: kind)) {
+      try await withMeshClient(Self.meteredClient("checkout", directory, port: port, on: kind)) {
         mesh in
         for _ in 0..<2 { _ = try await mesh.client(for: "echo").echo("hi") }
         // A method the server does not serve: counted as "other".
@@ -592,7 +606,7 @@ struct MeshServerTests {
         }
         #expect(error?.code == .deadlineExceeded)
       }
-      try await withMeshClient(Self.echoClient("billing", directory, port: port, on: kind)) {
+      try await withMeshClient(Self.meteredClient("billing", directory, port: port, on: kind)) {
         mesh in
         let error = await #expect(throws: RPCError.self) {
           try await mesh.client(for: "echo").echo("hi")
