@@ -32,7 +32,7 @@ struct HealthWatchReply: Decodable {
 struct KeepaliveInteropTests {
   @Test(
     "A grpcio client pinging every 100 ms loses its connection; a polite one keeps its stream",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func pingFlood(kind: TestTransport) async throws {
     var configuration = MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0)

@@ -114,7 +114,7 @@ func withBalancedClient(
 struct BalancingTransportTests {
   @Test(
     "Round robin spreads RPCs exactly evenly over three servers",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func roundRobin(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -152,7 +152,7 @@ struct BalancingTransportTests {
     }
   }
 
-  @Test("Weighted and least-request policies over real servers", arguments: TestTransport.allCases)
+  @Test("Weighted and least-request policies over real servers", arguments: TestTransport.matrix)
   func weightedAndLeastRequest(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
       var fleet = LoopbackFleet(transport: kind)
@@ -191,7 +191,7 @@ struct BalancingTransportTests {
 
   @Test(
     "Endpoint churn under load: added, removed, replaced; no RPC fails",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func churnUnderLoad(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { servers in
@@ -278,7 +278,7 @@ struct BalancingTransportTests {
 
   @Test(
     "A killed endpoint stops being picked; RPCs go on to the others without failing",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func stoppedEndpointAvoided(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -317,7 +317,7 @@ struct BalancingTransportTests {
 
   @Test(
     "Client-side health checking picks only SERVING endpoints (gRFC A17)",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func clientSideHealthChecking(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -348,7 +348,7 @@ struct BalancingTransportTests {
 
   @Test(
     "A full connection opens another to the same endpoint instead of queueing",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func connectionPool(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -69,7 +69,7 @@ final class SteadyLoad: Sendable {
 struct ChaosTests {
   @Test(
     "One killed, one slow, one failing half its calls: no idempotent RPC fails",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func killedSlowAndFlaky(kind: TestTransport) async throws {
     let (doomed, doomedEndpoint) = try await startFaultPeer("doomed")
@@ -139,7 +139,7 @@ struct ChaosTests {
 
   @Test(
     "A server that goes away (GOAWAY) under load: its RPCs finish or move, none fails",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func goaway(kind: TestTransport) async throws {
     let (leaving, leavingEndpoint) = try await startFaultPeer("leaving")

@@ -121,7 +121,7 @@ func expectEnded(
 struct DeadlineOwnershipTests {
   @Test(
     "A call whose only endpoint never connects ends at its deadline, saying why",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func neverConnects(kind: TestTransport) async throws {
     // Nothing listens on port 1: every connection is refused. Retries are on (the default
@@ -155,7 +155,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "A caller's own timeout ends a call that never connects at its deadline, too",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func neverConnectsCallerTimeout(kind: TestTransport) async throws {
     // CallOptions.timeout is enforced by grpc-swift's executor as well as by the mesh, which
@@ -181,7 +181,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "Without waitForReady, an endpoint that cannot be connected to fails the call at once",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func failsFastWithoutWaitForReady(kind: TestTransport) async throws {
     let discovery = MeshStaticDiscovery([
@@ -201,7 +201,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "A server with the wrong identity: the caller reads both identities, at the deadline",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func identityMismatch(kind: TestTransport) async throws {
     let pki = try TestPKI()
@@ -246,7 +246,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "A server whose certificate comes from another CA is named as such",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func untrustedServer(kind: TestTransport) async throws {
     let pki = try TestPKI()
@@ -283,7 +283,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "A retry refused by the budget or the max-retries breaker fails at once",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func refusedRetriesFailAtOnce(kind: TestTransport) async throws {
     // A long backoff (a jittered wait of up to 50 s, inside the 60 s deadline): a retry that is
@@ -337,7 +337,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "Retries belong to their RPC: nothing carries over to the next RPC of the same task",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func retriesBelongToTheirRPC(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
@@ -365,7 +365,7 @@ struct DeadlineOwnershipTests {
 
   @Test(
     "A waiter that is cancelled leaves the pending count, and the breaker with it",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func cancelledWaitersLeaveTheQueue(kind: TestTransport) async throws {
     try await withBalancedClient(
@@ -391,7 +391,7 @@ struct DeadlineOwnershipTests {
 struct DiscoveryValidationTests {
   @Test(
     "Invalid endpoints are skipped and counted; the rest of the set is used",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func invalidEndpointsSkipped(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -427,7 +427,7 @@ struct DiscoveryValidationTests {
 
   @Test(
     "Instances with the same service ID on two nodes are both used",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func sameIDOnTwoNodes(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -458,7 +458,7 @@ struct DiscoveryValidationTests {
 
   @Test(
     "A discovery that throws is reported, kept out of the way, and watched again",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func discoveryErrorsReported(kind: TestTransport) async throws {
     let discovery = MeshScriptedDiscovery()
@@ -487,7 +487,7 @@ struct DiscoveryValidationTests {
 struct BadEndpointChaosTests {
   @Test(
     "An invalid registration and an impostor join three servers under load: nothing fails",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func badEndpointsJoinUnderLoad(kind: TestTransport) async throws {
     let pki = try TestPKI()

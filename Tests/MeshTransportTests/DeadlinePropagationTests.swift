@@ -55,7 +55,7 @@ struct RelayHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
 struct DeadlinePropagationTests {
   @Test(
     "A → B → C: C sees A's deadline less B's margin; A's cancellation and deadline reach C",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func threeHops(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in

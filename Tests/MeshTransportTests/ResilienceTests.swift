@@ -113,7 +113,7 @@ extension Metadata {
 struct ResilienceTests {
   @Test(
     "A failed attempt is retried on another endpoint, which is told it is a retry",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func retryGoesElsewhere(kind: TestTransport) async throws {
     try await withFleet(3, on: kind) { fleet, health, transport in
@@ -137,7 +137,7 @@ struct ResilienceTests {
 
   @Test(
     "Server pushback: a negative value stops retries, a delay is honoured",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func pushback(kind: TestTransport) async throws {
     try await withFleet(2, on: kind) { fleet, health, transport in
@@ -156,7 +156,7 @@ struct ResilienceTests {
 
   @Test(
     "An attempt past its per-try timeout is abandoned (and cancelled) and retried elsewhere",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func perTryTimeout(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
@@ -185,7 +185,7 @@ struct ResilienceTests {
 
   @Test(
     "The retry budget refuses retries past its cap, naming itself",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func retryBudget(kind: TestTransport) async throws {
     try await withFleet(
@@ -207,7 +207,7 @@ struct ResilienceTests {
 
   @Test(
     "An RPC in flight when the client shuts down gracefully finishes on its connection",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func gracefulShutdownDrains(kind: TestTransport) async throws {
     try await withThrowingTaskGroup(of: Void.self) { servers in
@@ -245,7 +245,7 @@ struct ResilienceTests {
 
   @Test(
     "Breakers fail fast with UNAVAILABLE naming them: max requests, retries, pending",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func breakers(kind: TestTransport) async throws {
     try await withFleet(
@@ -303,7 +303,7 @@ struct ResilienceTests {
 
   @Test(
     "Hedging: a slow first attempt is overtaken by a hedge on another endpoint",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func hedging(kind: TestTransport) async throws {
     let hedging = MeshHedgingPolicy(maxAttempts: 2, hedgingDelay: .milliseconds(20))
@@ -332,7 +332,7 @@ struct ResilienceTests {
 
   @Test(
     "An expired propagated deadline fails at once with DEADLINE_EXCEEDED, never sent on",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func expiredDeadline(kind: TestTransport) async throws {
     try await withFleet(1, on: kind) { fleet, health, _ in
@@ -353,7 +353,7 @@ struct ResilienceTests {
 
   @Test(
     "A method's timeout wins over a longer one from the caller; the server is told",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func methodTimeoutCapsCaller(kind: TestTransport) async throws {
     let resilience = MeshResiliencePolicy.testing(
@@ -377,7 +377,7 @@ struct ResilienceTests {
 
   @Test(
     "Consecutive failures eject an endpoint; a failed probe ejects it for longer; it returns",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func outlierEjection(kind: TestTransport) async throws {
     let detection = MeshOutlierDetectionPolicy(
@@ -423,7 +423,7 @@ struct ResilienceTests {
 struct StreamingRetryTests {
   @Test(
     "A server stream that fails before its first message is retried on another endpoint",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func serverStreamRetriedBeforeFirstMessage(kind: TestTransport) async throws {
     try await withFleet(2, on: kind) { fleet, health, transport in
@@ -446,7 +446,7 @@ struct StreamingRetryTests {
 struct RetryBookkeepingTests {
   @Test(
     "A retryable code that is the application's answer is retried elsewhere, not held against the endpoint",
-    arguments: TestTransport.allCases
+    arguments: TestTransport.matrix
   )
   func applicationCodeRetried(kind: TestTransport) async throws {
     var retry = MeshRetryPolicy.fast
