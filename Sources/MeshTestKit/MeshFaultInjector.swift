@@ -82,23 +82,26 @@ public final class MeshFaultInjector: ServerInterceptor, Sendable {
 
   /// Returns once `count` hanging RPCs were cancelled (or the task is cancelled).
   public func waitForCancellations(_ count: Int) async {
-    let signal = MeshSignal()
-    let ready = self.state.withLock { state in
-      if state.cancellations >= count { return true }
-      state.cancellationWaiters.append((count, signal))
-      return false
-    }
-    // A signal's wait ends when the task is cancelled too: a test whose RPCs are never
-    // cancelled fails at its time limit instead of holding up the whole run.
-    if !ready { await signal.wait() }
+    await self.wait(until: count, \.cancellations, waiters: \.cancellationWaiters)
   }
 
   /// Returns once `count` RPCs arrived (or the task is cancelled).
   public func waitForCalls(_ count: Int) async {
+    await self.wait(until: count, \.calls, waiters: \.callWaiters)
+  }
+
+  /// Waits until the count at `counter` reaches `count`. A signal's wait ends when the task is
+  /// cancelled too: a test whose RPCs never come fails at its time limit instead of holding up
+  /// the whole run.
+  private func wait(
+    until count: Int,
+    _ counter: KeyPath<State, Int>,
+    waiters: WritableKeyPath<State, [(Int, MeshSignal)]>
+  ) async {
     let signal = MeshSignal()
     let ready = self.state.withLock { state in
-      if state.calls >= count { return true }
-      state.callWaiters.append((count, signal))
+      if state[keyPath: counter] >= count { return true }
+      state[keyPath: waiters].append((count, signal))
       return false
     }
     if !ready { await signal.wait() }
