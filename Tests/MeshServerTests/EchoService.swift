@@ -53,9 +53,16 @@ final class EchoService: RegistrableRPCService, Sendable {
 }
 
 /// `test.Wait/Wait`: answers only once its RPC is cancelled (the client gone or past its
-/// deadline), too late for anyone to read.
-struct WaitService: RegistrableRPCService {
+/// deadline), too late for anyone to read. `started` yields as each call reaches the handler, so a
+/// test gives up on a call the server has seen, not on one still in flight.
+final class WaitService: RegistrableRPCService, Sendable {
   static let method = MethodDescriptor(fullyQualifiedService: "test.Wait", method: "Wait")
+  let started: AsyncStream<Void>
+  private let continuation: AsyncStream<Void>.Continuation
+
+  init() {
+    (self.started, self.continuation) = AsyncStream.makeStream()
+  }
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerHandler(
@@ -64,6 +71,7 @@ struct WaitService: RegistrableRPCService {
       serializer: TextSerializer()
     ) { request, context in
       for try await _ in request.messages {}
+      self.continuation.yield()
       try? await context.cancellation.cancelled
       return StreamingServerResponse(single: ServerResponse(message: "late"))
     }
