@@ -174,4 +174,36 @@ public struct MeshClientSubchannelFactory: MeshSubchannelFactory {
 
   /// True: both transports reset a stream whose request fails, which ends its response.
   public var requestFailureEndsResponse: Bool { true }
+
+  /// True on the native transport, which says whether it is connected without waiting;
+  /// grpc-swift's NIO transport does not (its RPCs' first attempts run in the balancer's tasks).
+  public var opensConnectedStreams: Bool {
+    switch self.kind {
+    case .nio: false
+    #if Native
+      case .native: true
+    #endif
+    }
+  }
+
+  public func withConnectedStream<T: Sendable>(
+    on subchannel: MeshSubchannel,
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<MeshSubchannel.Inbound, MeshSubchannel.Outbound>, ClientContext)
+      async throws -> T
+  ) async throws -> T? {
+    switch subchannel {
+    case .nio:
+      return nil
+    #if Native
+      case .native(let transport):
+        return try await transport.withConnectedStream(
+          descriptor: descriptor,
+          options: options,
+          closure
+        )
+    #endif
+    }
+  }
 }

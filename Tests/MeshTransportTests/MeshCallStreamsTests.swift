@@ -48,7 +48,7 @@ struct MeshCallStreamsTests {
       }
       #expect(byte(try await log.next(reader)) == 1)
       #expect(byte(try await log.next(reader)) == 2)
-      #expect(try await log.next(reader) == nil)
+      #expect(byte(try await log.next(reader)) == nil)
       log.removeReader(reader)
     }
     #expect(log.isReplayable)
@@ -76,10 +76,42 @@ struct MeshCallStreamsTests {
     for value in 0..<2 { try await log.write(message(UInt8(value))) }
     #expect(log.isReplayable)
     // The third part passes the limit: the writer waits until the reader has caught up.
-    async let third: Void = log.write(message(2))
+    async let third = log.write(message(2))
     for value in 0..<3 { #expect(byte(try await log.next(reader)) == UInt8(value)) }
-    try await third
+    #expect(try await third == false)
     #expect(!log.isReplayable)
+  }
+
+  @Test("Written directly: recorded for a replay, never held back; a replay reads it all")
+  func direct() async throws {
+    let log = Log(limit: 3)
+    log.beginDirect()
+    // The caller writes to the attempt's stream itself: the log only records.
+    for value in 0..<2 { #expect(try await log.write(message(UInt8(value)))) }
+    #expect(log.isReplayable)
+    // The attempt failed: a retry reads what was written, then what follows, from the log.
+    log.beginReplay()
+    let reader = try #require(log.addReader())
+    #expect(try await log.write(message(2)) == false)
+    #expect(log.finish() == false)
+    for value in 0..<3 { #expect(byte(try await log.next(reader)) == UInt8(value)) }
+    #expect(byte(try await log.next(reader)) == nil)
+
+    // Past the limit, written directly: the recording is dropped, and the writer never waits.
+    let long = Log(limit: 2)
+    long.beginDirect()
+    for value in 0..<5 { #expect(try await long.write(message(UInt8(value)))) }
+    #expect(!long.isReplayable)
+    #expect(long.finish())
+
+    // Committed: nothing is recorded any more.
+    let committed = Log(limit: 4)
+    committed.beginDirect()
+    #expect(try await committed.write(message(0)))
+    committed.commitDirect()
+    #expect(!committed.isReplayable)
+    #expect(try await committed.write(message(1)))
+    #expect(!committed.isReplayable)
   }
 
   @Test("Closing the RPC fails the writer and every reader")

@@ -268,6 +268,37 @@ public final class MeshNativeClientTransport: ClientTransport, Sendable {
     // gRPC's default: an RPC waits while the first connection is being made, and fails once an
     // attempt has failed, unless it asked to wait for readiness.
     let connection = try await self.connection(waitForReady: options.waitForReady ?? false)
+    return try await self.withStream(
+      on: connection,
+      descriptor: descriptor,
+      options: options,
+      closure
+    )
+  }
+
+  /// ``withStream(descriptor:options:_:)`` only if the transport is connected now: nil, with
+  /// nothing opened and `closure` not called, when the RPC would have to wait for a connection.
+  /// The mesh's balancer runs an RPC's first attempt in the caller's task through it, where it
+  /// must wait for nothing but the stream itself.
+  public func withConnectedStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T? {
+    let current = self.state.withLock { state -> MeshNativeClientConnection? in
+      if case .ready(let connection) = state.state { return connection }
+      return nil
+    }
+    guard let current else { return nil }
+    return try await self.withStream(on: current, descriptor: descriptor, options: options, closure)
+  }
+
+  private func withStream<T: Sendable>(
+    on connection: MeshNativeClientConnection,
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
     let stream = connection.makeStream(descriptor: descriptor, options: options)
     defer { stream.release() }
     let rpc = RPCStream(

@@ -17,6 +17,7 @@
 internal import CoreMetrics
 internal import GRPCCore
 internal import MeshCore
+internal import MeshDiscovery
 internal import Tracing
 
 // One attempt: its stream, the exchange of request and response, and its accounting.
@@ -41,34 +42,16 @@ extension MeshBalancingTransport {
       )
     )
     call.metrics?.attemptStarted.increment()
-    var perTryTimer: UInt64?
-    /// Fired when the attempt is abandoned at its per-try timeout.
-    var abandoned: MeshSignal?
-    if let perTryTimeout = plan.perTryTimeout, plan.maxAttempts > 1 {
-      let perTryDeadline = self.clock.now.advanced(by: perTryTimeout)
-      if call.deadline.map({ perTryDeadline < $0 }) ?? true {
-        // Only a subchannel whose stream outlives a failed request needs the attempt cancelled.
-        let signal = self.factory.requestFailureEndsResponse ? nil : MeshSignal()
-        abandoned = signal
-        let endpoint = picked.endpoint
-        perTryTimer = self.timers.arm(at: perTryDeadline) {
-          // A timer action must not block the timer runner, and failing the stream is async:
-          // this task only finishes the attempt's request stream and fires the signal.
-          Task {
-            let error = RPCError(
-              code: .unavailable,
-              message: "No response from \(endpoint) within the per-try timeout of "
-                + "\(MeshGoDuration.format(perTryTimeout))."
-            )
-            if await observer.abandonAtPerTryTimeout(error: error) {
-              signal?.fire()
-              let fire = self.state.withLock { $0.machine.abandonedAtPerTryTimeout() }
-              for observer in fire { observer.fire() }
-            }
-          }
-        }
-      }
-    }
+    // Fired when the attempt is abandoned at its per-try timeout; only a subchannel whose
+    // stream outlives a failed request needs the attempt cancelled.
+    let abandoned = self.factory.requestFailureEndsResponse ? nil : MeshSignal()
+    let perTryTimer = self.armPerTryTimeout(
+      plan: plan,
+      call: call,
+      endpoint: picked.endpoint,
+      observer: observer,
+      signal: abandoned
+    )
     defer {
       if let perTryTimer { self.timers.disarm(perTryTimer) }
     }
@@ -109,7 +92,7 @@ extension MeshBalancingTransport {
       }
     }
     let outcome: MeshAttemptOutcome
-    if let abandoned {
+    if let abandoned, perTryTimer != nil {
       // An abandoned attempt's stream is cancelled as well as failed: a subchannel that does not
       // end the response when the request fails (grpc-swift's in-process transport) would
       // otherwise hold the attempt until the server answers. HTTP/2 subchannels skip the extra
@@ -139,9 +122,40 @@ extension MeshBalancingTransport {
     return outcome
   }
 
+  /// Arms the attempt's per-try timeout, if it has one that comes before the RPC's deadline:
+  /// when it passes before the response starts, the attempt's stream is failed (and `signal`
+  /// fired). Returns the timer, to disarm when the attempt ends.
+  func armPerTryTimeout(
+    plan: Plan,
+    call: MeshCall<Bytes, Clock.Instant>,
+    endpoint: MeshEndpoint,
+    observer: MeshAttemptObserver<Bytes>,
+    signal: MeshSignal?
+  ) -> UInt64? {
+    guard let perTryTimeout = plan.perTryTimeout, plan.maxAttempts > 1 else { return nil }
+    let perTryDeadline = self.clock.now.advanced(by: perTryTimeout)
+    guard call.deadline.map({ perTryDeadline < $0 }) ?? true else { return nil }
+    return self.timers.arm(at: perTryDeadline) {
+      // A timer action must not block the timer runner, and failing the stream is async:
+      // this task only finishes the attempt's request stream and fires the signal.
+      Task {
+        let error = RPCError(
+          code: .unavailable,
+          message: "No response from \(endpoint) within the per-try timeout of "
+            + "\(MeshGoDuration.format(perTryTimeout))."
+        )
+        if await observer.abandonAtPerTryTimeout(error: error) {
+          signal?.fire()
+          let fire = self.state.withLock { $0.machine.abandonedAtPerTryTimeout() }
+          for observer in fire { observer.fire() }
+        }
+      }
+    }
+  }
+
   /// The attempt's error as the caller should read it: which endpoint, and why its connection
   /// failed where that is known.
-  private func attemptError(
+  func attemptError(
     _ error: any Error,
     on picked: Picked,
     observer: MeshAttemptObserver<Bytes>
@@ -186,18 +200,11 @@ extension MeshBalancingTransport {
         pushback: .stop
       )
     }
-    var remaining: (@Sendable () -> Duration)?
-    if let deadline = call.deadline {
-      let clock = self.clock
-      remaining = { clock.now.duration(to: deadline) }
-    }
-    let outbound = MeshRewritingOutbound(
-      base: stream.outbound,
-      previousAttempts: number,
-      remaining: remaining,
-      counter: call.metrics == nil ? nil : observer,
-      tracer: call.trace?.tracer,
-      span: observer.span
+    let outbound = self.attemptOutbound(
+      stream.outbound,
+      call: call,
+      number: number,
+      observer: observer
     )
     return await withTaskGroup(of: Void.self) { pump in
       defer {
@@ -282,8 +289,31 @@ extension MeshBalancingTransport {
     }
   }
 
+  /// The attempt's request stream as the mesh writes it: its headers rewritten (the attempt's
+  /// number, the time left, the trace context), its messages counted with metrics on.
+  func attemptOutbound(
+    _ base: RPCWriter<RPCRequestPart<Bytes>>.Closable,
+    call: MeshCall<Bytes, Clock.Instant>,
+    number: Int,
+    observer: MeshAttemptObserver<Bytes>
+  ) -> MeshRewritingOutbound<Bytes> {
+    var remaining: (@Sendable () -> Duration)?
+    if let deadline = call.deadline {
+      let clock = self.clock
+      remaining = { clock.now.duration(to: deadline) }
+    }
+    return MeshRewritingOutbound(
+      base: base,
+      previousAttempts: number,
+      remaining: remaining,
+      counter: call.metrics == nil ? nil : observer,
+      tracer: call.trace?.tracer,
+      span: observer.span
+    )
+  }
+
   /// Whether a failure with `code` on attempt `number` may be followed by another attempt.
-  private func mayRetry(
+  func mayRetry(
     _ code: RPCError.Code,
     number: Int,
     plan: Plan,
@@ -310,7 +340,7 @@ extension MeshBalancingTransport {
   }
 
   /// Accounts for the end of an attempt on `picked`, once: its load, and outlier detection.
-  private func release(
+  func release(
     _ picked: Picked,
     started: Clock.Instant,
     observer: MeshAttemptObserver<Bytes>,

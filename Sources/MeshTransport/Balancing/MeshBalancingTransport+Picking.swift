@@ -56,20 +56,48 @@ extension MeshBalancingTransport {
       case .picked(let picked):
         return .success(picked)
       case .open(let open):
-        // Every connection of the endpoint is full: a new one, made outside the lock.
-        let connection = try? self.makeConnection(to: open.endpoint)
-        let opened = self.state.withLock { $0.machine.opened(open, connection: connection) }
-        guard let opened else { continue }  // the endpoint left meanwhile
-        if opened.isNew, let connection {
-          self.runPooled(connection, removed: open.removed)
-        }
-        return .success(opened.picked)
+        guard let picked = self.open(open) else { continue }  // the endpoint left meanwhile
+        return .success(picked)
       case .fail(let error):
         return .failure(error)
       case .wait(let id):
         await self.waitForChange(id)
       }
     }
+  }
+
+  /// Picks an endpoint if one is pickable now, without waiting (and without the side effects of
+  /// a pick that would wait or fail: a breaker's rejection is counted by the pick that follows).
+  func pickNow(waitForReady: Bool) -> Picked? {
+    guard !Task.isCancelled else { return nil }
+    let now = self.clock.now
+    let action = self.state.withLock { state -> StateMachine.PickAction? in
+      // With an endpoint in the picker and none to avoid, a pick picks (or opens a connection).
+      guard !state.machine.isShutDown, !state.machine.picker.endpoints.isEmpty else { return nil }
+      return state.machine.pick(
+        avoiding: [],
+        waitForReady: waitForReady,
+        now: now,
+        using: &state.random
+      )
+    }
+    switch action {
+    case .picked(let picked): return picked
+    case .open(let open): return self.open(open)
+    case .wait, .fail, nil: return nil
+    }
+  }
+
+  /// Makes the connection a pick reserved (every connection of the endpoint is full), outside
+  /// the lock, and takes a stream on it; nil when the endpoint left meanwhile.
+  private func open(_ open: StateMachine.OpenConnection) -> Picked? {
+    let connection = try? self.makeConnection(to: open.endpoint)
+    let opened = self.state.withLock { $0.machine.opened(open, connection: connection) }
+    guard let opened else { return nil }
+    if opened.isNew, let connection {
+      self.runPooled(connection, removed: open.removed)
+    }
+    return opened.picked
   }
 
   /// Returns at the balancer's next change, or when the task is cancelled.

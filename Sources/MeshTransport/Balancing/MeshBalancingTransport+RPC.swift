@@ -33,6 +33,16 @@ extension MeshBalancingTransport {
     var waitForReady = false
   }
 
+  /// Where an RPC's attempts start.
+  enum FirstAttempt: Sendable {
+    /// Pick an endpoint.
+    case pick
+    /// On this endpoint, already picked.
+    case picked(Picked)
+    /// The first attempt, made in the caller's task, ended so on this endpoint.
+    case ended(MeshAttemptOutcome, endpoint: String)
+  }
+
   public func withStream<T: Sendable>(
     descriptor: MethodDescriptor,
     options: CallOptions,
@@ -110,12 +120,58 @@ extension MeshBalancingTransport {
       remotePeer: "mesh:\(self.service)",
       localPeer: "mesh"
     )
+    return try await withRPCCancellationHandler {
+      var first = FirstAttempt.pick
+      // The common case: an endpoint is ready and its subchannel connected. The first attempt
+      // runs in the caller's task; the machinery below takes over only if it fails.
+      if plan.hedgingDelay == nil, self.factory.opensConnectedStreams,
+        self.factory.requestFailureEndsResponse,
+        let picked = self.pickNow(waitForReady: plan.waitForReady)
+      {
+        switch try await self.direct(
+          call,
+          on: picked,
+          plan: plan,
+          descriptor: descriptor,
+          options: options,
+          context: context,
+          closure
+        ) {
+        case .done(let value): return value
+        case .notConnected: first = .picked(picked)
+        }
+      }
+      return try await self.relayed(
+        call,
+        first: first,
+        plan: plan,
+        descriptor: descriptor,
+        options: options,
+        context: context,
+        closure
+      )
+    } onCancelRPC: {
+      call.abort(RPCError(code: .cancelled, message: "The RPC being served was cancelled."))
+    }
+  }
+
+  /// Runs the RPC with its attempts in a child task, the caller writing to the request log and
+  /// reading what the committed attempt relays.
+  private func relayed<T: Sendable>(
+    _ call: MeshCall<Bytes, Clock.Instant>,
+    first: FirstAttempt,
+    plan: Plan,
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    context: ClientContext,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
     let stream = RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence<RPCResponsePart<Bytes>, any Error>(
         wrapping: MeshResponseSequence(
           channel: call.response,
-          ending: methodMetrics == nil && trace == nil ? nil : call
+          ending: call.metrics == nil && call.trace == nil ? nil : call
         )
       ),
       outbound: RPCWriter<RPCRequestPart<Bytes>>.Closable(
@@ -125,23 +181,19 @@ extension MeshBalancingTransport {
     // The attempts run in a child task, so that ending the RPC (its deadline, the caller's
     // cancellation, the response's end) cancels whatever they wait for: an endpoint, a
     // connection grpc-swift is still making, a backoff.
-    return try await withRPCCancellationHandler {
-      try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask {
-          await self.drive(call, plan: plan, descriptor: descriptor, options: options)
-        }
-        defer {
-          call.response.consumerFinished()
-          group.cancelAll()
-          // A caller that stopped reading before the status gave up on the call.
-          if methodMetrics != nil || trace != nil {
-            call.responseEnded(.cancelled, message: "The caller stopped reading the response.")
-          }
-        }
-        return try await closure(stream, context)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        await self.drive(call, first: first, plan: plan, descriptor: descriptor, options: options)
       }
-    } onCancelRPC: {
-      call.abort(RPCError(code: .cancelled, message: "The RPC being served was cancelled."))
+      defer {
+        call.response.consumerFinished()
+        group.cancelAll()
+        // A caller that stopped reading before the status gave up on the call.
+        if call.metrics != nil || call.trace != nil {
+          call.responseEnded(.cancelled, message: "The caller stopped reading the response.")
+        }
+      }
+      return try await closure(stream, context)
     }
   }
 
@@ -239,21 +291,24 @@ extension MeshBalancingTransport {
   /// RPC ended).
   private func drive(
     _ call: MeshCall<Bytes, Clock.Instant>,
+    first: FirstAttempt,
     plan: Plan,
     descriptor: MethodDescriptor,
     options: CallOptions
   ) async {
     if plan.hedgingDelay != nil {
+      // Hedged RPCs never start in the caller's task, so `first` is always `.pick`.
       await self.hedge(call, plan: plan, descriptor: descriptor, options: options)
     } else {
-      await self.retry(call, plan: plan, descriptor: descriptor, options: options)
+      await self.retry(call, first: first, plan: plan, descriptor: descriptor, options: options)
     }
   }
 
   /// Attempts one after another, each on an endpoint the RPC has not failed on while there is
   /// one, with jittered exponential backoff or the server's pushback between them.
-  private func retry(
+  func retry(
     _ call: MeshCall<Bytes, Clock.Instant>,
+    first: FirstAttempt,
     plan: Plan,
     descriptor: MethodDescriptor,
     options: CallOptions
@@ -269,24 +324,39 @@ extension MeshBalancingTransport {
     defer {
       if let isRetry = held { self.finishAttempt(isRetry: isRetry) }
     }
-    while !Task.isCancelled {
-      let picked: Picked
-      switch await self.pickEndpoint(avoiding: failed, waitForReady: plan.waitForReady) {
-      case .success(let found):
-        picked = found
-      case .failure(let error):
-        call.fail(call.lastFailure.map { Self.combine(error, after: $0) } ?? error)
-        return
+    var next = first
+    while true {
+      let outcome: MeshAttemptOutcome
+      let endpoint: String
+      if case .ended(let ended, let id) = next {
+        (outcome, endpoint) = (ended, id)
+      } else {
+        let picked: Picked
+        if case .picked(let given) = next {
+          // Already holding a stream of the endpoint: the attempt releases it however it ends.
+          picked = given
+        } else {
+          guard !Task.isCancelled else { return }
+          switch await self.pickEndpoint(avoiding: failed, waitForReady: plan.waitForReady) {
+          case .success(let found):
+            picked = found
+          case .failure(let error):
+            call.fail(call.lastFailure.map { Self.combine(error, after: $0) } ?? error)
+            return
+          }
+        }
+        outcome = await self.runAttempt(
+          call,
+          number: attempt,
+          transparent: transparent,
+          on: picked,
+          plan: plan,
+          descriptor: descriptor,
+          options: options
+        )
+        endpoint = picked.id
       }
-      let outcome = await self.runAttempt(
-        call,
-        number: attempt,
-        transparent: transparent,
-        on: picked,
-        plan: plan,
-        descriptor: descriptor,
-        options: options
-      )
+      next = .pick
       transparent = false
       let failure: RPCError
       var pushback = MeshPushback.none
@@ -294,7 +364,7 @@ extension MeshBalancingTransport {
       case .committed, .lost:
         return
       case .notOpened(let error):
-        failed.insert(picked.id)
+        failed.insert(endpoint)
         // The stream never opened (no connection): the RPC never left, so it goes to another
         // endpoint at once, whatever the method's policy (gRFC A6's transparent retry). The
         // attempt keeps its admission.
@@ -307,7 +377,7 @@ extension MeshBalancingTransport {
         }
         failure = error
       case .failed(let error, let serverPushback):
-        failed.insert(picked.id)
+        failed.insert(endpoint)
         failure = error
         pushback = serverPushback
       }

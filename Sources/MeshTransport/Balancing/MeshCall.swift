@@ -37,6 +37,11 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
   private struct State {
     var committed: Int?
     var ended = false
+    /// The error the RPC ended with (``fail(_:)``, ``abort(_:)``).
+    var endError: RPCError?
+    /// Fails the stream of the attempt the caller writes and reads directly, when the RPC is
+    /// aborted (its deadline, its cancellation): only the stream's end wakes the caller there.
+    var direct: (@Sendable (RPCError) async -> Void)?
     var lastFailure: RPCError?
     var counts = MeshCallCounts()
     var measured = false
@@ -139,15 +144,37 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
     self.end(error, evenIfCommitted: true)
   }
 
-  private func end(_ error: RPCError, evenIfCommitted: Bool) {
-    let proceed = self.state.withLock { state -> Bool in
-      guard !state.ended, evenIfCommitted || state.committed == nil else { return false }
-      state.ended = true
+  /// The error the RPC was aborted or failed with, once it has been.
+  var endError: RPCError? { self.state.withLock { $0.endError } }
+
+  /// The caller writes and reads the attempt's stream itself: `failStream` ends it when the RPC
+  /// is aborted. Returns false if it already has been.
+  func attachDirect(_ failStream: @escaping @Sendable (RPCError) async -> Void) -> Bool {
+    self.state.withLock { state in
+      guard !state.ended else { return false }
+      state.direct = failStream
       return true
+    }
+  }
+
+  private func end(_ error: RPCError, evenIfCommitted: Bool) {
+    let (proceed, direct) = self.state.withLock {
+      state -> (Bool, (@Sendable (RPCError) async -> Void)?) in
+      guard !state.ended, evenIfCommitted || state.committed == nil else { return (false, nil) }
+      state.ended = true
+      state.endError = error
+      defer { state.direct = nil }
+      return (true, state.direct)
     }
     guard proceed else { return }
     self.response.fail(error)
     self.log.close(with: error)
+    if let direct {
+      // Ending the stream is async and this runs in a timer's action or a cancellation
+      // handler, which must not wait: the task only fails the stream (a reset, at once), and
+      // the caller's read then ends with `error`.
+      Task { await direct(error) }
+    }
   }
 }
 

@@ -42,6 +42,9 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     var nextReaderID = 0
     var writer: CheckedContinuation<Void, any Error>?
     var closed: (any Error)?
+    /// The caller writes to the first attempt's stream itself (``beginDirect()``): the log only
+    /// records what it writes, for a retry to replay, and never holds the writer back.
+    var direct = false
 
     var end: Int { self.base + self.parts.count }
 
@@ -73,14 +76,49 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
 
   // MARK: - The caller's side
 
-  func write(_ part: RPCRequestPart<Bytes>) async throws {
+  /// Records the request's parts while the caller writes them to the first attempt's stream
+  /// itself, until ``beginReplay()`` or ``commitDirect()``.
+  func beginDirect() {
+    self.state.withLock { $0.direct = true }
+  }
+
+  /// The first attempt written directly failed: a retry replays the request from the log, and
+  /// the caller's further parts go to the log alone.
+  func beginReplay() {
+    self.state.withLock { $0.direct = false }
+  }
+
+  /// The attempt written directly is the RPC's: nothing is recorded any more.
+  func commitDirect() {
+    self.state.withLock { state in
+      state.replayable = false
+      state.parts.removeAll()
+    }
+  }
+
+  /// Adds `part` to the request. Returns true when the caller is to write it to the first
+  /// attempt's stream too (``beginDirect()``).
+  @discardableResult
+  func write(_ part: RPCRequestPart<Bytes>) async throws -> Bool {
     let (wake, mustWait) = try self.state.withLock {
       state throws -> (
-        [(CheckedContinuation<RPCRequestPart<Bytes>?, any Error>, RPCRequestPart<Bytes>)], Bool
+        [(CheckedContinuation<RPCRequestPart<Bytes>?, any Error>, RPCRequestPart<Bytes>)], Bool?
       ) in
       if let closed = state.closed { throw closed }
       guard !state.finished else {
         throw RPCError(code: .internalError, message: "The request was written after it finished.")
+      }
+      if state.direct {
+        // Recorded while a retry could replay it; past the limit the request is dropped (a
+        // failure of the attempt then ends the RPC).
+        if state.replayable {
+          state.parts.append(part)
+          if state.parts.count > self.limit {
+            state.replayable = false
+            state.parts.removeAll()
+          }
+        }
+        return ([], nil)
       }
       state.parts.append(part)
       if state.replayable && state.parts.count > self.limit {
@@ -97,8 +135,10 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
       _ = state.trim(limit: self.limit)
       return (wake, !state.replayable && state.parts.count > self.limit)
     }
+    guard let mustWait else { return true }
     for (reader, part) in wake { reader.resume(returning: part) }
     if mustWait { try await self.waitForReaders() }
+    return false
   }
 
   private func waitForReaders() async throws {
@@ -123,10 +163,14 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     }
   }
 
-  /// The request is complete (`error` nil) or was abandoned by the caller.
-  func finish(throwing error: (any Error)? = nil) {
+  /// The request is complete (`error` nil) or was abandoned by the caller. Returns true when
+  /// the caller is to end the first attempt's stream too (``beginDirect()``).
+  @discardableResult
+  func finish(throwing error: (any Error)? = nil) -> Bool {
+    var direct = false
     let wake = self.state.withLock {
       state -> [CheckedContinuation<RPCRequestPart<Bytes>?, any Error>] in
+      direct = state.direct && state.closed == nil
       guard !state.finished else { return [] }
       state.finished = true
       state.failure = error
@@ -141,6 +185,7 @@ final class MeshRequestLog<Bytes: GRPCContiguousBytes & Sendable>: Sendable {
     for reader in wake {
       if let error { reader.resume(throwing: error) } else { reader.resume(returning: nil) }
     }
+    return direct
   }
 
   /// Ends the RPC for the writer and every reader: their waits throw `error`.

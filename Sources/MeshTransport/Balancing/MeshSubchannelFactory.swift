@@ -40,6 +40,23 @@ public protocol MeshSubchannelFactory<Subchannel>: Sendable {
   /// transport cancels an attempt it abandons at its per-try timeout as well, which costs a child
   /// task per attempt. Default: false.
   var requestFailureEndsResponse: Bool { get }
+
+  /// Whether ``withConnectedStream(on:descriptor:options:_:)`` can open streams (default:
+  /// false). When it can, the balancing transport runs an RPC's first attempt in the caller's
+  /// task, with no task of its own between the caller and the stream.
+  var opensConnectedStreams: Bool { get }
+
+  /// Opens a stream on `subchannel` only if it is connected now, and runs `closure` with it;
+  /// nil, with nothing opened and `closure` not called, when opening it would wait for a
+  /// connection (which only the balancing transport's own tasks may wait for, bounded by the
+  /// RPC's deadline). Default: nil.
+  func withConnectedStream<T: Sendable>(
+    on subchannel: Subchannel,
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Subchannel.Inbound, Subchannel.Outbound>, ClientContext) async throws ->
+      T
+  ) async throws -> T?
 }
 
 extension MeshSubchannelFactory {
@@ -48,6 +65,18 @@ extension MeshSubchannelFactory {
   }
 
   public var requestFailureEndsResponse: Bool { false }
+
+  public var opensConnectedStreams: Bool { false }
+
+  public func withConnectedStream<T: Sendable>(
+    on subchannel: Subchannel,
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Subchannel.Inbound, Subchannel.Outbound>, ClientContext) async throws ->
+      T
+  ) async throws -> T? {
+    nil
+  }
 }
 
 /// A balancing transport over grpc-swift's HTTP/2 transport, on the continuous clock: what a

@@ -156,6 +156,21 @@ final class MeshAttemptObserver<Bytes: GRPCContiguousBytes & Sendable>: Sendable
     }
   }
 
+  /// Fails the attempt's stream with `error` (the RPC ended: its deadline, its cancellation), if
+  /// it is still attached.
+  func failStream(_ error: RPCError) async {
+    let outbound = self.state.withLock { state in
+      defer { state.outbound = nil }
+      return state.outbound
+    }
+    await outbound?.finish(throwing: error)
+  }
+
+  /// The attempt's stream closes: nothing fails it any more.
+  func detachStream() {
+    self.state.withLock { $0.outbound = nil }
+  }
+
   /// Records a part; returns the part to pass on: for a status that ends an abandoned attempt,
   /// the abandonment's (the transport reports the stream's end in its own words).
   func observe(_ part: RPCResponsePart<Bytes>?) -> RPCResponsePart<Bytes>? {
