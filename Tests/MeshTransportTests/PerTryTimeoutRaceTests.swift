@@ -42,17 +42,25 @@ struct GatedSubchannelFactory: MeshSubchannelFactory {
   }
 }
 
-struct GatedSubchannel: ClientTransport {
+/// A test's subchannel over an in-process one: connecting and shutting down are the base's; only
+/// its streams differ.
+protocol InProcessSubchannelWrapper: ClientTransport where Bytes == MeshInProcessSubchannel.Bytes {
+  var base: MeshInProcessSubchannel { get }
+}
+
+extension InProcessSubchannelWrapper {
+  var retryThrottle: RetryThrottle? { nil }
+  func connect() async throws { try await self.base.connect() }
+  func beginGracefulShutdown() { self.base.beginGracefulShutdown() }
+  func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+}
+
+struct GatedSubchannel: InProcessSubchannelWrapper {
   typealias Bytes = MeshInProcessSubchannel.Bytes
 
   let base: MeshInProcessSubchannel
   let opening: MeshSignal?
   let gate: MeshSignal?
-
-  var retryThrottle: RetryThrottle? { nil }
-  func connect() async throws { try await self.base.connect() }
-  func beginGracefulShutdown() { self.base.beginGracefulShutdown() }
-  func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
 
   func withStream<T: Sendable>(
     descriptor: MethodDescriptor,

@@ -17,6 +17,7 @@
 internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
+internal import MeshTransport
 internal import NIOCore
 
 /// One HTTP/2 connection of the native client transport: an nghttp2 session in a NIO channel
@@ -143,12 +144,22 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
 
   private static func refuse(_ command: Command, _ error: MeshHTTP2Error) {
     switch command {
-    case .open(let stream, _), .data(let stream, _), .endRequest(let stream):
+    case .open(let stream, _):
+      // Never sent: the server did not see it, and the mesh may send it elsewhere at once.
+      let unprocessed = Self.unprocessed(error.code, error.message)
+      stream.failRequest(unprocessed)
+      stream.failResponse(unprocessed)
+    case .data(let stream, _), .endRequest(let stream):
       stream.failRequest(error)
       stream.failResponse(error)
     case .reset, .consume, .release, .goAway:
       break
     }
+  }
+
+  /// The error of an RPC the server never processed (``MeshUnprocessedRPC`` its cause).
+  private static func unprocessed(_ code: RPCError.Code, _ message: String) -> RPCError {
+    RPCError(code: code, message: message, cause: MeshUnprocessedRPC(message))
   }
 
   // MARK: Channel events
@@ -313,7 +324,10 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
     case .open(let stream, let metadata):
       guard stream.id == 0, !stream.closed else { return }
       if self.isGoingAway {
-        let error = MeshHTTP2Error(.unavailable, "The connection is going away.")
+        let error = Self.unprocessed(
+          .unavailable,
+          "The connection was going away: the RPC was not sent."
+        )
         stream.failRequest(error)
         stream.failResponse(error)
         stream.closed = true
@@ -585,12 +599,22 @@ final class MeshNativeClientConnection: ChannelInboundHandler, MeshHTTP2SessionD
         stream.failRequest(RPCError(code: .cancelled, message: "The RPC has ended."))
       } else {
         let code = MeshHTTP2ErrorCode(rawValue: errorCode)
-        let error = RPCError(
-          code: code == .noError ? .internalError : code.rpcCode,
-          message: code == .noError
-            ? "The stream closed before the response ended."
-            : "The server reset the stream (HTTP/2 error \(errorCode))."
-        )
+        let error: RPCError
+        if code == .refusedStream {
+          // RST_STREAM(REFUSED_STREAM), or a stream above the last one a GOAWAY lets through
+          // (nghttp2 closes those so): the server did not process it (RFC 9113 §8.7).
+          error = Self.unprocessed(
+            .unavailable,
+            "The server refused the stream (REFUSED_STREAM): the RPC was not processed."
+          )
+        } else {
+          error = RPCError(
+            code: code == .noError ? .internalError : code.rpcCode,
+            message: code == .noError
+              ? "The stream closed before the response ended."
+              : "The server reset the stream (HTTP/2 error \(errorCode))."
+          )
+        }
         stream.failRequest(error)
         stream.endResponse(error)
       }

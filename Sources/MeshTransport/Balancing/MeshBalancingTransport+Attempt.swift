@@ -232,6 +232,9 @@ extension MeshBalancingTransport {
         first = try await inbound.next()
       } catch {
         let rpcError = RPCError(meshFailure: error)
+        if Self.transparentlyRetryable(rpcError, call: call, observer: observer) {
+          return .notOpened(rpcError)
+        }
         if self.mayRetry(rpcError.code, number: number, plan: plan, call: call) {
           return .failed(rpcError, pushback: .none)
         }
@@ -312,6 +315,18 @@ extension MeshBalancingTransport {
     )
   }
 
+  /// Whether an attempt that failed with `error` before its response started may go again at
+  /// once whatever the retry policy: the server never processed it, and the request can still be
+  /// replayed (gRFC A6's transparent retry; the retry loop bounds how often).
+  static func transparentlyRetryable(
+    _ error: RPCError,
+    call: MeshCall<Bytes, Clock.Instant>,
+    observer: MeshAttemptObserver<Bytes>
+  ) -> Bool {
+    error.meshUnprocessed && observer.snapshot.abandonment == nil && !Task.isCancelled
+      && call.log.isReplayable
+  }
+
   /// Whether a failure with `code` on attempt `number` may be followed by another attempt.
   func mayRetry(
     _ code: RPCError.Code,
@@ -361,14 +376,16 @@ extension MeshBalancingTransport {
       } else if let status = seen.status {
         endpointFailed = Self.endpointFailureCodes.contains(status.code)
       } else if let error = seen.transportError {
-        endpointFailed = error.code != .cancelled && error.code != .deadlineExceeded
+        // A stream the server refused unprocessed (its GOAWAY) is not the endpoint failing.
+        endpointFailed =
+          error.code != .cancelled && error.code != .deadlineExceeded && !error.meshUnprocessed
       }
     } else if Task.isCancelled {
       // The RPC ended (its deadline, the caller) before the stream did: not the endpoint's fault.
     } else {
       switch outcome {
       case .notOpened(let error), .failed(let error, _):
-        endpointFailed = error.code == .unavailable
+        endpointFailed = error.code == .unavailable && !error.meshUnprocessed
       case .committed, .lost:
         break
       }

@@ -360,6 +360,13 @@ extension MeshBalancingTransport {
           // The RPC ended (its deadline, its cancellation) or the caller's task was cancelled:
           // no retry (the relayed path's loop is cancelled then too).
           if call.endError == nil, !Task.isCancelled {
+            if MeshBalancingTransport.transparentlyRetryable(
+              rpcError,
+              call: call,
+              observer: attempt.observer
+            ) {
+              return try await self.fallBack(.notOpened(rpcError))
+            }
             if transport.mayRetry(rpcError.code, number: 0, plan: attempt.plan, call: call) {
               return try await self.fallBack(.failed(rpcError, pushback: .none))
             }

@@ -364,7 +364,9 @@ extension MeshBalancingTransport {
       case .committed, .lost:
         return
       case .notOpened(let error):
-        failed.insert(endpoint)
+        // A stream the server refused unprocessed (a GOAWAY) may go to the same endpoint's next
+        // connection; one that could not open avoids the endpoint while there is another.
+        if !error.meshUnprocessed { failed.insert(endpoint) }
         // The stream never opened (no connection): the RPC never left, so it goes to another
         // endpoint at once, whatever the method's policy (gRFC A6's transparent retry). The
         // attempt keeps its admission.
