@@ -64,14 +64,36 @@ for kind in "${kinds[@]}"; do
   esac
   printf '\n==> Building the tests with --sanitize=%s in %s\n' "$kind" "$scratch"
   swift build --build-tests --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}"
-  printf '\n==> Running the tests under --sanitize=%s\n' "$kind"
-  start=$(date +%s)
-  if limited swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" "$@"; then
-    echo "==> --sanitize=$kind: passed in $(( $(date +%s) - start ))s"
-  else
+  passed=""
+  for run in 1 2; do
+    printf '\n==> Running the tests under --sanitize=%s\n' "$kind"
+    start=$(date +%s)
+    output=$(mktemp)
+    rc=0
+    limited swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" "$@" \
+      2>&1 | tee "$output" || rc=$?  # pipefail: the tests' status (tee does not fail)
+    if [ "$rc" = 0 ]; then
+      echo "==> --sanitize=$kind: passed in $(( $(date +%s) - start ))s"
+      passed=yes
+      rm -f "$output"
+      break
+    fi
     echo "==> --sanitize=$kind: FAILED after $(( $(date +%s) - start ))s (limit ${limit}s)"
-    failed+=("$kind")
-  fi
+    # A sanitizer's report (a race, a memory error) fails the pass at once. Expectations that
+    # failed without one are timing at a sanitizer's 5-15x slowdown (a call outliving its 5 s
+    # per-try timeout, a wait checked against a bound), which the plain and strict-timing runs
+    # hold the code to: the pass runs once more, and must pass then.
+    if [ "$run" = 2 ] || [ "$rc" = 66 ] || [ "$rc" = 137 ] \
+      || grep -qE 'WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer' "$output"; then
+      rm -f "$output"
+      break
+    fi
+    failures=$(grep -cE '^✘ Test .* recorded an issue' "$output" || true)
+    rm -f "$output"
+    echo "==> --sanitize=$kind: ${failures} expectations failed with no sanitizer report (timing at" \
+      "a sanitizer's speed): running the pass once more"
+  done
+  [ -n "$passed" ] || failed+=("$kind")
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
