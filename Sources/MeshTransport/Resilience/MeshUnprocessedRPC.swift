@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-public import GRPCCore
+package import GRPCCore
 
 /// The cause of an RPC's failure when its server never processed it: its stream was refused
 /// (HTTP/2 `REFUSED_STREAM`, or above the last stream ID of the server's GOAWAY) or never sent
