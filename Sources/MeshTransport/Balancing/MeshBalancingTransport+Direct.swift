@@ -95,7 +95,7 @@ extension MeshBalancingTransport {
     let observer = attempt.observer
     call.metrics?.attemptStarted.increment()
     _ = observer.attach(stream.outbound)
-    if !call.attachDirect({ error in await observer.failStream(error) }) {
+    if !call.attachDirect(observer) {
       // The RPC ended (its deadline, its cancellation) before the stream opened.
       await observer.failStream(
         call.endError ?? RPCError(code: .cancelled, message: "The RPC ended.")
@@ -255,22 +255,14 @@ extension MeshBalancingTransport {
       switch part {
       case .metadata, .message:
         return part
-      case .status(let status, _):
+      case .status, nil:
         self.settle()
-        if let ended = self.call.endError {
+        if case .status = part, let ended = self.call.endError {
           // The RPC ended (its deadline, its cancellation) before the status was read.
           throw self.report(ended)
         }
-        if self.reports {
-          self.call.responseEnded(status.code, message: status.message)
-        }
+        if self.reports { self.call.responseRead(part) }
         return part
-      case nil:
-        self.settle()
-        if self.reports {
-          self.call.responseEnded(.unknown, message: "The response ended without a status.")
-        }
-        return nil
       }
     }
 
@@ -283,16 +275,7 @@ extension MeshBalancingTransport {
     private var reports: Bool { self.call.metrics != nil || self.call.trace != nil }
 
     private func report(_ error: any Error) -> any Error {
-      guard self.reports else { return error }
-      if let error = error as? RPCError {
-        self.call.responseEnded(Status.Code(error.code), message: error.message)
-      } else {
-        self.call.responseEnded(
-          error is CancellationError ? .cancelled : .unknown,
-          message: "\(error)"
-        )
-      }
-      return error
+      self.reports ? self.call.responseFailed(error) : error
     }
   }
 

@@ -41,7 +41,7 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
     var endError: RPCError?
     /// Fails the stream of the attempt the caller writes and reads directly, when the RPC is
     /// aborted (its deadline, its cancellation): only the stream's end wakes the caller there.
-    var direct: (@Sendable (RPCError) async -> Void)?
+    var direct: MeshAttemptObserver<Bytes>?
     var lastFailure: RPCError?
     var counts = MeshCallCounts()
     var measured = false
@@ -147,19 +147,19 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
   /// The error the RPC was aborted or failed with, once it has been.
   var endError: RPCError? { self.state.withLock { $0.endError } }
 
-  /// The caller writes and reads the attempt's stream itself: `failStream` ends it when the RPC
-  /// is aborted. Returns false if it already has been.
-  func attachDirect(_ failStream: @escaping @Sendable (RPCError) async -> Void) -> Bool {
+  /// The caller writes and reads the attempt's stream itself: `observer` fails it when the
+  /// RPC is aborted. Returns false if it already has been.
+  func attachDirect(_ observer: MeshAttemptObserver<Bytes>) -> Bool {
     self.state.withLock { state in
       guard !state.ended else { return false }
-      state.direct = failStream
+      state.direct = observer
       return true
     }
   }
 
   private func end(_ error: RPCError, evenIfCommitted: Bool) {
     let (proceed, direct) = self.state.withLock {
-      state -> (Bool, (@Sendable (RPCError) async -> Void)?) in
+      state -> (Bool, MeshAttemptObserver<Bytes>?) in
       guard !state.ended, evenIfCommitted || state.committed == nil else { return (false, nil) }
       state.ended = true
       state.endError = error
@@ -173,7 +173,7 @@ final class MeshCall<Bytes: GRPCContiguousBytes & Sendable, Instant: InstantProt
       // Ending the stream is async and this runs in a timer's action or a cancellation
       // handler, which must not wait: the task only fails the stream (a reset, at once), and
       // the caller's read then ends with `error`.
-      Task { await direct(error) }
+      Task { await direct.failStream(error) }
     }
   }
 }

@@ -205,21 +205,10 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
       guard let ending = self.ending else { return try await self.channel.next() }
       do {
         let part = try await self.channel.next()
-        switch part {
-        case .status(let status, _): ending.responseEnded(status.code, message: status.message)
-        case nil: ending.responseEnded(.unknown, message: "The response ended without a status.")
-        case .metadata, .message: ()
-        }
+        ending.responseRead(part)
         return part
-      } catch let error as RPCError {
-        ending.responseEnded(Status.Code(error.code), message: error.message)
-        throw error
       } catch {
-        ending.responseEnded(
-          error is CancellationError ? .cancelled : .unknown,
-          message: "\(error)"
-        )
-        throw error
+        throw ending.responseFailed(error)
       }
     }
   }
@@ -228,6 +217,27 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
 /// Told how a response ended, as its caller read it.
 protocol MeshResponseEnding: AnyObject, Sendable {
   func responseEnded(_ code: Status.Code, message: String)
+}
+
+extension MeshResponseEnding {
+  /// The caller read `part`: a status (or the end without one) ends the response.
+  func responseRead<Bytes>(_ part: RPCResponsePart<Bytes>?) {
+    switch part {
+    case .status(let status, _): self.responseEnded(status.code, message: status.message)
+    case nil: self.responseEnded(.unknown, message: "The response ended without a status.")
+    case .metadata, .message: ()
+    }
+  }
+
+  /// The caller's read failed with `error`, which ends the response; returns it, to throw.
+  func responseFailed(_ error: any Error) -> any Error {
+    if let error = error as? RPCError {
+      self.responseEnded(Status.Code(error.code), message: error.message)
+    } else {
+      self.responseEnded(error is CancellationError ? .cancelled : .unknown, message: "\(error)")
+    }
+    return error
+  }
 }
 
 /// The caller's view of a ``MeshRequestLog``.
