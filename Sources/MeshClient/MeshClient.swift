@@ -32,16 +32,17 @@ public import ServiceLifecycle
   internal import MeshNativeTransport
 #endif
 
-/// A target's balancing transport in a mesh client: over ``MeshSubchannel``s, on the continuous
+/// A target's balancing transport in a mesh client: over ``MeshSubchannel``s (erased, so that
+/// its RPCs run in code compiled for its types: `MeshAnySubchannelFactory`), on the continuous
 /// clock.
 public typealias MeshClientBalancingTransport = MeshBalancingTransport<
-  MeshClientSubchannelFactory, ContinuousClock
+  MeshAnySubchannelFactory, ContinuousClock
 >
 
 /// The gRPC client a mesh client hands out: a `GRPCClient` over a handle on the target's
 /// balancing transport (one per target, shared by every client of it).
 public typealias MeshGRPCClient = GRPCClient<
-  MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>
+  MeshTargetTransport<MeshAnySubchannelFactory, ContinuousClock>
 >
 
 /// Calls services by name: discovers their instances, secures every connection with mTLS and
@@ -86,7 +87,7 @@ public final class MeshClient: Sendable {
 
   private struct State {
     var clients: [ClientKey: MeshGRPCClient] = [:]
-    var handles: [ClientKey: MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>] =
+    var handles: [ClientKey: MeshTargetTransport<MeshAnySubchannelFactory, ContinuousClock>] =
       [:]
     /// One balancing transport per target.
     var transports: [String: MeshClientBalancingTransport] = [:]
@@ -224,7 +225,7 @@ public final class MeshClient: Sendable {
     let transport = try MeshBalancingTransport(
       service: target,
       discovery: self.discovery,
-      factory: factory,
+      factory: MeshAnySubchannelFactory(factory),
       configuration: self.configuration.balancing(for: target),
       metrics: self.metrics,
       tracer: self.configuration.tracer,
@@ -256,7 +257,7 @@ public final class MeshClient: Sendable {
   package func handle(
     for target: String,
     timeout: Duration? = nil
-  ) -> MeshTargetTransport<MeshClientSubchannelFactory, ContinuousClock>? {
+  ) -> MeshTargetTransport<MeshAnySubchannelFactory, ContinuousClock>? {
     self.state.withLock { $0.handles[ClientKey(target: target, timeout: timeout)] }
   }
 

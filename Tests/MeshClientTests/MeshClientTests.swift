@@ -277,7 +277,7 @@ struct MeshClientTests {
         let subchannel = try mesh.transport(for: "greeter")?.factory.makeSubchannel(
           for: MeshEndpoint(host: "127.0.0.1", port: instances[0].port)
         )
-        guard case .native = subchannel else {
+        guard case .native = subchannel?.base as? MeshSubchannel else {
           Issue.record("The subchannels are not on the native transport")
           return
         }

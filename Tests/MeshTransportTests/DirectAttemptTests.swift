@@ -114,7 +114,9 @@ private struct CountingFactory: MeshSubchannelFactory {
   }
 }
 
-private typealias CollectTransport = MeshBalancingTransport<CountingFactory, ContinuousClock>
+private typealias CollectTransport = MeshBalancingTransport<
+  MeshAnySubchannelFactory, ContinuousClock
+>
 
 /// Two loopback servers of `service` on `kind`, and a client balancing over them (round robin,
 /// fast retries) once both are pickable.
@@ -135,7 +137,7 @@ private func withCollectServers(
     let transport = try MeshBalancingTransport(
       service: "collect",
       discovery: MeshStaticDiscovery(["collect": endpoints]),
-      factory: factory,
+      factory: MeshAnySubchannelFactory(factory),
       configuration: .testing(
         policy: .roundRobin,
         resilience: .testing(MeshMethodPolicy(retry: .fast))
@@ -174,7 +176,7 @@ struct DirectAttemptTests {
   )
   func firstAttemptDirect(kind: TestTransport) async throws {
     let service = CollectService(failures: 1)
-    let factory = CountingFactory(base: kind.plaintextFactory)
+    let factory = CountingFactory(base: kind.plaintextSubchannels)
     try await withCollectServers(service, on: kind, factory: factory) { client, transport in
       for _ in 0..<6 {
         let reply = try await client.collect { writer in
@@ -198,7 +200,7 @@ struct DirectAttemptTests {
   )
   func fallBackMidRequest(kind: TestTransport) async throws {
     let service = CollectService(failures: 1, beforeReading: true)
-    let factory = CountingFactory(base: kind.plaintextFactory)
+    let factory = CountingFactory(base: kind.plaintextSubchannels)
     try await withCollectServers(service, on: kind, factory: factory) { client, transport in
       let reply = try await client.collect { writer in
         try await writer.write("a")

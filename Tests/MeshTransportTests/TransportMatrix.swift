@@ -43,8 +43,14 @@ enum TestTransport: String, CaseIterable, Sendable, CustomTestStringConvertible 
     ProcessInfo.processInfo.environment["MESH_SANITIZED"] == "1" ? [.nio] : allCases
   }
 
+  /// Plaintext subchannels on this transport, as a mesh client's balancing transport has them
+  /// (erased: its RPCs run the code compiled for those types).
+  var plaintextFactory: MeshAnySubchannelFactory {
+    MeshAnySubchannelFactory(self.plaintextSubchannels)
+  }
+
   /// Plaintext subchannels on this transport.
-  var plaintextFactory: MeshClientSubchannelFactory {
+  var plaintextSubchannels: MeshClientSubchannelFactory {
     switch self {
     case .nio:
       return .nio(.plaintext)
@@ -57,12 +63,19 @@ enum TestTransport: String, CaseIterable, Sendable, CustomTestStringConvertible 
   func mTLSFactory(
     _ credentials: MeshCredentials,
     server: MeshIdentityPolicy
-  ) throws -> MeshClientSubchannelFactory {
+  ) throws -> MeshAnySubchannelFactory {
     switch self {
     case .nio:
-      return .nio(try MeshHTTP2SubchannelFactory.mTLS(credentials, server: server))
+      return MeshAnySubchannelFactory(
+        MeshClientSubchannelFactory.nio(try .mTLS(credentials, server: server))
+      )
     case .native:
-      return .native(tls: try MeshNativeTLS.mTLS(credentials, peers: server), settings: .defaults)
+      return MeshAnySubchannelFactory(
+        MeshClientSubchannelFactory.native(
+          tls: try MeshNativeTLS.mTLS(credentials, peers: server),
+          settings: .defaults
+        )
+      )
     }
   }
 

@@ -16,6 +16,7 @@
 
 internal import CoreMetrics
 internal import GRPCCore
+internal import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
 
 // An RPC's first attempt in the caller's own task.
@@ -310,6 +311,19 @@ extension MeshBalancingTransport {
       }
 
       mutating func next() async throws -> RPCResponsePart<Bytes>? {
+        // grpc-swift calls this through an existential, which runs generic code: a mesh client's
+        // transport runs the code compiled for its types (see `withStream`).
+        if Factory.self == MeshAnySubchannelFactory.self, Clock.self == ContinuousClock.self {
+          typealias Specialized = MeshClientTransport.DirectInbound.AsyncIterator
+          var specialized = unsafeBitCast(self, to: Specialized.self)
+          defer { self = unsafeBitCast(specialized, to: Self.self) }
+          let part = try await specialized.nextPart()
+          return unsafeBitCast(part, to: RPCResponsePart<Bytes>?.self)
+        }
+        return try await self.nextPart()
+      }
+
+      private mutating func nextPart() async throws -> RPCResponsePart<Bytes>? {
         switch self.phase {
         case .committed:
           let part: RPCResponsePart<Bytes>?
@@ -426,6 +440,18 @@ struct MeshDirectWriter<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPCWrite
   let outbound: MeshRewritingOutbound<Bytes>
 
   func write(_ element: RPCRequestPart<Bytes>) async throws {
+    // grpc-swift calls this through an existential, which runs generic code: a mesh client's
+    // runs the code compiled for its bytes (see `MeshBalancingTransport.withStream`).
+    if Bytes.self == GRPCNIOTransportBytes.self {
+      try await unsafeBitCast(self, to: MeshDirectWriter<GRPCNIOTransportBytes>.self).writePart(
+        unsafeBitCast(element, to: RPCRequestPart<GRPCNIOTransportBytes>.self)
+      )
+      return
+    }
+    try await self.writePart(element)
+  }
+
+  private func writePart(_ element: RPCRequestPart<Bytes>) async throws {
     guard try await self.log.write(element) else { return }
     // A write that fails means the stream ended: its response says how, and a retry replays the
     // request from the log (as in the relayed path, where the attempt's pump writes it).
@@ -437,6 +463,14 @@ struct MeshDirectWriter<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPCWrite
   }
 
   func finish() async {
+    if Bytes.self == GRPCNIOTransportBytes.self {
+      await unsafeBitCast(self, to: MeshDirectWriter<GRPCNIOTransportBytes>.self).finishLog()
+      return
+    }
+    await self.finishLog()
+  }
+
+  private func finishLog() async {
     if self.log.finish() { await self.outbound.finish() }
   }
 

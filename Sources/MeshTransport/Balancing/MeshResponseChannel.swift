@@ -15,6 +15,7 @@
  */
 
 internal import GRPCCore
+internal import GRPCNIOTransportHTTP2Posix
 private import MeshCore
 
 /// The response of one RPC, passed from the attempt that committed to the caller, with
@@ -202,6 +203,19 @@ struct MeshResponseSequence<Bytes: GRPCContiguousBytes & Sendable>: AsyncSequenc
     let ending: (any MeshResponseEnding)?
 
     mutating func next() async throws -> RPCResponsePart<Bytes>? {
+      // grpc-swift calls this through an existential, which runs generic code: a mesh client's
+      // runs the code compiled for its bytes (see `MeshBalancingTransport.withStream`).
+      if Bytes.self == GRPCNIOTransportBytes.self {
+        let part = try await unsafeBitCast(
+          self,
+          to: MeshResponseSequence<GRPCNIOTransportBytes>.AsyncIterator.self
+        ).nextPart()
+        return unsafeBitCast(part, to: RPCResponsePart<Bytes>?.self)
+      }
+      return try await self.nextPart()
+    }
+
+    private func nextPart() async throws -> RPCResponsePart<Bytes>? {
       guard let ending = self.ending else { return try await self.channel.next() }
       do {
         let part = try await self.channel.next()
@@ -247,6 +261,13 @@ struct MeshRequestWriter<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPCWrit
   let log: MeshRequestLog<Bytes>
 
   func write(_ element: RPCRequestPart<Bytes>) async throws {
+    // Called through an existential, as MeshResponseSequence's iterator is.
+    if Bytes.self == GRPCNIOTransportBytes.self {
+      try await unsafeDowncast(self.log, to: MeshRequestLog<GRPCNIOTransportBytes>.self).write(
+        unsafeBitCast(element, to: RPCRequestPart<GRPCNIOTransportBytes>.self)
+      )
+      return
+    }
     try await self.log.write(element)
   }
 
@@ -255,6 +276,10 @@ struct MeshRequestWriter<Bytes: GRPCContiguousBytes & Sendable>: ClosableRPCWrit
   }
 
   func finish() async {
+    if Bytes.self == GRPCNIOTransportBytes.self {
+      unsafeDowncast(self.log, to: MeshRequestLog<GRPCNIOTransportBytes>.self).finish()
+      return
+    }
     self.log.finish()
   }
 

@@ -22,7 +22,7 @@ public import MeshDiscovery
 /// Makes the transport of one endpoint (a subchannel).
 ///
 /// The balancing transport knows endpoints only through this factory, so another HTTP/2
-/// transport (a native one on libnghttp2 and OpenSSL is planned) plugs in without touching the
+/// transport (the native one on libnghttp2 and OpenSSL) plugs in without touching the
 /// policies.
 public protocol MeshSubchannelFactory<Subchannel>: Sendable {
   associatedtype Subchannel: ClientTransport
