@@ -14,6 +14,8 @@
  * limitations under the License.
  */
 
+internal import GRPCCore
+internal import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
 internal import NIOCore
 
@@ -181,11 +183,32 @@ struct MeshNativeInboundSequence<Element: Sendable>: AsyncSequence, Sendable {
     let inbound: MeshNativeInbound<Element>
 
     mutating func next() async throws -> Element? {
-      try await self.inbound.next()
+      try await self.read()
     }
 
     mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> Element? {
-      try await self.inbound.next()
+      try await self.read()
+    }
+
+    /// The next part. grpc-swift calls this iterator through an existential, which runs generic
+    /// code; the transports' own parts are read by the code compiled for them (the generic code
+    /// looks up the runtime metadata of every generic type it touches, on every part).
+    private func read() async throws -> Element? {
+      typealias Response = RPCResponsePart<GRPCNIOTransportBytes>
+      typealias Request = RPCRequestPart<GRPCNIOTransportBytes>
+      if Element.self == Response.self {
+        let part = try await unsafeDowncast(
+          self.inbound,
+          to: MeshNativeInbound<Response>.self
+        ).next()
+        return unsafeBitCast(part, to: Element?.self)
+      }
+      if Element.self == Request.self {
+        let part = try await unsafeDowncast(self.inbound, to: MeshNativeInbound<Request>.self)
+          .next()
+        return unsafeBitCast(part, to: Element?.self)
+      }
+      return try await self.inbound.next()
     }
   }
 

@@ -290,143 +290,148 @@ extension MeshBalancingTransport {
     let base: MeshObservedInbound<Bytes>
 
     func makeAsyncIterator() -> AsyncIterator {
-      AsyncIterator(attempt: self.attempt, base: self.base.makeAsyncIterator())
+      AsyncIterator(
+        reader: DirectReader(attempt: self.attempt, base: self.base.makeAsyncIterator())
+      )
     }
 
     struct AsyncIterator: AsyncIteratorProtocol {
-      private enum Phase {
-        case first
-        case committed
-        case relayed(MeshResponseSequence<Bytes>.AsyncIterator)
-        case ended
-      }
-
-      let attempt: DirectAttempt
-      var base: MeshObservedInbound<Bytes>.AsyncIterator
-      private var phase = Phase.first
-
-      init(attempt: DirectAttempt, base: MeshObservedInbound<Bytes>.AsyncIterator) {
-        self.attempt = attempt
-        self.base = base
-      }
+      let reader: DirectReader
 
       mutating func next() async throws -> RPCResponsePart<Bytes>? {
         // grpc-swift calls this through an existential, which runs generic code: a mesh client's
         // transport runs the code compiled for its types (see `withStream`).
         if Factory.self == MeshAnySubchannelFactory.self, Clock.self == ContinuousClock.self {
-          typealias Specialized = MeshClientTransport.DirectInbound.AsyncIterator
-          var specialized = unsafeBitCast(self, to: Specialized.self)
-          defer { self = unsafeBitCast(specialized, to: Self.self) }
-          let part = try await specialized.nextPart()
+          let part = try await unsafeDowncast(
+            self.reader,
+            to: MeshClientTransport.DirectReader.self
+          ).next()
           return unsafeBitCast(part, to: RPCResponsePart<Bytes>?.self)
         }
-        return try await self.nextPart()
+        return try await self.reader.next()
       }
+    }
+  }
 
-      private mutating func nextPart() async throws -> RPCResponsePart<Bytes>? {
-        switch self.phase {
-        case .committed:
-          let part: RPCResponsePart<Bytes>?
-          do {
-            part = try await self.base.next()
-          } catch {
-            self.phase = .ended
-            throw self.attempt.failure(error)
-          }
-          return try self.attempt.pass(part)
-        case .first:
-          return try await self.first()
-        case .relayed(var relay):
-          return try await relay.next()
-        case .ended:
-          return nil
-        }
-      }
+  /// Reads a ``DirectInbound`` (one task, the caller's).
+  final class DirectReader {
+    private enum Phase {
+      case first
+      case committed
+      case relayed(MeshResponseSequence<Bytes>.AsyncIterator)
+      case ended
+    }
 
-      /// The response's start: a failure another attempt may fix hands the RPC to the retry
-      /// loop; anything else commits the attempt (as the relayed path's `exchange` decides).
-      private mutating func first() async throws -> RPCResponsePart<Bytes>? {
-        let attempt = self.attempt
-        let call = attempt.call
-        let transport = attempt.transport
-        let first: RPCResponsePart<Bytes>?
+    let attempt: DirectAttempt
+    private var base: MeshObservedInbound<Bytes>.AsyncIterator
+    private var phase = Phase.first
+
+    init(attempt: DirectAttempt, base: MeshObservedInbound<Bytes>.AsyncIterator) {
+      self.attempt = attempt
+      self.base = base
+    }
+
+    func next() async throws -> RPCResponsePart<Bytes>? {
+      switch self.phase {
+      case .committed:
+        let part: RPCResponsePart<Bytes>?
         do {
-          first = try await self.base.next()
-        } catch {
-          let rpcError = RPCError(meshFailure: error)
-          // The RPC ended (its deadline, its cancellation) or the caller's task was cancelled:
-          // no retry (the relayed path's loop is cancelled then too).
-          if call.endError == nil, !Task.isCancelled {
-            if MeshBalancingTransport.transparentlyRetryable(
-              rpcError,
-              call: call,
-              observer: attempt.observer
-            ) {
-              return try await self.fallBack(.notOpened(rpcError))
-            }
-            if transport.mayRetry(rpcError.code, number: 0, plan: attempt.plan, call: call) {
-              return try await self.fallBack(.failed(rpcError, pushback: .none))
-            }
-            _ = call.commit(0)
-            call.log.commitDirect()
-          }
-          self.phase = .ended
-          throw attempt.failure(rpcError)
-        }
-        if let ended = call.endError {
-          // The RPC ended while the response started: the caller reads why, nothing else.
-          self.phase = .ended
-          throw attempt.failure(ended)
-        }
-        if !Task.isCancelled {
-          let seen = attempt.observer.snapshot
-          if let abandonment = seen.abandonment {
-            // Abandoned at its per-try timeout before anything arrived.
-            return try await self.fallBack(.failed(abandonment, pushback: .none))
-          }
-          if case .status(let status, _)? = first, status.code != .ok,
-            transport.mayRetry(
-              RPCError.Code(status.code) ?? .unknown,
-              number: 0,
-              plan: attempt.plan,
-              call: call
-            )
-          {
-            let pushback: MeshPushback =
-              seen.pushbackStops ? .stop : (seen.pushback.map { .retryAfter($0) } ?? .none)
-            if pushback != .stop {
-              return try await self.fallBack(
-                .failed(
-                  RPCError(code: RPCError.Code(status.code) ?? .unknown, message: status.message),
-                  pushback: pushback
-                )
-              )
-            }
-          }
-        }
-        _ = call.commit(0)
-        call.log.commitDirect()
-        self.phase = .committed
-        do {
-          return try attempt.pass(first)
+          part = try await self.base.next()
         } catch {
           self.phase = .ended
-          throw error
+          throw self.attempt.failure(error)
         }
-      }
-
-      private mutating func fallBack(
-        _ outcome: MeshAttemptOutcome
-      ) async throws -> RPCResponsePart<Bytes>? {
-        await self.attempt.fallBack(outcome)
-        let call = self.attempt.call
-        var relay = MeshResponseSequence(
-          channel: call.response,
-          ending: call.metrics == nil && call.trace == nil ? nil : call
-        ).makeAsyncIterator()
-        self.phase = .relayed(relay)
+        return try self.attempt.pass(part)
+      case .first:
+        return try await self.first()
+      case .relayed(var relay):
         return try await relay.next()
+      case .ended:
+        return nil
       }
+    }
+
+    private func first() async throws -> RPCResponsePart<Bytes>? {
+      let attempt = self.attempt
+      let call = attempt.call
+      let transport = attempt.transport
+      let first: RPCResponsePart<Bytes>?
+      do {
+        first = try await self.base.next()
+      } catch {
+        let rpcError = RPCError(meshFailure: error)
+        // The RPC ended (its deadline, its cancellation) or the caller's task was cancelled:
+        // no retry (the relayed path's loop is cancelled then too).
+        if call.endError == nil, !Task.isCancelled {
+          if MeshBalancingTransport.transparentlyRetryable(
+            rpcError,
+            call: call,
+            observer: attempt.observer
+          ) {
+            return try await self.fallBack(.notOpened(rpcError))
+          }
+          if transport.mayRetry(rpcError.code, number: 0, plan: attempt.plan, call: call) {
+            return try await self.fallBack(.failed(rpcError, pushback: .none))
+          }
+          _ = call.commit(0)
+          call.log.commitDirect()
+        }
+        self.phase = .ended
+        throw attempt.failure(rpcError)
+      }
+      if let ended = call.endError {
+        // The RPC ended while the response started: the caller reads why, nothing else.
+        self.phase = .ended
+        throw attempt.failure(ended)
+      }
+      if !Task.isCancelled {
+        let seen = attempt.observer.snapshot
+        if let abandonment = seen.abandonment {
+          // Abandoned at its per-try timeout before anything arrived.
+          return try await self.fallBack(.failed(abandonment, pushback: .none))
+        }
+        if case .status(let status, _)? = first, status.code != .ok,
+          transport.mayRetry(
+            RPCError.Code(status.code) ?? .unknown,
+            number: 0,
+            plan: attempt.plan,
+            call: call
+          )
+        {
+          let pushback: MeshPushback =
+            seen.pushbackStops ? .stop : (seen.pushback.map { .retryAfter($0) } ?? .none)
+          if pushback != .stop {
+            return try await self.fallBack(
+              .failed(
+                RPCError(code: RPCError.Code(status.code) ?? .unknown, message: status.message),
+                pushback: pushback
+              )
+            )
+          }
+        }
+      }
+      _ = call.commit(0)
+      call.log.commitDirect()
+      self.phase = .committed
+      do {
+        return try attempt.pass(first)
+      } catch {
+        self.phase = .ended
+        throw error
+      }
+    }
+
+    private func fallBack(
+      _ outcome: MeshAttemptOutcome
+    ) async throws -> RPCResponsePart<Bytes>? {
+      await self.attempt.fallBack(outcome)
+      let call = self.attempt.call
+      var relay = MeshResponseSequence(
+        channel: call.response,
+        ending: call.metrics == nil && call.trace == nil ? nil : call
+      ).makeAsyncIterator()
+      self.phase = .relayed(relay)
+      return try await relay.next()
     }
   }
 }

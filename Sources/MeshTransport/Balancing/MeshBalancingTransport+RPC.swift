@@ -23,7 +23,7 @@ extension MeshBalancingTransport {
   struct Plan: Sendable {
     var maxAttempts = 1
     /// Codes after which another attempt may follow.
-    var retryableCodes: Set<Status.Code> = []
+    var retryableCodes = MeshStatusCodes()
     var perTryTimeout: Duration?
     /// Hedging: the wait before each further attempt; nil for retries.
     var hedgingDelay: Duration?
@@ -284,14 +284,14 @@ extension MeshBalancingTransport {
     guard options.executionPolicy == nil else { return plan }
     if let retry = method.retry {
       plan.maxAttempts = retry.maxAttempts
-      plan.retryableCodes = retry.retryableStatusCodes
+      plan.retryableCodes = MeshStatusCodes(retry.retryableStatusCodes)
       plan.perTryTimeout = retry.perTryTimeout
       plan.initialBackoff = retry.initialBackoff
       plan.maxBackoff = retry.maxBackoff
       plan.backoffMultiplier = retry.backoffMultiplier
     } else if let hedging = method.hedging {
       plan.maxAttempts = hedging.maxAttempts
-      plan.retryableCodes = hedging.nonFatalStatusCodes
+      plan.retryableCodes = MeshStatusCodes(hedging.nonFatalStatusCodes)
       plan.hedgingDelay = hedging.hedgingDelay
     }
     return plan
@@ -616,5 +616,23 @@ extension MeshBalancingTransport {
       message: "\(later.message) (an earlier attempt failed: \(earlier.code): \(earlier.message))",
       cause: earlier
     )
+  }
+}
+
+/// A set of status codes as bits: copied with an RPC's plan, which a `Set` would make a
+/// reference to count on every copy.
+struct MeshStatusCodes: Sendable {
+  private var bits: UInt32 = 0
+
+  init() {}
+
+  init(_ codes: Set<Status.Code>) {
+    for code in codes where (0..<32).contains(code.rawValue) {
+      self.bits |= 1 << UInt32(code.rawValue)
+    }
+  }
+
+  func contains(_ code: Status.Code) -> Bool {
+    (0..<32).contains(code.rawValue) && self.bits & (1 << UInt32(code.rawValue)) != 0
   }
 }
