@@ -18,6 +18,7 @@ internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import MeshCore
 internal import NIOCore
+internal import Synchronization
 
 /// One RPC's HTTP/2 stream on a ``MeshNativeClientConnection``.
 ///
@@ -47,8 +48,13 @@ final class MeshNativeClientStream: @unchecked Sendable {
   var data: ByteBuffer?
   /// The request is complete: END_STREAM follows the last data.
   var requestEnded = false
-  /// The stream is closed or reset: nothing more is sent or delivered.
-  var closed = false
+  /// The stream is closed or reset: nothing more is sent or delivered. Written on the event
+  /// loop only; ``release()`` reads it from the RPC's task (an atomic, so that it may).
+  var closed: Bool {
+    get { self.closedFlag.load(ordering: .relaxed) }
+    set { self.closedFlag.store(newValue, ordering: .releasing) }
+  }
+  private let closedFlag = Atomic(false)
   /// The response's status was delivered.
   var responseEnded = false
   /// The response's headers, until their block is complete.
@@ -90,7 +96,11 @@ final class MeshNativeClientStream: @unchecked Sendable {
       self.failRequest(RPCError(code: .cancelled, message: "The RPC ended."))
       self.inbound.fail(RPCError(code: .cancelled, message: "The RPC ended."))
     }
-    self.connection.enqueue(.release(self))
+    // A stream the loop closed is out of its table already: releasing it there would do
+    // nothing but wake the loop (the common case: an RPC that ended with its status).
+    if !self.closedFlag.load(ordering: .acquiring) {
+      self.connection.enqueue(.release(self))
+    }
     self.inbound.setCallbacks(onDrained: nil, onCancel: nil)
   }
 
