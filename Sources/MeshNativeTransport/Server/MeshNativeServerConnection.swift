@@ -240,6 +240,10 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     switch command {
     case .headers(let stream, let metadata):
       guard !stream.closed, !stream.responseStarted else { return }
+      if stream.holdsResponse {
+        stream.heldMetadata = metadata
+        return
+      }
       self.startResponse(stream, metadata: metadata, on: session)
     case .data(let stream, var bytes):
       let count = bytes.readableBytes
@@ -247,15 +251,23 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
         stream.framed(count)
         return
       }
-      if !stream.responseStarted { self.startResponse(stream, metadata: [:], on: session) }
       if stream.data == nil {
         stream.data = bytes
       } else {
         stream.data!.writeBuffer(&bytes)
       }
+      // A held response's message waits for its status.
+      guard !stream.holdsResponse || stream.responseStarted else { return }
+      if !stream.responseStarted { self.startResponse(stream, metadata: [:], on: session) }
       session.resumeData(stream: stream.id)
     case .status(let stream, let status, let metadata):
       guard !stream.closed, !stream.responseEnded else { return }
+      if !stream.responseStarted, stream.heldMetadata != nil || stream.data != nil {
+        // A held response: its headers, message and trailers, together.
+        self.startResponse(stream, metadata: stream.heldMetadata ?? [:], on: session)
+        stream.heldMetadata = nil
+        guard !stream.closed else { return }
+      }
       self.endResponse(stream, status: status, metadata: metadata, on: session)
     case .finish(let stream):
       // A response must end with a status: a handler that wrote none is reset.
@@ -544,6 +556,7 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       )
       return
     }
+    stream.holdsResponse = descriptor.type.map { !$0.isResponseStreaming } ?? false
     stream.inbound.append(.metadata(stream.metadata))
     if endStream { self.requestEnded(stream) }
     stream.handed = true

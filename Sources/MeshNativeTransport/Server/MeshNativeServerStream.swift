@@ -54,6 +54,14 @@ final class MeshNativeServerStream: @unchecked Sendable {
   var heldBack = 0
   /// The response's headers were submitted.
   var responseStarted = false
+  /// A unary response (the method's type says so): its headers and message are held until its
+  /// status, and all three go out in one write, as grpc-swift's NIO server does. A peer never
+  /// sees the response start before it is whole, so a server that dies mid-response leaves the
+  /// RPC uncommitted and the client may retry it elsewhere. Set before a handler has the stream,
+  /// and not changed after.
+  var holdsResponse = false
+  /// A held response's metadata.
+  var heldMetadata: Metadata?
   /// Framed response messages nghttp2 has not taken yet.
   var data: ByteBuffer?
   /// The trailers, once the handler has written its status (sent after the data).
@@ -155,7 +163,9 @@ final class MeshNativeServerStream: @unchecked Sendable {
       MeshGRPCWire.frame(message, into: &framed)
       let over = try self.outboundFlow.queue(framed.readableBytes)
       self.connection.enqueue(.data(self, framed))
-      if over { try await self.outboundFlow.waitForRoom() }
+      // A held response's one message goes out with its status, which this handler writes
+      // next: waiting for it to go first would never end.
+      if over, !self.holdsResponse { try await self.outboundFlow.waitForRoom() }
     case .status(let status, let metadata):
       self.connection.enqueue(.status(self, status, metadata))
     }
