@@ -196,6 +196,7 @@ var targets: [Target] = [
       .target(name: "CMeshNGHTTP2"),
       .target(name: "CMeshOpenSSL"),
       .target(name: "MeshCore"),
+      .target(name: "MeshIdentity"),
       .target(name: "MeshTransport"),
       .product(name: "X509", package: "swift-certificates"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -470,6 +471,7 @@ var targets: [Target] = [
     name: "MeshNativeTransportTests",
     dependencies: [
       .target(name: "MeshCore"),
+      .target(name: "MeshIdentity"),
       .target(name: "MeshCertificates"),
       .target(name: "MeshHealth"),
       .target(name: "MeshTransport"),

@@ -134,8 +134,9 @@ public final class MeshClient: Sendable {
         if let named {
           throw MeshClientError(
             code: .invalidConfiguration,
-            message: "The native transport does not take grpc-swift's transport settings "
-              + "(\(named)): unset them, or use the NIO transport."
+            message: "The native transport (the default) does not take grpc-swift's transport "
+              + "settings (\(named)): unset them, or choose the NIO transport "
+              + "(transportKind .nio, MESH_TRANSPORT=nio)."
           )
         }
       }
@@ -287,7 +288,9 @@ public final class MeshClient: Sendable {
         guard let credentials = self.credentials, let server else {
           return .native(tls: nil, settings: nativeSettings)
         }
-        // As on the NIO path: the TLS configuration's keepalive unless the settings have one.
+        // As on the NIO path: the TLS configuration's HTTP/2 tuning (where it departs from its
+        // defaults) and keepalive (unless the settings have one).
+        nativeSettings = nativeSettings.tuned(by: credentials.configuration.http2)
         if nativeSettings.keepalive == nil {
           let keepalive = credentials.configuration.keepalive
           nativeSettings.keepalive = .init(

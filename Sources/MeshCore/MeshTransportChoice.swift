@@ -21,17 +21,21 @@ package enum MeshTransportChoice: Sendable, Hashable {
   /// The native transport (libnghttp2 and OpenSSL), built with the package's Native trait.
   case native
 
-  /// `text` (nil or empty: the default, `nio`) read as the value of `field`.
+  /// `text` (nil or empty: the default, `native` with the Native trait and `nio` without) read
+  /// as the value of `field`.
   ///
   /// - Throws: `MeshInputError` (`invalid`) for anything but `nio` and, with the Native trait,
   ///   `native`.
   package init(_ text: String?, field: String) throws(MeshInputError) {
     switch text ?? "" {
-    case "", "nio":
+    case "nio":
       self = .nio
     #if Native
-      case "native":
+      case "", "native":
         self = .native
+    #else
+      case "":
+        self = .nio
     #endif
     case let other:
       #if Native

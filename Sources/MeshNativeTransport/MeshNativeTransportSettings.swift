@@ -15,6 +15,7 @@
  */
 
 public import MeshCore
+public import MeshIdentity
 
 /// Settings of the native transport's connections.
 public struct MeshNativeTransportSettings: Sendable, Hashable {
@@ -223,5 +224,30 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
       maxFrameSize: self.maxFrameSize,
       maxHeaderListSize: self.maxHeaderListSize
     )
+  }
+}
+
+extension MeshNativeTransportSettings {
+  /// These settings with a mesh TLS configuration's HTTP/2 tuning wherever that departs from its
+  /// defaults (Envoy's): an operator's tuning applies on either transport, and the native
+  /// transport's own defaults (larger windows and frames than Envoy's) stand where the TLS
+  /// configuration has none. The stream and connection windows apply separately, which
+  /// grpc-swift's NIO transport cannot do (it takes the connection window for both).
+  public func tuned(by http2: MeshTLSConfiguration.HTTP2) -> Self {
+    let defaults = MeshTLSConfiguration.HTTP2.defaults
+    var settings = self
+    if http2.initialStreamWindowSize != defaults.initialStreamWindowSize {
+      settings.streamWindow = http2.initialStreamWindowSize
+    }
+    if http2.connectionWindowSize != defaults.connectionWindowSize {
+      settings.connectionWindow = http2.connectionWindowSize
+    }
+    if http2.maxConcurrentStreams != defaults.maxConcurrentStreams {
+      settings.maxConcurrentStreams = http2.maxConcurrentStreams
+    }
+    if http2.maxFrameSize != defaults.maxFrameSize {
+      settings.maxFrameSize = http2.maxFrameSize
+    }
+    return settings
   }
 }

@@ -248,12 +248,15 @@ public final class MeshServer: Service, Sendable {
         if configuration.transport != nil {
           throw MeshServerError(
             code: .invalidConfiguration,
-            message: "The native transport does not take grpc-swift's transport settings "
-              + "(transport): unset them, or use the NIO transport."
+            message: "The native transport (the default) does not take grpc-swift's transport "
+              + "settings (transport): unset them, or choose the NIO transport "
+              + "(transportKind .nio, MESH_TRANSPORT=nio)."
           )
         }
-        // The server's connection policy, as on the NIO path; the native settings' own limits
+        // The TLS configuration's HTTP/2 tuning (where it departs from its defaults), then the
+        // server's connection policy, as on the NIO path; the native settings' own limits
         // stay where `connections` has none.
+        if let credentials { settings = settings.tuned(by: credentials.configuration.http2) }
         settings.maxConcurrentStreams = connections.maxConcurrentStreams
         if let idle = connections.maxIdleTime { settings.maxConnectionIdle = idle }
         // ±10 %, drawn once per server: a fleet's connections don't all age out together.

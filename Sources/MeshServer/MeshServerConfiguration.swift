@@ -218,10 +218,11 @@ public struct MeshServerConfiguration: Sendable {
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
   /// ``connections`` is not applied.
   public var transport: HTTP2ServerTransport.Posix.Config?
-  /// Which HTTP/2 implementation the server listens with: grpc-swift's NIO transport (`.nio`, the
-  /// default) or, with the Native trait, the mesh's native one (`.native(settings)`).
-  /// `MESH_TRANSPORT` sets it.
-  public var transportKind: MeshServerTransportKind = .nio
+  /// Which HTTP/2 implementation the server listens with: with the Native trait (on by default),
+  /// the mesh's native one (`.native(settings)`, the default; ``transport`` does not apply to
+  /// it), or grpc-swift's NIO transport (`.nio`, the default without the trait).
+  /// `MESH_TRANSPORT` (`native` or `nio`) sets it.
+  public var transportKind: MeshServerTransportKind = .default
   #if Admin
     /// The process's admin endpoint (``MeshAdmin``: `/metrics`, `/clusters`, `/config_dump`,
     /// `/certs`, `/healthz`, `/ready`, `/logging`), run with the server; nil (the default): none.

@@ -24,7 +24,8 @@ internal import GRPCNIOTransportHTTP2Posix
 /// Which HTTP/2 implementation a mesh server listens with
 /// (``MeshServerConfiguration/transportKind``).
 public enum MeshServerTransportKind: Sendable {
-  /// grpc-swift's HTTP/2 server transport on SwiftNIO (NIOSSL for mTLS). The default.
+  /// grpc-swift's HTTP/2 server transport on SwiftNIO (NIOSSL for mTLS). The default without
+  /// the Native trait.
   case nio
   #if Native
     /// The mesh's native transport on libnghttp2 and OpenSSL 3 (`MeshNativeTransport`), with
@@ -32,6 +33,16 @@ public enum MeshServerTransportKind: Sendable {
     /// age and its grace, message size).
     case native(MeshNativeTransportSettings)
   #endif
+
+  /// The native transport with its default settings where the package is built with its
+  /// Native trait (which it enables by default); grpc-swift's NIO transport otherwise.
+  public static var `default`: Self {
+    #if Native
+      .native(.defaults)
+    #else
+      .nio
+    #endif
+  }
 }
 
 /// The server transport a mesh server runs on: grpc-swift's or the native one.

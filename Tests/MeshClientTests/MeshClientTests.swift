@@ -119,9 +119,23 @@ struct MeshClientTests {
     arguments: ["quic", "NIO", " native"]
   )
   func environmentTransport(text: String) throws {
-    if case .nio = try MeshClientConfiguration.fromEnvironment([:]).transportKind {
+    // The native transport is the default (the package's Native trait is on): the
+    // configuration's and, with MESH_TRANSPORT unset or empty, the environment's.
+    for kind in [
+      MeshClientConfiguration(discovery: MeshStaticDiscovery([:])).transportKind,
+      try MeshClientConfiguration.fromEnvironment([:]).transportKind,
+      try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": ""]).transportKind,
+    ] {
+      guard case .native = kind else {
+        Issue.record("the default is not the native transport: \(kind)")
+        continue
+      }
+    }
+    if case .nio = try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": "nio"])
+      .transportKind
+    {
     } else {
-      Issue.record("the default is not the NIO transport")
+      Issue.record("MESH_TRANSPORT=nio did not choose the NIO transport")
     }
     guard
       case .native = try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": "native"])

@@ -19,6 +19,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MeshCertificates
 import MeshCore
+import MeshIdentity
 import MeshNativeTransport
 import MeshTransport
 import NIOCore
@@ -235,6 +236,28 @@ struct NativeTLSTests {
     }
     // The last one refused was the forged one.
     #expect(serverTLS.credentials.lastVerificationFailure?.code == .untrustedCertificate)
+  }
+
+  @Test("A TLS configuration's HTTP/2 tuning applies where it departs from its defaults")
+  func tuning() throws {
+    let settings = MeshNativeTransportSettings.defaults
+    // Envoy's defaults (the TLS configuration's) leave the native transport's own.
+    #expect(settings.tuned(by: .defaults) == settings)
+    var http2 = MeshTLSConfiguration.HTTP2.defaults
+    http2.initialStreamWindowSize = 262_144
+    http2.maxFrameSize = 32_768
+    let tuned = settings.tuned(by: http2)
+    #expect(tuned.streamWindow == 262_144)
+    #expect(tuned.maxFrameSize == 32_768)
+    #expect(tuned.connectionWindow == settings.connectionWindow)
+    #expect(tuned.maxConcurrentStreams == settings.maxConcurrentStreams)
+    http2 = .defaults
+    http2.connectionWindowSize = 4 << 20
+    http2.maxConcurrentStreams = 250
+    let windows = settings.tuned(by: http2)
+    #expect(windows.connectionWindow == 4 << 20)
+    #expect(windows.maxConcurrentStreams == 250)
+    #expect(windows.streamWindow == settings.streamWindow)
   }
 
   @Test("Plaintext and TLS don't mix: each side fails at once with a clear error")

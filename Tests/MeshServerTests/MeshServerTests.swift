@@ -576,6 +576,24 @@ struct MeshServerTests {
       Issue.record("MESH_TRANSPORT=native did not choose the native transport")
       return
     }
+    // The native transport is the default (the package's Native trait is on); `nio` chooses
+    // grpc-swift's.
+    for kind in [
+      MeshServerConfiguration(serviceName: "echo", host: "127.0.0.1", port: 0).transportKind,
+      try MeshServerConfiguration.fromEnvironment(["MESH_SERVICE_NAME": "echo"]).transportKind,
+    ] {
+      guard case .native(let settings) = kind, settings == .defaults else {
+        Issue.record("the default is not the native transport with its defaults: \(kind)")
+        continue
+      }
+    }
+    let nio = try MeshServerConfiguration.fromEnvironment(
+      ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "nio"]
+    )
+    guard case .nio = nio.transportKind else {
+      Issue.record("MESH_TRANSPORT=nio did not choose the NIO transport")
+      return
+    }
   }
 
   @Test(

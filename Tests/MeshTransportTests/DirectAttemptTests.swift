@@ -185,6 +185,9 @@ struct DirectAttemptTests {
         #expect(reply == "3")
       }
       #expect(transport.stats.retriesTotal == 1)
+      // Every attempt, the retry included, gave its breakers' slots back with its RPC.
+      #expect(transport.stats.attemptsInFlight == 0)
+      #expect(transport.stats.retriesInFlight == 0)
     }
     // The first call failed once it had sent its request; the retry, on the other server,
     // carried all of it again.
@@ -210,6 +213,8 @@ struct DirectAttemptTests {
       }
       #expect(reply == "4")
       #expect(transport.stats.retriesTotal == 1)
+      #expect(transport.stats.attemptsInFlight == 0)
+      #expect(transport.stats.retriesInFlight == 0)
     }
     #expect(service.counts == [4])
   }

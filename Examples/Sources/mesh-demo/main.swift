@@ -389,6 +389,14 @@ func runDemo(options: DemoOptions, certs: MeshCertificateDirectory) async throws
       initialBackoff: .milliseconds(10),
       maxBackoff: .milliseconds(100)
     )
+    // At most one retry per worker can be in flight, so the 'max retries' breaker (5 by default)
+    // is set to the workers: it guards a fleet against retry storms, which this client's few
+    // workers cannot make, and with more workers than 5 retrying at once (one instance killed,
+    // another failing a third of its calls) it would fail calls the retries would have saved.
+    resilience.circuitBreakers.maxRetries = max(
+      resilience.circuitBreakers.maxRetries,
+      options.concurrency
+    )
     resilience.outlierDetection = MeshOutlierDetectionPolicy(
       interval: .seconds(1),
       baseEjectionTime: .seconds(2),

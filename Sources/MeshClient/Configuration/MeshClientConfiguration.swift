@@ -72,10 +72,11 @@ public struct MeshClientConfiguration: Sendable {
   /// plaintext and mTLS alike. Nil: grpc-swift's defaults, with the TLS configuration's HTTP/2
   /// tuning and keepalive under mTLS.
   public var transport: MeshHTTP2TransportConfig?
-  /// Which HTTP/2 implementation carries the connections: grpc-swift's NIO transport (`.nio`, the
-  /// default) or, with the Native trait, the mesh's native one on libnghttp2 and OpenSSL
-  /// (`.native(settings)`; ``transport`` does not apply to it). `MESH_TRANSPORT` sets it.
-  public var transportKind: MeshTransportKind = .nio
+  /// Which HTTP/2 implementation carries the connections: with the Native trait (on by default),
+  /// the mesh's native one on libnghttp2 and OpenSSL (`.native(settings)`, the default;
+  /// ``transport`` does not apply to it), or grpc-swift's NIO transport (`.nio`, the default
+  /// without the trait). `MESH_TRANSPORT` (`native` or `nio`) sets it.
+  public var transportKind: MeshTransportKind = .default
   /// Per-target settings, by target service name.
   public var targets: [String: Target]
   /// Where gRPC's client instruments go (gRFC A66's call and attempt metrics, A96's retries,
@@ -335,6 +336,7 @@ public struct MeshClientConfiguration: Sendable {
       case .nio:
         configuration.transportKind = .nio
       case .native:
+        // Named, or (unset) the default.
         #if Native
           configuration.transportKind = .native(.defaults)
         #endif
