@@ -134,9 +134,9 @@ public final class MeshClient: Sendable {
         if let named {
           throw MeshClientError(
             code: .invalidConfiguration,
-            message: "The native transport (the default) does not take grpc-swift's transport "
-              + "settings (\(named)): unset them, or choose the NIO transport "
-              + "(transportKind .nio, MESH_TRANSPORT=nio)."
+            message: "The native transport does not take grpc-swift's "
+              + "transport settings (\(named)): unset them, or choose grpc-swift's transport "
+              + "(transportKind .nio, MESH_TRANSPORT=nio; the native one is the default)."
           )
         }
       }

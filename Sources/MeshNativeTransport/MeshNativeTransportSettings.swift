@@ -228,24 +228,33 @@ public struct MeshNativeTransportSettings: Sendable, Hashable {
 }
 
 extension MeshNativeTransportSettings {
-  /// These settings with a mesh TLS configuration's HTTP/2 tuning wherever that departs from its
-  /// defaults (Envoy's): an operator's tuning applies on either transport, and the native
-  /// transport's own defaults (larger windows and frames than Envoy's) stand where the TLS
-  /// configuration has none. The stream and connection windows apply separately, which
-  /// grpc-swift's NIO transport cannot do (it takes the connection window for both).
+  /// These settings with a mesh TLS configuration's HTTP/2 tuning, value by value, where the TLS
+  /// configuration departs from its defaults (Envoy's) and these settings are still the native
+  /// transport's defaults: an operator's tuning applies on either transport, a value set here
+  /// explicitly wins (as grpc-swift's transport settings do on the NIO path), and the native
+  /// transport's own defaults (larger windows and frames than Envoy's) stand where neither says
+  /// otherwise. The stream and connection windows apply separately, which grpc-swift's NIO
+  /// transport cannot do (it takes the connection window for both).
   public func tuned(by http2: MeshTLSConfiguration.HTTP2) -> Self {
-    let defaults = MeshTLSConfiguration.HTTP2.defaults
+    let envoy = MeshTLSConfiguration.HTTP2.defaults
+    let native = Self.defaults
     var settings = self
-    if http2.initialStreamWindowSize != defaults.initialStreamWindowSize {
+    if http2.initialStreamWindowSize != envoy.initialStreamWindowSize,
+      settings.streamWindow == native.streamWindow
+    {
       settings.streamWindow = http2.initialStreamWindowSize
     }
-    if http2.connectionWindowSize != defaults.connectionWindowSize {
+    if http2.connectionWindowSize != envoy.connectionWindowSize,
+      settings.connectionWindow == native.connectionWindow
+    {
       settings.connectionWindow = http2.connectionWindowSize
     }
-    if http2.maxConcurrentStreams != defaults.maxConcurrentStreams {
+    if http2.maxConcurrentStreams != envoy.maxConcurrentStreams,
+      settings.maxConcurrentStreams == native.maxConcurrentStreams
+    {
       settings.maxConcurrentStreams = http2.maxConcurrentStreams
     }
-    if http2.maxFrameSize != defaults.maxFrameSize {
+    if http2.maxFrameSize != envoy.maxFrameSize, settings.maxFrameSize == native.maxFrameSize {
       settings.maxFrameSize = http2.maxFrameSize
     }
     return settings

@@ -248,9 +248,9 @@ public final class MeshServer: Service, Sendable {
         if configuration.transport != nil {
           throw MeshServerError(
             code: .invalidConfiguration,
-            message: "The native transport (the default) does not take grpc-swift's transport "
-              + "settings (transport): unset them, or choose the NIO transport "
-              + "(transportKind .nio, MESH_TRANSPORT=nio)."
+            message: "The native transport does not take grpc-swift's "
+              + "transport settings (transport): unset them, or choose grpc-swift's transport "
+              + "(transportKind .nio, MESH_TRANSPORT=nio; the native one is the default)."
           )
         }
         // The TLS configuration's HTTP/2 tuning (where it departs from its defaults), then the

@@ -216,7 +216,8 @@ public struct MeshServerConfiguration: Sendable {
   public var auditAllowedShare: Double = 0
   /// grpc-swift's HTTP/2 server transport settings, whole; nil: its defaults, with the TLS
   /// configuration's HTTP/2 tuning and keepalive under mTLS, and ``connections``. When set,
-  /// ``connections`` is not applied.
+  /// ``connections`` is not applied. They apply on grpc-swift's transport only (``transportKind``
+  /// `.nio`, which the initializers choose when given them); the native transport refuses them.
   public var transport: HTTP2ServerTransport.Posix.Config?
   /// Which HTTP/2 implementation the server listens with: with the Native trait (on by default),
   /// the mesh's native one (`.native(settings)`, the default; ``transport`` does not apply to
@@ -256,6 +257,8 @@ public struct MeshServerConfiguration: Sendable {
       self.connections = connections
       self.authorization = authorization
       self.transport = transport
+      // grpc-swift's transport settings, given, choose grpc-swift's transport.
+      if transport != nil { self.transportKind = .nio }
     }
   #else
     /// Every setting; each defaults to what ``defaults`` has, but the service's name.
@@ -277,6 +280,8 @@ public struct MeshServerConfiguration: Sendable {
       self.connections = connections
       self.authorization = authorization
       self.transport = transport
+      // grpc-swift's transport settings, given, choose grpc-swift's transport.
+      if transport != nil { self.transportKind = .nio }
     }
   #endif
 
@@ -410,7 +415,7 @@ public struct MeshServerConfiguration: Sendable {
   /// | `MESH_INTENTIONS` | `deny` or `allow`: follow the service's Consul intentions, this deciding calls none matches (they replace the file's authorization rules) |
   /// | `MESH_DRAIN_DELAY`, `MESH_DRAIN_GRACE_PERIOD` | the drain: seconds (`2.5`) or Go durations (`2500ms`) |
   /// | `MESH_ADMIN_ADDRESS` | the admin endpoint's `host:port` (port 0: any free one); none when unset |
-  /// | `MESH_TRANSPORT` | `nio` (the default) or `native` (with the Native trait): which HTTP/2 transport listens (``transportKind``) |
+  /// | `MESH_TRANSPORT` | `native` (the default, with the Native trait) or `nio`: which HTTP/2 transport listens (``transportKind``) |
   /// | `MESH_CONFIG_FILE` | a configuration file whose `server` section (`MeshConfigurationFile.Server`) is applied first; the variables above override it |
   ///
   /// - Throws: ``MeshServerError`` naming the variable (or the file's field) for a missing or

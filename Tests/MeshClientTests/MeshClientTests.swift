@@ -131,6 +131,15 @@ struct MeshClientTests {
         continue
       }
     }
+    // grpc-swift's transport settings, given to the initializer, choose grpc-swift's transport.
+    if case .nio = MeshClientConfiguration(
+      discovery: MeshStaticDiscovery([:]),
+      transport: .defaults
+    )
+    .transportKind {
+    } else {
+      Issue.record("grpc-swift's settings did not choose grpc-swift's transport")
+    }
     if case .nio = try MeshClientConfiguration.fromEnvironment(["MESH_TRANSPORT": "nio"])
       .transportKind
     {

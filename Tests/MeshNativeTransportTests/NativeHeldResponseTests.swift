@@ -113,4 +113,59 @@ struct NativeHeldResponseTests {
     #expect(try await self.firstPart(type: .serverStreaming) == "metadata")
     #expect(try await self.firstPart(type: .bidirectionalStreaming) == "metadata")
   }
+
+  @Test(
+    "A unary method's handler that writes a second large message starts its response: nothing waits on the held one"
+  )
+  func secondMessageStartsResponse() async throws {
+    let method = MethodDescriptor(fullyQualifiedService: "test.Held", method: "Two", type: .unary)
+    let server = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
+    var context = GRPCServerContext()
+    context.methods = [method]
+    server.configure(context: context)
+    let large = [UInt8](repeating: 7, count: 2 << 20)
+    let parts = try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        try await server.listen { stream, _ in
+          do {
+            for try await _ in stream.inbound {}
+            try await stream.outbound.write(.metadata([:]))
+            // Each past the stream's window: the second write waits for room, which only the
+            // response's start (at that second message) makes.
+            try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
+            try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
+            try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
+          } catch {}
+        }
+      }
+      defer {
+        server.beginGracefulShutdown()
+        group.cancelAll()
+      }
+      let client = try MeshNativeClientTransport(
+        host: "127.0.0.1",
+        port: try await server.listeningPort,
+        settings: .defaults { $0.streamWindow = 65_535 }
+      )
+      group.addTask { try await client.connect() }
+      defer { client.beginGracefulShutdown() }
+      var options = CallOptions.defaults
+      options.maxResponseMessageBytes = 4 << 20
+      return try await client.withStream(descriptor: method, options: options) { stream, _ in
+        try await stream.outbound.write(.metadata([:]))
+        try await stream.outbound.write(.message(GRPCNIOTransportBytes([0])))
+        await stream.outbound.finish()
+        var parts: [String] = []
+        for try await part in stream.inbound {
+          switch part {
+          case .metadata: parts.append("metadata")
+          case .message(let bytes): parts.append("message \(bytes.count)")
+          case .status(let status, _): parts.append("status \(status.code)")
+          }
+        }
+        return parts
+      }
+    }
+    #expect(parts == ["metadata", "message \(2 << 20)", "message \(2 << 20)", "status ok"])
+  }
 }

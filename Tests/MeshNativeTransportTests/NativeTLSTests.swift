@@ -258,6 +258,14 @@ struct NativeTLSTests {
     #expect(windows.connectionWindow == 4 << 20)
     #expect(windows.maxConcurrentStreams == 250)
     #expect(windows.streamWindow == settings.streamWindow)
+    // Values set on the native settings themselves win over the TLS configuration's.
+    let explicit = MeshNativeTransportSettings.defaults {
+      $0.connectionWindow = 32 << 20
+      $0.maxConcurrentStreams = 50
+    }
+    let kept = explicit.tuned(by: http2)
+    #expect(kept.connectionWindow == 32 << 20)
+    #expect(kept.maxConcurrentStreams == 50)
   }
 
   @Test("Plaintext and TLS don't mix: each side fails at once with a clear error")

@@ -587,6 +587,17 @@ struct MeshServerTests {
         continue
       }
     }
+    // grpc-swift's transport settings, given to the initializer, choose grpc-swift's transport.
+    let given = MeshServerConfiguration(
+      serviceName: "echo",
+      host: "127.0.0.1",
+      port: 0,
+      transport: .defaults
+    )
+    guard case .nio = given.transportKind else {
+      Issue.record("grpc-swift's settings did not choose grpc-swift's transport")
+      return
+    }
     let nio = try MeshServerConfiguration.fromEnvironment(
       ["MESH_SERVICE_NAME": "echo", "MESH_TRANSPORT": "nio"]
     )

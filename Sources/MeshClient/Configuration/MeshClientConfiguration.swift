@@ -70,7 +70,8 @@ public struct MeshClientConfiguration: Sendable {
   /// grpc-swift's HTTP/2 transport settings of every connection (HTTP/2 frame and window sizes,
   /// authority, keepalive, idle time, flush coalescing, compression, connection backoff), for
   /// plaintext and mTLS alike. Nil: grpc-swift's defaults, with the TLS configuration's HTTP/2
-  /// tuning and keepalive under mTLS.
+  /// tuning and keepalive under mTLS. They apply on grpc-swift's transport only (``transportKind``
+  /// `.nio`, which the initializers choose when given them); the native transport refuses them.
   public var transport: MeshHTTP2TransportConfig?
   /// Which HTTP/2 implementation carries the connections: with the Native trait (on by default),
   /// the mesh's native one on libnghttp2 and OpenSSL (`.native(settings)`, the default;
@@ -193,6 +194,8 @@ public struct MeshClientConfiguration: Sendable {
       self.maxStreamsPerConnection = maxStreamsPerConnection
       self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
       self.transport = transport
+      // grpc-swift's transport settings, given, choose grpc-swift's transport.
+      if transport != nil { self.transportKind = .nio }
       self.targets = targets
     }
   #else
@@ -221,6 +224,8 @@ public struct MeshClientConfiguration: Sendable {
       self.maxStreamsPerConnection = maxStreamsPerConnection
       self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
       self.transport = transport
+      // grpc-swift's transport settings, given, choose grpc-swift's transport.
+      if transport != nil { self.transportKind = .nio }
       self.targets = targets
     }
   #endif
@@ -270,7 +275,7 @@ public struct MeshClientConfiguration: Sendable {
   /// | `MESH_CERTS_DIR` | the certificates folder (`mesh certs` layout); mTLS when set |
   /// | `MESH_TRUST_DOMAIN`, `MESH_NAMESPACE` | the targets' SPIFFE IDs (`mesh.local`, `default`) |
   /// | `MESH_DEFAULT_TIMEOUT` | the default RPC timeout: seconds (`2.5`) or Go syntax (`2500ms`), positive and at most ten years |
-  /// | `MESH_TRANSPORT` | `nio` (the default) or `native` (with the Native trait): which HTTP/2 transport carries the connections (``transportKind``) |
+  /// | `MESH_TRANSPORT` | `native` (the default, with the Native trait) or `nio`: which HTTP/2 transport carries the connections (``transportKind``) |
   /// | `MESH_CONFIG_FILE` | a configuration file (`MeshConfigurationFile`) to apply |
   /// | `MESH_CLIENT_ADMIN_ADDRESS` | the client's own admin endpoint, `host:port` (port 0: any free one); none when unset (with the Admin trait). A process that also runs a MeshServer shows its client on the server's endpoint (`MESH_ADMIN_ADDRESS`) instead |
   ///

@@ -251,14 +251,19 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
         stream.framed(count)
         return
       }
+      // A held response's first message waits for its status; a second starts the response.
+      let holding = stream.holdsResponse && !stream.responseStarted && stream.data == nil
       if stream.data == nil {
         stream.data = bytes
       } else {
         stream.data!.writeBuffer(&bytes)
       }
-      // A held response's message waits for its status.
-      guard !stream.holdsResponse || stream.responseStarted else { return }
-      if !stream.responseStarted { self.startResponse(stream, metadata: [:], on: session) }
+      guard !holding else { return }
+      if !stream.responseStarted {
+        self.startResponse(stream, metadata: stream.heldMetadata ?? [:], on: session)
+        stream.heldMetadata = nil
+        guard !stream.closed else { return }
+      }
       session.resumeData(stream: stream.id)
     case .status(let stream, let status, let metadata):
       guard !stream.closed, !stream.responseEnded else { return }
@@ -655,7 +660,8 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       )
     } catch {
       stream.inbound.fail(RPCError(code: error.code, message: error.message))
-      if !stream.responseEnded {
+      // A status the handler wrote already (its trailers waiting for the data) stands.
+      if !stream.responseEnded, stream.trailers == nil {
         let status = Status(code: Status.Code(error.code), message: error.message)
         self.endResponse(stream, status: status, metadata: [:], on: session)
       }

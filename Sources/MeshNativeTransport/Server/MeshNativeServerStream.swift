@@ -39,6 +39,8 @@ final class MeshNativeServerStream: @unchecked Sendable {
   private let cancellation = MeshMutex(Cancellation())
   /// Response bytes handed to the loop and not yet framed by nghttp2.
   private let outboundFlow = MeshNativeOutboundFlow()
+  /// Response messages the handler wrote (its writer's task only).
+  private var messagesWritten = 0
 
   // MARK: Event loop only
 
@@ -55,9 +57,11 @@ final class MeshNativeServerStream: @unchecked Sendable {
   /// The response's headers were submitted.
   var responseStarted = false
   /// A unary response (the method's type says so): its headers and message are held until its
-  /// status, and all three go out in one write, as grpc-swift's NIO server does. A peer never
-  /// sees the response start before it is whole, so a server that dies mid-response leaves the
-  /// RPC uncommitted and the client may retry it elsewhere. Set before a handler has the stream,
+  /// status, and all three go out in one write (grpc-swift's NIO server flushes them once, at the
+  /// status, likewise). A peer never sees the response start before it is whole, so a server that
+  /// dies mid-response leaves the RPC uncommitted, and a client's retry policy may send it
+  /// elsewhere. Only the first message is held: a handler that writes more (which a unary method
+  /// should not) has its response started at the second. Set before a handler has the stream,
   /// and not changed after.
   var holdsResponse = false
   /// A held response's metadata.
@@ -163,9 +167,12 @@ final class MeshNativeServerStream: @unchecked Sendable {
       MeshGRPCWire.frame(message, into: &framed)
       let over = try self.outboundFlow.queue(framed.readableBytes)
       self.connection.enqueue(.data(self, framed))
-      // A held response's one message goes out with its status, which this handler writes
-      // next: waiting for it to go first would never end.
-      if over, !self.holdsResponse { try await self.outboundFlow.waitForRoom() }
+      self.messagesWritten += 1
+      // A held response's first message goes out with its status, which this handler writes
+      // next: waiting for it to go first would never end. (A second one starts the response.)
+      if over, !self.holdsResponse || self.messagesWritten > 1 {
+        try await self.outboundFlow.waitForRoom()
+      }
     case .status(let status, let metadata):
       self.connection.enqueue(.status(self, status, metadata))
     }

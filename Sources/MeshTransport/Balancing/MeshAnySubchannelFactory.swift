@@ -32,7 +32,8 @@ public struct MeshAnySubchannelFactory: MeshSubchannelFactory {
 
   private let base: any MeshAnySubchannelFactoryBox
 
-  /// `base`'s subchannels, erased.
+  /// `base`'s subchannels, erased. `base`'s ``MeshSubchannelFactory/requestFailureEndsResponse``
+  /// and ``MeshSubchannelFactory/opensConnectedStreams`` are read once, here.
   public init<Base: MeshSubchannelFactory>(_ base: Base)
   where Base.Subchannel.Bytes == GRPCNIOTransportBytes {
     self.base = MeshSubchannelFactoryBox(base: base)
