@@ -22,6 +22,40 @@ import Testing
 
 @Suite("Native server: a unary response goes out whole", .timeLimit(.minutes(1)))
 struct NativeHeldResponseTests {
+  /// Runs a raw native server transport knowing `methods` (their types), whose streams
+  /// `handler` serves, and `body` with a raw native client transport to it.
+  private func withRawServer<Result: Sendable>(
+    methods: [MethodDescriptor],
+    clientSettings: MeshNativeTransportSettings = .defaults,
+    handler:
+      @escaping @Sendable (
+        RPCStream<MeshNativeServerTransport.Inbound, MeshNativeServerTransport.Outbound>
+      ) async throws -> Void,
+    _ body: (MeshNativeClientTransport) async throws -> Result
+  ) async throws -> Result {
+    let server = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
+    var context = GRPCServerContext()
+    context.methods = methods
+    server.configure(context: context)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        try await server.listen { stream, _ in try? await handler(stream) }
+      }
+      defer {
+        server.beginGracefulShutdown()
+        group.cancelAll()
+      }
+      let client = try MeshNativeClientTransport(
+        host: "127.0.0.1",
+        port: try await server.listeningPort,
+        settings: clientSettings
+      )
+      group.addTask { try await client.connect() }
+      defer { client.beginGracefulShutdown() }
+      return try await body(client)
+    }
+  }
+
   /// The first response part the client reads from a handler that writes metadata and a message
   /// and then ends without a status (the server resets the stream), on a method of `type`.
   ///
@@ -37,38 +71,19 @@ struct NativeHeldResponseTests {
     )
     let wrote = MeshSignal()
     let probed = MeshSignal()
-    let server = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
-    var context = GRPCServerContext()
-    context.methods = [method, probe]
-    server.configure(context: context)
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        try await server.listen { stream, _ in
-          do {
-            for try await _ in stream.inbound {}
-            try await stream.outbound.write(.metadata(["x-started": "yes"]))
-            if stream.descriptor == probe {
-              try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
-              return
-            }
-            try await stream.outbound.write(.message(GRPCNIOTransportBytes([1, 2, 3])))
-            wrote.fire()
-            await probed.wait()
-            // No status: the response ends broken (a server dying mid-response looks alike).
-            await stream.outbound.finish()
-          } catch {}
-        }
+    return try await self.withRawServer(methods: [method, probe]) { stream in
+      for try await _ in stream.inbound {}
+      try await stream.outbound.write(.metadata(["x-started": "yes"]))
+      if stream.descriptor == probe {
+        try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
+        return
       }
-      defer {
-        server.beginGracefulShutdown()
-        group.cancelAll()
-      }
-      let client = try MeshNativeClientTransport(
-        host: "127.0.0.1",
-        port: try await server.listeningPort
-      )
-      group.addTask { try await client.connect() }
-      defer { client.beginGracefulShutdown() }
+      try await stream.outbound.write(.message(GRPCNIOTransportBytes([1, 2, 3])))
+      wrote.fire()
+      await probed.wait()
+      // No status: the response ends broken (a server dying mid-response looks alike).
+      await stream.outbound.finish()
+    } _: { client in
       return try await client.withStream(descriptor: method, options: .defaults) { stream, _ in
         try await stream.outbound.write(.metadata([:]))
         try await stream.outbound.write(.message(GRPCNIOTransportBytes([0])))
@@ -119,36 +134,19 @@ struct NativeHeldResponseTests {
   )
   func secondMessageStartsResponse() async throws {
     let method = MethodDescriptor(fullyQualifiedService: "test.Held", method: "Two", type: .unary)
-    let server = try MeshNativeServerTransport(host: "127.0.0.1", port: 0)
-    var context = GRPCServerContext()
-    context.methods = [method]
-    server.configure(context: context)
     let large = [UInt8](repeating: 7, count: 2 << 20)
-    let parts = try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        try await server.listen { stream, _ in
-          do {
-            for try await _ in stream.inbound {}
-            try await stream.outbound.write(.metadata([:]))
-            // Each past the stream's window: the second write waits for room, which only the
-            // response's start (at that second message) makes.
-            try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
-            try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
-            try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
-          } catch {}
-        }
-      }
-      defer {
-        server.beginGracefulShutdown()
-        group.cancelAll()
-      }
-      let client = try MeshNativeClientTransport(
-        host: "127.0.0.1",
-        port: try await server.listeningPort,
-        settings: .defaults { $0.streamWindow = 65_535 }
-      )
-      group.addTask { try await client.connect() }
-      defer { client.beginGracefulShutdown() }
+    let parts = try await self.withRawServer(
+      methods: [method],
+      clientSettings: .defaults { $0.streamWindow = 65_535 }
+    ) { stream in
+      for try await _ in stream.inbound {}
+      try await stream.outbound.write(.metadata([:]))
+      // Each past the stream's window: the second write waits for room, which only the
+      // response's start (at that second message) makes.
+      try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
+      try await stream.outbound.write(.message(GRPCNIOTransportBytes(large)))
+      try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
+    } _: { client in
       var options = CallOptions.defaults
       options.maxResponseMessageBytes = 4 << 20
       return try await client.withStream(descriptor: method, options: options) { stream, _ in
