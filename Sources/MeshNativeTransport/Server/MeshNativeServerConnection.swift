@@ -260,18 +260,14 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
       }
       guard !holding else { return }
       if !stream.responseStarted {
-        self.startResponse(stream, metadata: stream.heldMetadata ?? [:], on: session)
-        stream.heldMetadata = nil
-        guard !stream.closed else { return }
+        guard self.startHeldResponse(stream, on: session) else { return }
       }
       session.resumeData(stream: stream.id)
     case .status(let stream, let status, let metadata):
       guard !stream.closed, !stream.responseEnded else { return }
       if !stream.responseStarted, stream.heldMetadata != nil || stream.data != nil {
         // A held response: its headers, message and trailers, together.
-        self.startResponse(stream, metadata: stream.heldMetadata ?? [:], on: session)
-        stream.heldMetadata = nil
-        guard !stream.closed else { return }
+        guard self.startHeldResponse(stream, on: session) else { return }
       }
       self.endResponse(stream, status: status, metadata: metadata, on: session)
     case .finish(let stream):
@@ -297,6 +293,17 @@ final class MeshNativeServerConnection: ChannelInboundHandler, MeshHTTP2SessionD
     case .goAway:
       self.beginDraining(on: session)
     }
+  }
+
+  /// Starts `stream`'s response with the metadata it holds (none if it holds none); false if
+  /// that failed and the stream was reset.
+  private func startHeldResponse(
+    _ stream: MeshNativeServerStream,
+    on session: MeshHTTP2Session
+  ) -> Bool {
+    self.startResponse(stream, metadata: stream.heldMetadata ?? [:], on: session)
+    stream.heldMetadata = nil
+    return !stream.closed
   }
 
   private func startResponse(

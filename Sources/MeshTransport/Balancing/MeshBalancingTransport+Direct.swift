@@ -301,7 +301,7 @@ extension MeshBalancingTransport {
       mutating func next() async throws -> RPCResponsePart<Bytes>? {
         // grpc-swift calls this through an existential, which runs generic code: a mesh client's
         // transport runs the code compiled for its types (see `withStream`).
-        if Factory.self == MeshAnySubchannelFactory.self, Clock.self == ContinuousClock.self {
+        if MeshBalancingTransport.isMeshClient {
           let part = try await unsafeDowncast(
             self.reader,
             to: MeshClientTransport.DirectReader.self

@@ -69,7 +69,7 @@ extension MeshBalancingTransport {
     // this transport's code is otherwise generic, and looking up the runtime metadata of each
     // generic type it touches cost more CPU per RPC than the native transport itself. The result
     // goes through a local, so that the specialized code is not generic over it either.
-    if Factory.self == MeshAnySubchannelFactory.self, Clock.self == ContinuousClock.self {
+    if Self.isMeshClient {
       let specialized = unsafeDowncast(self, to: MeshClientTransport.self)
       var result: T?
       try await specialized.runRPC(
@@ -94,6 +94,12 @@ extension MeshBalancingTransport {
       defaultTimeout: defaultTimeout,
       closure
     )
+  }
+
+  /// Whether this is a mesh client's transport (``MeshClientTransport``): over the erased factory
+  /// on the continuous clock, with code compiled for those types to dispatch to.
+  static var isMeshClient: Bool {
+    Factory.self == MeshAnySubchannelFactory.self && Clock.self == ContinuousClock.self
   }
 
   /// Runs one RPC.
